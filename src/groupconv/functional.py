@@ -1,0 +1,143 @@
+"""Grouped convolution on tensors: drop-in twins of ``torch.nn.functional``'s conv functions.
+
+Same signatures, argument order, defaults and results as PyTorch's, computed by
+groupconv and differentiable to any order.
+
+Example:
+    >>> import torch, groupconv.functional as GF
+    >>> x, w = torch.randn(1, 4, 32, 32), torch.randn(8, 2, 3, 3)
+    >>> GF.conv2d(x, w, groups=2).shape
+    torch.Size([1, 8, 30, 30])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+
+from . import autograd
+from .errors import GroupConvError
+from .spec import ConvSpec
+
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D grouped convolution: (N, C, L) x (O, C/groups, kL) -> (N, O, L_out). See ``torch.nn.functional.conv1d``."""
+    return _conv(input, weight, bias, dims=1, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D grouped convolution: (N, C, H, W) x (O, C/groups, kH, kW) -> (N, O, H_out, W_out).
+
+    See ``torch.nn.functional.conv2d``; ``padding`` may be ``"same"`` or ``"valid"``.
+    """
+    return _conv(input, weight, bias, dims=2, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """3-D grouped convolution: (N, C, D, H, W) x (O, C/groups, kD, kH, kW). See ``torch.nn.functional.conv3d``."""
+    return _conv(input, weight, bias, dims=3, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """1-D grouped transposed convolution: (N, C, L) x (C, O/groups, kL). See ``torch.nn.functional.conv_transpose1d``."""
+    return _conv_transpose(input, weight, bias, 1, stride, padding, output_padding, groups, dilation)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """2-D grouped transposed convolution: (N, C, H, W) x (C, O/groups, kH, kW).
+
+    Output size per dim: (S - 1) * stride - 2 * padding + dilation * (k - 1) + output_padding + 1.
+    See ``torch.nn.functional.conv_transpose2d``.
+    """
+    return _conv_transpose(input, weight, bias, 2, stride, padding, output_padding, groups, dilation)
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """3-D grouped transposed convolution: (N, C, D, H, W) x (C, O/groups, kD, kH, kW). See ``torch.nn.functional.conv_transpose3d``."""
+    return _conv_transpose(input, weight, bias, 3, stride, padding, output_padding, groups, dilation)
+
+
+def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Run the layer ``spec`` on tensors: what every frontend calls.
+
+    Validates the operands against ``spec``, applies its ``padding_mode``, and keeps
+    PyTorch's conventions: an unbatched input (C, *S) gives an unbatched output, and a
+    channels-last input gives a channels-last output.
+
+    Example:
+        >>> spec = ConvSpec(4, 8, 3, groups=2, padding="same", padding_mode="circular")
+        >>> apply(spec, torch.randn(1, 4, 8, 8), torch.randn(8, 2, 3, 3)).shape
+        torch.Size([1, 8, 8, 8])
+    """
+    _check_tensors(spec, input, weight, bias)
+    spec.output_shape(input.shape)  # validates the input's rank, channels and size
+    batched = input.dim() == spec.dims + 2
+    x = input if batched else input.unsqueeze(0)
+    if spec.padding_mode != "zeros":
+        x = F.pad(x, [p for pair in reversed(spec.padding_pairs) for p in pair], mode=spec.padding_mode)
+        spec = dataclasses.replace(spec, padding=0, padding_mode="zeros")
+    if spec.transposed:
+        y = autograd.conv_input_grad(x, weight, spec, spec.output_size(x.shape[2:]))
+    else:
+        y = autograd.conv(x, weight, spec)
+    if bias is not None:
+        y = y + bias.view(-1, *(1,) * spec.dims)
+    layout = _CHANNELS_LAST.get(x.dim())
+    if layout is not None and x.is_contiguous(memory_format=layout) and not x.is_contiguous():
+        y = y.contiguous(memory_format=layout)
+    return y if batched else y.squeeze(0)
+
+
+def _conv(input, weight, bias, *, dims, stride, padding, dilation, groups):
+    _check_is_tensor("weight", weight)
+    spec = ConvSpec.from_weight(
+        weight.shape, groups=groups, dims=dims, stride=stride, padding=padding,
+        dilation=dilation, bias=bias is not None,
+    )
+    return apply(spec, input, weight, bias)
+
+
+def _conv_transpose(input, weight, bias, dims, stride, padding, output_padding, groups, dilation):
+    _check_is_tensor("weight", weight)
+    spec = ConvSpec.from_weight(
+        weight.shape, groups=groups, transposed=True, dims=dims, stride=stride, padding=padding,
+        output_padding=output_padding, dilation=dilation, bias=bias is not None,
+    )
+    return apply(spec, input, weight, bias)
+
+
+def _check_is_tensor(name: str, value: object) -> None:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+
+
+def _check_tensors(spec: ConvSpec, input, weight, bias) -> None:
+    """TypeError for operands of the wrong type, dtype or device; GroupConvError via the spec otherwise."""
+    operands = {"input": input, "weight": weight}
+    if bias is not None:
+        operands["bias"] = bias
+    for name, tensor in operands.items():
+        _check_is_tensor(name, tensor)
+        if not tensor.is_floating_point():
+            raise TypeError(
+                f"{name} has dtype {tensor.dtype}; convolution needs floating point: use {name}.float()"
+            )
+        if tensor.dtype != input.dtype:
+            raise TypeError(
+                f"{name} has dtype {tensor.dtype} but input has {input.dtype}; "
+                f"convert one, e.g. {name}.to(input.dtype)"
+            )
+        if tensor.device != input.device:
+            raise TypeError(
+                f"{name} is on {tensor.device} but input is on {input.device}; use {name}.to(input.device)"
+            )
+    if tuple(weight.shape) != spec.weight_shape:
+        raise GroupConvError(f"weight of size {list(weight.shape)} does not fit the layer: expected {list(spec.weight_shape)}")
+    if bias is not None and tuple(bias.shape) != (spec.out_channels,):
+        raise GroupConvError(
+            f"bias of size {list(bias.shape)} does not fit the layer: expected [{spec.out_channels}], one per output channel"
+        )

@@ -1,0 +1,336 @@
+"""What a grouped convolution layer is, before any compute: validation, shapes and counts.
+
+Framework-free: nothing here imports torch or numpy, so every frontend (tensors,
+arrays, the CLI) validates and counts through this one module.
+
+Shape legend, used across groupconv:
+    N batch, C input channels, O output channels, G groups,
+    Cg = C / G and Og = O / G channels per group,
+    K kernel size, S input size, L output size (each one entry per spatial dim),
+    D number of spatial dims (1, 2 or 3).
+
+A convolution's weight is (O, Cg, *K); a transposed convolution's is (C, Og, *K),
+exactly as in PyTorch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Union
+
+from .errors import GroupConvError
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+PADDING_STRINGS = ("same", "valid")
+SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
+IntOrInts = Union[int, Sequence[int]]
+Shape = Sequence[int]
+
+
+def max_groups(in_channels: int, out_channels: int) -> int:
+    """The largest valid ``groups``: the greatest common divisor of the channel counts.
+
+    Example:
+        >>> max_groups(3, 9)  # (1, 3, 64, 64) -> (1, 9, 64, 64) allows at most 3 groups
+        3
+    """
+    in_channels = check_int("in_channels", in_channels, minimum=1)
+    out_channels = check_int("out_channels", out_channels, minimum=1)
+    return math.gcd(in_channels, out_channels)
+
+
+def valid_groups(in_channels: int, out_channels: int) -> list[int]:
+    """Every valid ``groups`` for these channel counts, ascending: the divisors of their gcd.
+
+    Example:
+        >>> valid_groups(4, 8)
+        [1, 2, 4]
+    """
+    gcd = max_groups(in_channels, out_channels)
+    return [g for g in range(1, gcd + 1) if gcd % g == 0]
+
+
+def check_int(name: str, value: object, minimum: int) -> int:
+    """``value`` as an int, or a TypeError / GroupConvError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
+    if value < minimum:
+        raise GroupConvError(f"{name}={value} is invalid: {name} must be an int >= {minimum}")
+    return int(value)
+
+
+def _ints(name: str, value: object, dims: int, minimum: int) -> tuple[int, ...]:
+    """An int or a sequence of ``dims`` ints, as a ``dims``-tuple (PyTorch's _pair/_triple)."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != dims:
+            raise GroupConvError(
+                f"{name}={tuple(value)!r} has {len(value)} entries; "
+                f"a {dims}-D convolution needs one int or {dims} ints"
+            )
+        return tuple(check_int(f"{name}[{i}]", v, minimum) for i, v in enumerate(value))
+    return (check_int(name, value, minimum),) * dims
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvSpec:
+    """A validated convolution layer: every argument of ``torch.nn.Conv{1,2,3}d`` and
+    ``ConvTranspose{1,2,3}d``, checked on construction and normalised to tuples.
+
+    Args:
+        in_channels, out_channels: channel counts; both divisible by ``groups``.
+        kernel_size, stride, dilation: an int or one int per spatial dim.
+        padding: an int, one int per dim, ``"same"`` (stride 1 only) or ``"valid"``.
+        groups: channel groups; see :func:`valid_groups`.
+        bias: whether the layer adds a bias per output channel.
+        padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``
+            (transposed: ``"zeros"`` only).
+        transposed: a transposed convolution (the adjoint of a convolution).
+        output_padding: transposed only; extra size on one side of the output.
+        dims: the number of spatial dims, 1, 2 or 3.
+
+    Example:
+        >>> spec = ConvSpec(4, 8, 3, groups=2, bias=False)
+        >>> spec.weight_shape, spec.num_params
+        ((8, 2, 3, 3), 144)
+        >>> spec.output_shape((1, 4, 32, 32))
+        (1, 8, 30, 30)
+    """
+
+    in_channels: int
+    out_channels: int
+    kernel_size: IntOrInts
+    stride: IntOrInts = 1
+    padding: IntOrInts | str = 0
+    dilation: IntOrInts = 1
+    groups: int = 1
+    bias: bool = True
+    padding_mode: str = "zeros"
+    transposed: bool = False
+    output_padding: IntOrInts = 0
+    dims: int = 2
+
+    def __post_init__(self) -> None:
+        normalised = _normalise(self)
+        for name, value in normalised.items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_weight(
+        cls, weight_shape: Shape, *, groups: int, transposed: bool = False, **layer
+    ) -> ConvSpec:
+        """The spec of a functional call, whose channels and kernel come from the weight.
+
+        ``weight_shape`` is (O, Cg, *K), or (C, Og, *K) when ``transposed``.
+        """
+        groups = check_int("groups", groups, minimum=1)
+        dims = layer.pop("dims")
+        layout = "in_channels, out_channels/groups" if transposed else "out_channels, in_channels/groups"
+        if len(weight_shape) != dims + 2:
+            raise GroupConvError(
+                f"weight of size {list(weight_shape)} has {len(weight_shape)} dimensions; a {dims}-D "
+                f"{'transposed ' if transposed else ''}convolution expects "
+                f"({layout}, {', '.join('k' + s for s in SPATIAL_NAMES[dims])})"
+            )
+        first, per_group, *kernel = weight_shape
+        channels = (first, per_group * groups) if transposed else (per_group * groups, first)
+        try:
+            return cls(*channels, tuple(kernel), groups=groups, transposed=transposed, dims=dims, **layer)
+        except GroupConvError as error:
+            raise GroupConvError(f"Given weight of size {list(weight_shape)}: {error}") from None
+
+    @property
+    def in_per_group(self) -> int:
+        """Cg: the input channels each filter reads."""
+        return self.in_channels // self.groups
+
+    @property
+    def out_per_group(self) -> int:
+        """Og: the output channels each group writes."""
+        return self.out_channels // self.groups
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        """(O, Cg, *K) for a convolution, (C, Og, *K) for a transposed one."""
+        if self.transposed:
+            return (self.in_channels, self.out_per_group, *self.kernel_size)
+        return (self.out_channels, self.in_per_group, *self.kernel_size)
+
+    @property
+    def bias_shape(self) -> tuple[int, ...] | None:
+        return (self.out_channels,) if self.bias else None
+
+    @property
+    def num_params(self) -> int:
+        """Weights plus biases: O * Cg * prod(K) (+ O)."""
+        return math.prod(self.weight_shape) + (self.out_channels if self.bias else 0)
+
+    @cached_property
+    def padding_pairs(self) -> tuple[tuple[int, int], ...]:
+        """(before, after) zero padding per spatial dim; ``"same"`` puts an odd extra after,
+        as PyTorch does."""
+        if self.padding == "valid":
+            return ((0, 0),) * self.dims
+        if self.padding == "same":
+            reach = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
+            return tuple((r // 2, r - r // 2) for r in reach)
+        return tuple((p, p) for p in self.padding)
+
+    def output_size(self, input_size: Shape) -> tuple[int, ...]:
+        """The spatial output size for spatial input size S (not validated)."""
+        if self.transposed:
+            return tuple(
+                (s - 1) * st - 2 * p + d * (k - 1) + op + 1
+                for s, st, p, d, k, op in zip(
+                    input_size, self.stride, self.padding, self.dilation, self.kernel_size, self.output_padding
+                )
+            )
+        return tuple(
+            (s + lo + hi - d * (k - 1) - 1) // st + 1
+            for s, (lo, hi), d, k, st in zip(
+                input_size, self.padding_pairs, self.dilation, self.kernel_size, self.stride
+            )
+        )
+
+    def output_shape(self, input_shape: Shape) -> tuple[int, ...]:
+        """The output shape for input (N, C, *S) or unbatched (C, *S); validates the input.
+
+        Raises:
+            GroupConvError: wrong number of dims, wrong channels, or an empty output.
+        """
+        *batch, channels, _ = self._split_input(input_shape)
+        return (*batch, self.out_channels, *self._checked_output_size(input_shape))
+
+    def macs(self, input_shape: Shape) -> int:
+        """Multiply-accumulates of one forward pass: N * O * prod(L) * Cg * prod(K) for a
+        convolution, N * C * prod(S) * Og * prod(K) for a transposed one (each input
+        element meets each of its group's filters once), as ``torch.utils.flop_counter``."""
+        *batch, _, input_size = self._split_input(input_shape)
+        output_size = self._checked_output_size(input_shape)
+        n = math.prod(batch)
+        kernel = math.prod(self.kernel_size)
+        if self.transposed:
+            return n * self.in_channels * math.prod(input_size) * self.out_per_group * kernel
+        return n * self.out_channels * math.prod(output_size) * self.in_per_group * kernel
+
+    def flops(self, input_shape: Shape) -> int:
+        """Floating-point operations of one forward pass: 2 * macs (a multiply and an add
+        each), plus one add per output element when the layer has a bias."""
+        bias_adds = math.prod(self.output_shape(input_shape)) if self.bias else 0
+        return 2 * self.macs(input_shape) + bias_adds
+
+    def _split_input(self, input_shape: Shape) -> tuple:
+        """(*batch, C, S) of an input shape, checking its rank and channels."""
+        shape = tuple(input_shape)
+        spatial = ", ".join(SPATIAL_NAMES[self.dims])
+        if len(shape) not in (self.dims + 1, self.dims + 2):
+            raise GroupConvError(
+                f"input of size {list(shape)} has {len(shape)} dimensions; a {self.dims}-D convolution "
+                f"expects {self.dims + 2} (N, C, {spatial}) or {self.dims + 1} unbatched (C, {spatial})"
+            )
+        *batch, channels = shape[: -self.dims]
+        if channels != self.in_channels:
+            raise GroupConvError(
+                f"Given groups={self.groups}, weight of size {list(self.weight_shape)}, expected "
+                f"input{list(shape)} to have {self.in_channels} channels, but got {channels} channels instead"
+            )
+        return (*batch, channels, shape[-self.dims :])
+
+    def _checked_output_size(self, input_shape: Shape) -> tuple[int, ...]:
+        input_size = tuple(input_shape)[-self.dims :]
+        for dim, (size, (lo, hi)) in enumerate(zip(input_size, self.padding_pairs)):
+            if size < 1:
+                raise GroupConvError(f"input of size {list(input_shape)} is empty in spatial dim {dim}")
+            if self.padding_mode == "reflect" and max(lo, hi) >= size:
+                raise GroupConvError(
+                    f"padding_mode='reflect' needs padding < input size, but spatial dim {dim} has "
+                    f"size {size} and padding {max(lo, hi)}; use padding_mode='replicate' or less padding"
+                )
+            if self.padding_mode == "circular" and max(lo, hi) > size:
+                raise GroupConvError(
+                    f"padding_mode='circular' needs padding <= input size, but spatial dim {dim} has "
+                    f"size {size} and padding {max(lo, hi)}; use less padding"
+                )
+        output_size = self.output_size(input_size)
+        for dim, (size, out) in enumerate(zip(input_size, output_size)):
+            if out < 1:
+                reach = self.dilation[dim] * (self.kernel_size[dim] - 1) + 1
+                raise GroupConvError(
+                    f"input of size {list(input_shape)} gives an output of size {out} in spatial dim {dim} "
+                    f"(input {size}, padding {self.padding_pairs[dim]}, kernel reach {reach} = "
+                    f"dilation*(kernel_size-1)+1, stride {self.stride[dim]}); "
+                    f"use a larger input, {'less' if self.transposed else 'more'} padding or a smaller kernel"
+                )
+        return output_size
+
+
+def _normalise(spec: ConvSpec) -> dict:
+    """Every field of ``spec`` checked and in canonical form, or an error naming the field."""
+    dims = check_int("dims", spec.dims, minimum=1)
+    if dims > 3:
+        raise GroupConvError(f"dims={dims} is invalid: groupconv supports 1-, 2- and 3-D convolution")
+    in_channels = check_int("in_channels", spec.in_channels, minimum=1)
+    out_channels = check_int("out_channels", spec.out_channels, minimum=1)
+    groups = check_int("groups", spec.groups, minimum=1)
+    for name, channels in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if channels % groups:
+            choices = ", ".join(map(str, valid_groups(in_channels, out_channels)))
+            raise GroupConvError(
+                f"{name}={channels} is not divisible by groups={groups}; valid groups for "
+                f"in_channels={in_channels}, out_channels={out_channels}: {choices}"
+            )
+    kernel_size = _ints("kernel_size", spec.kernel_size, dims, minimum=1)
+    stride = _ints("stride", spec.stride, dims, minimum=1)
+    dilation = _ints("dilation", spec.dilation, dims, minimum=1)
+    padding = _padding(spec.padding, dims, stride, spec.transposed)
+    output_padding = _ints("output_padding", spec.output_padding, dims, minimum=0)
+    if not isinstance(spec.transposed, bool):
+        raise TypeError(f"transposed must be a bool, got {spec.transposed!r}")
+    if not isinstance(spec.bias, bool):
+        raise TypeError(f"bias must be a bool, got {spec.bias!r}")
+    if spec.padding_mode not in PADDING_MODES:
+        raise GroupConvError(
+            f"padding_mode={spec.padding_mode!r} is not supported; use one of {', '.join(map(repr, PADDING_MODES))}"
+        )
+    if spec.transposed and spec.padding_mode != "zeros":
+        raise GroupConvError(
+            f"padding_mode={spec.padding_mode!r} is not supported for a transposed convolution; use 'zeros'"
+        )
+    if not spec.transposed and any(output_padding):
+        raise GroupConvError(
+            f"output_padding={output_padding} is only for transposed convolution; leave it 0"
+        )
+    for dim, (op, st, d) in enumerate(zip(output_padding, stride, dilation)):
+        if op >= st and op >= d:
+            raise GroupConvError(
+                f"output_padding={output_padding} must be smaller than either stride={stride} or "
+                f"dilation={dilation} in every dim, but dim {dim} has {op}; use output_padding < {max(st, d)}"
+            )
+    return dict(
+        dims=dims, in_channels=in_channels, out_channels=out_channels, groups=groups,
+        kernel_size=kernel_size, stride=stride, dilation=dilation, padding=padding,
+        output_padding=output_padding,
+    )
+
+
+def _padding(padding: object, dims: int, stride: tuple[int, ...], transposed: bool) -> tuple[int, ...] | str:
+    if not isinstance(padding, str):
+        return _ints("padding", padding, dims, minimum=0)
+    if padding not in PADDING_STRINGS:
+        raise GroupConvError(
+            f"padding={padding!r} is not supported; use an int, {dims} ints, 'same' or 'valid'"
+        )
+    if transposed:
+        raise GroupConvError(
+            f"padding={padding!r} is not supported for a transposed convolution; give padding as int(s)"
+        )
+    if padding == "same" and any(s != 1 for s in stride):
+        raise GroupConvError(
+            f"padding='same' is not supported for strided convolutions (stride={stride}); "
+            f"use stride=1 or an explicit padding such as padding=kernel_size//2"
+        )
+    return padding
