@@ -16,8 +16,6 @@ import torch
 from . import formulations
 from .spec import ConvSpec
 
-_HALF = (torch.float16, torch.bfloat16)
-
 
 def conv(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
     """y = conv(x, weight), zero-padded by ``spec.padding_pairs``: (N, C, *S) -> (N, O, *L)."""
@@ -41,11 +39,8 @@ def _conv_cropped(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, like: t
 
 
 def _compute(direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *rest):
-    """Run one direction of the chosen formulation; half precision accumulates in float32."""
-    kernel = getattr(formulations.choose(spec), direction)
-    if a.dtype in _HALF:
-        return kernel(a.float(), b.float(), spec, *rest).to(a.dtype)
-    return kernel(a, b, spec, *rest)
+    """Run one direction of the formulation chosen for ``spec``."""
+    return getattr(formulations.choose(spec), direction)(a, b, spec, *rest)
 
 
 class _Conv(torch.autograd.Function):

@@ -22,6 +22,7 @@ from .errors import GroupConvError
 from .spec import ConvSpec
 
 _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
+_HALF = (torch.float16, torch.bfloat16)
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -43,7 +44,10 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    """1-D grouped transposed convolution: (N, C, L) x (C, O/groups, kL). See ``torch.nn.functional.conv_transpose1d``."""
+    """1-D grouped transposed convolution: (N, C, L) x (C, O/groups, kL).
+
+    See ``torch.nn.functional.conv_transpose1d``.
+    """
     return _conv_transpose(input, weight, bias, 1, stride, padding, output_padding, groups, dilation)
 
 
@@ -57,7 +61,10 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
 
 
 def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    """3-D grouped transposed convolution: (N, C, D, H, W) x (C, O/groups, kD, kH, kW). See ``torch.nn.functional.conv_transpose3d``."""
+    """3-D grouped transposed convolution: (N, C, D, H, W) x (C, O/groups, kD, kH, kW).
+
+    See ``torch.nn.functional.conv_transpose3d``.
+    """
     return _conv_transpose(input, weight, bias, 3, stride, padding, output_padding, groups, dilation)
 
 
@@ -74,6 +81,9 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
         torch.Size([1, 8, 8, 8])
     """
     _check_tensors(spec, input, weight, bias)
+    if input.dtype in _HALF:  # accumulate, and add the bias, in float32: round once, at the end
+        upcast = [None if t is None else t.float() for t in (input, weight, bias)]
+        return apply(spec, *upcast).to(input.dtype)
     spec.output_shape(input.shape)  # validates the input's rank, channels and size
     batched = input.dim() == spec.dims + 2
     x = input if batched else input.unsqueeze(0)
@@ -95,8 +105,13 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
 def _conv(input, weight, bias, *, dims, stride, padding, dilation, groups):
     _check_is_tensor("weight", weight)
     spec = ConvSpec.from_weight(
-        weight.shape, groups=groups, dims=dims, stride=stride, padding=padding,
-        dilation=dilation, bias=bias is not None,
+        weight.shape,
+        groups=groups,
+        dims=dims,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        bias=bias is not None,
     )
     return apply(spec, input, weight, bias)
 
@@ -104,8 +119,15 @@ def _conv(input, weight, bias, *, dims, stride, padding, dilation, groups):
 def _conv_transpose(input, weight, bias, dims, stride, padding, output_padding, groups, dilation):
     _check_is_tensor("weight", weight)
     spec = ConvSpec.from_weight(
-        weight.shape, groups=groups, transposed=True, dims=dims, stride=stride, padding=padding,
-        output_padding=output_padding, dilation=dilation, bias=bias is not None,
+        weight.shape,
+        groups=groups,
+        transposed=True,
+        dims=dims,
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        dilation=dilation,
+        bias=bias is not None,
     )
     return apply(spec, input, weight, bias)
 
@@ -123,21 +145,19 @@ def _check_tensors(spec: ConvSpec, input, weight, bias) -> None:
     for name, tensor in operands.items():
         _check_is_tensor(name, tensor)
         if not tensor.is_floating_point():
-            raise TypeError(
-                f"{name} has dtype {tensor.dtype}; convolution needs floating point: use {name}.float()"
-            )
+            raise TypeError(f"{name} has dtype {tensor.dtype}; convolution needs floating point: use {name}.float()")
         if tensor.dtype != input.dtype:
             raise TypeError(
-                f"{name} has dtype {tensor.dtype} but input has {input.dtype}; "
-                f"convert one, e.g. {name}.to(input.dtype)"
+                f"{name} has dtype {tensor.dtype} but input has {input.dtype}; convert one, e.g. {name}.to(input.dtype)"
             )
         if tensor.device != input.device:
-            raise TypeError(
-                f"{name} is on {tensor.device} but input is on {input.device}; use {name}.to(input.device)"
-            )
+            raise TypeError(f"{name} is on {tensor.device} but input is on {input.device}; use {name}.to(input.device)")
     if tuple(weight.shape) != spec.weight_shape:
-        raise GroupConvError(f"weight of size {list(weight.shape)} does not fit the layer: expected {list(spec.weight_shape)}")
+        raise GroupConvError(
+            f"weight of size {list(weight.shape)} does not fit the layer: expected {list(spec.weight_shape)}"
+        )
     if bias is not None and tuple(bias.shape) != (spec.out_channels,):
         raise GroupConvError(
-            f"bias of size {list(bias.shape)} does not fit the layer: expected [{spec.out_channels}], one per output channel"
+            f"bias of size {list(bias.shape)} does not fit the layer: "
+            f"expected [{spec.out_channels}], one per output channel"
         )

@@ -48,9 +48,18 @@ class _GroupConvNd:
     def spec(self) -> ConvSpec:
         """The layer's :class:`~groupconv.ConvSpec`, read from its current attributes."""
         return ConvSpec(
-            self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
-            self.dilation, self.groups, self.bias is not None, self.padding_mode,
-            self.transposed, self.output_padding, dims=self._dims,
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            self.bias is not None,
+            self.padding_mode,
+            self.transposed,
+            self.output_padding,
+            dims=self._dims,
         )
 
 
@@ -69,8 +78,13 @@ class _GroupConvTranspose(_GroupConvNd):
             spec.output_shape(input.shape)  # validate before torch's helper indexes the shape
             try:
                 output_padding = self._output_padding(
-                    input, output_size, list(self.stride), list(self.padding),
-                    list(self.kernel_size), self._dims, list(self.dilation),
+                    input,
+                    output_size,
+                    list(self.stride),
+                    list(self.padding),
+                    list(self.kernel_size),
+                    self._dims,
+                    list(self.dilation),
                 )
             except ValueError as error:
                 raise GroupConvError(f"output_size={output_size}: {error}") from None
@@ -114,7 +128,9 @@ class ConvTranspose3d(_GroupConvTranspose, torch.nn.ConvTranspose3d):
     _dims = 3
 
 
-TWINS = {twin._torch_class(): twin for twin in (Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d)}
+TWINS = {
+    twin._torch_class(): twin for twin in (Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d)
+}
 for _twin in TWINS.values():
     _twin.__signature__ = inspect.signature(_twin._torch_class())
 

@@ -28,7 +28,7 @@ PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 PADDING_STRINGS = ("same", "valid")
 SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
-IntOrInts = Union[int, Sequence[int]]
+IntOrInts = Union[int, Sequence[int]]  # noqa: UP007 (evaluated at import: 3.10 has no | on Sequence)
 Shape = Sequence[int]
 
 
@@ -69,8 +69,7 @@ def _ints(name: str, value: object, dims: int, minimum: int) -> tuple[int, ...]:
     if isinstance(value, Sequence) and not isinstance(value, str):
         if len(value) != dims:
             raise GroupConvError(
-                f"{name}={tuple(value)!r} has {len(value)} entries; "
-                f"a {dims}-D convolution needs one int or {dims} ints"
+                f"{name}={tuple(value)!r} has {len(value)} entries; a {dims}-D convolution needs one int or {dims} ints"
             )
         return tuple(check_int(f"{name}[{i}]", v, minimum) for i, v in enumerate(value))
     return (check_int(name, value, minimum),) * dims
@@ -120,9 +119,7 @@ class ConvSpec:
             object.__setattr__(self, name, value)
 
     @classmethod
-    def from_weight(
-        cls, weight_shape: Shape, *, groups: int, transposed: bool = False, **layer
-    ) -> ConvSpec:
+    def from_weight(cls, weight_shape: Shape, *, groups: int, transposed: bool = False, **layer) -> ConvSpec:
         """The spec of a functional call, whose channels and kernel come from the weight.
 
         ``weight_shape`` is (O, Cg, *K), or (C, Og, *K) when ``transposed``.
@@ -202,7 +199,7 @@ class ConvSpec:
         Raises:
             GroupConvError: wrong number of dims, wrong channels, or an empty output.
         """
-        *batch, channels, _ = self._split_input(input_shape)
+        *batch, _, _ = self._split_input(input_shape)
         return (*batch, self.out_channels, *self._checked_output_size(input_shape))
 
     def macs(self, input_shape: Shape) -> int:
@@ -301,9 +298,7 @@ def _normalise(spec: ConvSpec) -> dict:
             f"padding_mode={spec.padding_mode!r} is not supported for a transposed convolution; use 'zeros'"
         )
     if not spec.transposed and any(output_padding):
-        raise GroupConvError(
-            f"output_padding={output_padding} is only for transposed convolution; leave it 0"
-        )
+        raise GroupConvError(f"output_padding={output_padding} is only for transposed convolution; leave it 0")
     for dim, (op, st, d) in enumerate(zip(output_padding, stride, dilation)):
         if op >= st and op >= d:
             raise GroupConvError(
@@ -311,8 +306,14 @@ def _normalise(spec: ConvSpec) -> dict:
                 f"dilation={dilation} in every dim, but dim {dim} has {op}; use output_padding < {max(st, d)}"
             )
     return dict(
-        dims=dims, in_channels=in_channels, out_channels=out_channels, groups=groups,
-        kernel_size=kernel_size, stride=stride, dilation=dilation, padding=padding,
+        dims=dims,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        groups=groups,
+        kernel_size=kernel_size,
+        stride=stride,
+        dilation=dilation,
+        padding=padding,
         output_padding=output_padding,
     )
 
@@ -321,9 +322,7 @@ def _padding(padding: object, dims: int, stride: tuple[int, ...], transposed: bo
     if not isinstance(padding, str):
         return _ints("padding", padding, dims, minimum=0)
     if padding not in PADDING_STRINGS:
-        raise GroupConvError(
-            f"padding={padding!r} is not supported; use an int, {dims} ints, 'same' or 'valid'"
-        )
+        raise GroupConvError(f"padding={padding!r} is not supported; use an int, {dims} ints, 'same' or 'valid'")
     if transposed:
         raise GroupConvError(
             f"padding={padding!r} is not supported for a transposed convolution; give padding as int(s)"

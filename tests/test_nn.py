@@ -1,0 +1,114 @@
+"""groupconv.nn against torch.nn: constructor, initialisation, state_dict, repr, convert."""
+
+import inspect
+
+import pytest
+import torch
+
+import groupconv
+
+LAYERS = [  # (class name, positional arguments, keyword arguments, input shape)
+    ("Conv1d", (6, 9, 3), dict(groups=3, stride=2), (2, 6, 11)),
+    ("Conv2d", (4, 8, 3), dict(groups=2, padding="same", padding_mode="circular", bias=False), (2, 4, 7, 6)),
+    ("Conv3d", (4, 4, (1, 2, 3)), dict(groups=4, dilation=2, padding=(0, 1, 2)), (1, 4, 5, 6, 7)),
+    ("ConvTranspose1d", (4, 6, 3), dict(groups=2, stride=2, output_padding=1), (2, 4, 5)),
+    ("ConvTranspose2d", (6, 3, (2, 3)), dict(groups=3, stride=(2, 1), padding=1, dilation=2), (1, 6, 4, 4)),
+    ("ConvTranspose3d", (2, 4, 2), dict(groups=2, bias=False), (1, 2, 3, 3, 3)),
+]
+NAMES = [layer[0] for layer in LAYERS]
+
+
+def both(name, args, kwargs, seed=0):
+    """The torch.nn layer and groupconv's twin, each made right after seeding the RNG."""
+    torch.manual_seed(seed)
+    reference = getattr(torch.nn, name)(*args, **kwargs)
+    torch.manual_seed(seed)
+    ours = getattr(groupconv.nn, name)(*args, **kwargs)
+    return reference, ours
+
+
+@pytest.mark.parametrize("name, args, kwargs, input_shape", LAYERS, ids=NAMES)
+def test_same_initialisation_parameters_and_repr(name, args, kwargs, input_shape):
+    reference, ours = both(name, args, kwargs)
+    assert isinstance(ours, getattr(torch.nn, name))
+    assert repr(ours) == repr(reference)
+    assert ours.state_dict().keys() == reference.state_dict().keys()
+    for key, value in reference.state_dict().items():
+        assert torch.equal(ours.state_dict()[key], value), key  # same RNG draws: same distribution
+
+
+@pytest.mark.parametrize("name, args, kwargs, input_shape", LAYERS, ids=NAMES)
+def test_state_dict_loads_both_ways_and_outputs_agree(name, args, kwargs, input_shape):
+    reference, _ = both(name, args, kwargs, seed=1)
+    _, ours = both(name, args, kwargs, seed=2)
+    ours.load_state_dict(reference.state_dict())
+    x = torch.randn(input_shape)
+    torch.testing.assert_close(ours(x), reference(x), rtol=1e-4, atol=1e-5)
+    fresh, _ = both(name, args, kwargs, seed=3)
+    fresh.load_state_dict(ours.state_dict())
+    torch.testing.assert_close(fresh(x), ours(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_constructor_signature_is_torchs(name):
+    assert inspect.signature(getattr(groupconv.nn, name)) == inspect.signature(getattr(torch.nn, name))
+
+
+def test_device_and_dtype_arguments():
+    conv = groupconv.nn.Conv2d(4, 8, 3, groups=2, device="cpu", dtype=torch.float64)
+    assert conv.weight.dtype == torch.float64 and conv.weight.device.type == "cpu"
+
+
+def test_extra_repr_shows_only_non_default_arguments():
+    assert repr(groupconv.nn.Conv2d(4, 8, 3)) == "Conv2d(4, 8, kernel_size=(3, 3), stride=(1, 1))"
+    assert "groups=2" in repr(groupconv.nn.Conv2d(4, 8, 3, groups=2))
+
+
+def test_transposed_output_size_argument():
+    torch.manual_seed(0)
+    reference = torch.nn.ConvTranspose2d(4, 6, 3, stride=2, groups=2)
+    ours = groupconv.nn.ConvTranspose2d(4, 6, 3, stride=2, groups=2)
+    ours.load_state_dict(reference.state_dict())
+    x = torch.randn(1, 4, 5, 5)
+    for size in ([11, 11], [12, 11], [12, 12]):
+        torch.testing.assert_close(ours(x, output_size=size), reference(x, output_size=size))
+    with pytest.raises(groupconv.GroupConvError, match=r"output_size=\[14, 14\]"):
+        ours(x, output_size=[14, 14])
+
+
+def small_grouped_model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 12, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Sequential(torch.nn.Conv2d(12, 12, 3, groups=4, padding=1, padding_mode="reflect")),
+        torch.nn.Conv2d(12, 12, 3, groups=12, stride=2),  # depthwise
+        torch.nn.ConvTranspose2d(12, 6, 2, stride=2, groups=3),
+    )
+
+
+def test_convert_swaps_every_conv_and_keeps_weights_and_results():
+    model = small_grouped_model()
+    x = torch.randn(2, 3, 9, 9)
+    expected = model(x)
+    parameters = list(model.parameters())
+    converted = groupconv.nn.convert(model)
+    assert converted is model
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)]
+    assert len(convs) == 4 and all(type(m).__module__ == "groupconv.nn" for m in convs)
+    assert all(a is b for a, b in zip(parameters, model.parameters()))  # same Parameter objects
+    torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_convert_gradients_match_torch():
+    reference, converted = small_grouped_model(), groupconv.nn.convert(small_grouped_model())
+    x = torch.randn(2, 3, 9, 9)
+    reference(x).square().sum().backward()
+    converted(x).square().sum().backward()
+    for (name, p), q in zip(reference.named_parameters(), converted.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-4, msg=name)
+
+
+def test_convert_a_bare_conv_module():
+    conv = torch.nn.Conv1d(4, 4, 3, groups=4)
+    assert type(groupconv.nn.convert(conv)) is groupconv.nn.Conv1d

@@ -1,0 +1,73 @@
+"""Tensors of every kind: half precision, empty batches, layouts, unbatched inputs, CUDA."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import groupconv.functional as GF
+
+
+def operands(dtype=torch.float32, batch=2, device="cpu"):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 6, 7, 7, generator=generator)
+    w = torch.randn(9, 2, 3, 3, generator=generator)
+    b = torch.randn(9, generator=generator)
+    return [t.to(device=device, dtype=dtype).requires_grad_() for t in (x, w, b)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_accumulates_in_float32(dtype):
+    x, w, b = operands(dtype)
+    y = GF.conv2d(x, w, b, groups=3, padding=1)
+    assert y.dtype == dtype
+    exact = F.conv2d(*(t.detach().double() for t in (x, w, b)), groups=3, padding=1)
+    # float32 accumulation leaves only the final rounding to `dtype`: half an ulp
+    torch.testing.assert_close(y.double(), exact, rtol=torch.finfo(dtype).eps, atol=1e-3)
+    grads = torch.autograd.grad(y.float().sum(), (x, w, b))
+    assert [g.dtype for g in grads] == [dtype] * 3
+
+
+def test_empty_batch_forward_and_backward():
+    x, w, b = operands(batch=0)
+    y = GF.conv2d(x, w, b, groups=3)
+    assert y.shape == (0, 9, 5, 5)
+    gx, gw, gb = torch.autograd.grad(y.sum(), (x, w, b))
+    assert gx.shape == x.shape and torch.count_nonzero(gw) == 0 and torch.count_nonzero(gb) == 0
+    assert GF.conv_transpose2d(torch.randn(0, 4, 3, 3), torch.randn(4, 2, 2, 2), groups=2).shape == (0, 4, 4, 4)
+
+
+def test_channels_last_in_channels_last_out():
+    x, w, b = operands()
+    x_last = x.detach().contiguous(memory_format=torch.channels_last)
+    y = GF.conv2d(x_last, w, b, groups=3)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, F.conv2d(x.detach(), w, b, groups=3), rtol=1e-4, atol=1e-5)
+
+
+def test_unbatched_input_gives_unbatched_output():
+    x, w, _ = operands()
+    transposed_weight = torch.randn(6, 3, 3, 3)
+    for ours, theirs, weight in (
+        (GF.conv2d, F.conv2d, w),
+        (GF.conv_transpose2d, F.conv_transpose2d, transposed_weight),
+    ):
+        y = ours(x[0], weight, None, groups=3)
+        torch.testing.assert_close(y, theirs(x[0], weight, None, groups=3), rtol=1e-4, atol=1e-5)
+        assert y.dim() == 3
+
+
+def test_non_contiguous_weight():
+    x, _, _ = operands()
+    w_sliced = torch.randn(9, 2, 6, 6)[..., ::2, ::2]
+    torch.testing.assert_close(GF.conv2d(x, w_sliced, groups=3), F.conv2d(x, w_sliced, groups=3), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_pytorch():
+    x, w, b = operands(device="cuda")
+    y = GF.conv2d(x, w, b, groups=3, stride=2, padding=1)
+    assert y.device.type == "cuda"
+    expected = F.conv2d(x, w, b, groups=3, stride=2, padding=1)
+    torch.testing.assert_close(y, expected, rtol=1e-3, atol=1e-3)
+    for got, want in zip(torch.autograd.grad(y.sum(), (x, w, b)), torch.autograd.grad(expected.sum(), (x, w, b))):
+        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3)
