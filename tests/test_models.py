@@ -1,0 +1,137 @@
+"""The model zoo: ResNeXt's three forms agree, channel shuffle is a permutation, counts are right."""
+
+import itertools
+
+import pytest
+import torch
+
+from groupconv.models import (
+    BUILTIN,
+    DEFAULT_INPUT,
+    ResNeXtBlock,
+    alexnet,
+    channel_shuffle,
+    convert_block,
+    mobilenet,
+    shufflenet,
+)
+from groupconv import GroupConvError
+
+
+def randomise(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Random weights and BatchNorm statistics, so equal outputs are no accident of the init."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in module.state_dict().items():
+            if tensor.is_floating_point():
+                noise = torch.rand(tensor.shape, generator=generator)
+                tensor.copy_(noise + 0.5 if name.endswith("running_var") else noise - 0.5)
+    return module
+
+
+@pytest.mark.parametrize("source, target", list(itertools.permutations("abc", 2)))
+@pytest.mark.parametrize("stride, in_channels", [(1, 32), (2, 16)])
+@pytest.mark.parametrize("training", [False, True])
+def test_resnext_forms_compute_the_same_function(source, target, stride, in_channels, training):
+    block = randomise(ResNeXtBlock(in_channels, 32, cardinality=4, bottleneck_width=3, form=source, stride=stride), 0)
+    twin = convert_block(block.train(training), target)
+    assert twin.form == target and twin.training == training
+    x = torch.randn(3, in_channels, 7, 7, requires_grad=True)
+    y, y_twin = block(x), twin(x)
+    torch.testing.assert_close(y_twin, y, rtol=1e-5, atol=1e-5)
+    grad_output = torch.randn_like(y)
+    (grad_x,) = torch.autograd.grad(y, x, grad_output)
+    (grad_x_twin,) = torch.autograd.grad(y_twin, x, grad_output)
+    torch.testing.assert_close(grad_x_twin, grad_x, rtol=1e-5, atol=1e-5)
+
+
+def test_resnext_weight_gradients_agree_across_forms():
+    """Parameter gradients of form (a), brought to form (c)'s layout, equal form (c)'s."""
+    a = randomise(ResNeXtBlock(16, 16, cardinality=4, bottleneck_width=2, form="a"), 1)
+    c = convert_block(a, "c")
+    x = torch.randn(2, 16, 6, 6)
+    a(x).square().sum().backward()
+    c(x).square().sum().backward()
+    grads_a = {name: p.grad for name, p in a.named_parameters()}
+    grouped_3x3 = torch.cat([grads_a[f"paths.{i}.1.0.weight"] for i in range(4)])
+    torch.testing.assert_close(c.transform[0].weight.grad, grouped_3x3, rtol=1e-5, atol=1e-5)
+    expand = torch.cat([grads_a[f"expand.{i}.weight"] for i in range(4)], dim=1)
+    torch.testing.assert_close(c.expand[0].weight.grad, expand, rtol=1e-5, atol=1e-5)
+
+
+def test_form_c_holds_one_grouped_convolution():
+    block = ResNeXtBlock(64, 64, cardinality=32, bottleneck_width=4, form="c")
+    conv = block.transform[0]
+    assert (conv.in_channels, conv.out_channels, conv.groups) == (128, 128, 32)
+    assert len(ResNeXtBlock(64, 64, cardinality=32, bottleneck_width=4, form="a").paths) == 32
+
+
+def test_channel_shuffle_is_a_permutation_and_inverts():
+    x = torch.arange(2 * 12 * 2 * 2, dtype=torch.float32).view(2, 12, 2, 2)
+    for groups in (1, 2, 3, 4, 6, 12):
+        shuffled = channel_shuffle(x, groups)
+        order = shuffled[0, :, 0, 0].div(4).long().tolist()  # channel c starts at value 4c
+        assert sorted(order) == list(range(12))
+        expected = [g * (12 // groups) + i for i in range(12 // groups) for g in range(groups)]
+        assert order == expected
+        assert torch.equal(channel_shuffle(shuffled, 12 // groups), x)
+
+
+def test_channel_shuffle_rejects_indivisible_groups():
+    with pytest.raises(
+        GroupConvError, match=r"12 channels are not divisible by groups=5; valid groups: 1, 2, 3, 4, 6, 12"
+    ):
+        channel_shuffle(torch.zeros(1, 12, 2, 2), 5)
+
+
+def conv_params(c_in, c_out, k, groups=1, bias=True):
+    return c_out * (c_in // groups) * k * k + (c_out if bias else 0)
+
+
+@pytest.mark.parametrize("groups", [1, 2, 4])
+def test_alexnet_parameters_by_hand(groups):
+    # width 0.5: convs 48, 128, 192, 192, 128; classifier 512 hidden; 28 -> 14 -> 7 -> 3 after pools
+    expected = (
+        conv_params(1, 48, 5) + conv_params(48, 128, 5, groups) + conv_params(128, 192, 3)
+        + conv_params(192, 192, 3, groups) + conv_params(192, 128, 3, groups)
+        + (128 * 3 * 3 * 512 + 512) + (512 * 512 + 512) + (512 * 10 + 10)
+    )  # fmt: skip
+    assert sum(p.numel() for p in alexnet(groups=groups).parameters()) == expected
+
+
+def test_alexnet_groups_save_what_conv2_4_5_predict():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def count(model):
+        with FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, 1, 28, 28))
+        return sum(p.numel() for p in model.parameters()), counter.get_total_flops() // 2
+
+    params = {g: count(alexnet(groups=g).eval()) for g in (1, 2, 4)}
+    # conv2 (48->128, 5x5 at 14x14), conv4 (192->192, 3x3 at 7x7), conv5 (192->128, 3x3 at 7x7)
+    dense_weights = 48 * 128 * 25 + 192 * 192 * 9 + 192 * 128 * 9
+    dense_macs = 48 * 128 * 25 * 14 * 14 + (192 * 192 * 9 + 192 * 128 * 9) * 7 * 7
+    for groups in (2, 4):
+        saved_params = params[1][0] - params[groups][0]
+        saved_macs = params[1][1] - params[groups][1]
+        assert saved_params == dense_weights - dense_weights // groups
+        assert saved_macs == dense_macs - dense_macs // groups
+
+
+def test_shufflenet_grouped_layers_and_output():
+    model = shufflenet(groups=3)
+    grouped = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and 1 < m.groups < m.in_channels]
+    assert grouped and all(m.groups == 3 and m.kernel_size == (1, 1) for m in grouped)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_mobilenet_depthwise_layers():
+    depthwise = [m for m in mobilenet().modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+    assert len(depthwise) == 5 and all(m.groups == m.in_channels == m.out_channels for m in depthwise)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_builtin_models_run_on_their_default_input(name):
+    model = BUILTIN[name]().eval()
+    assert model(torch.zeros(DEFAULT_INPUT[name])).shape == (DEFAULT_INPUT[name][0], 10)
+    assert any(type(m).__module__ == "groupconv.nn" for m in model.modules())
