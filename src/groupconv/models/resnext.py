@@ -102,7 +102,7 @@ def convert_block(block: ResNeXtBlock, form: str) -> ResNeXtBlock:
     """
     twin = ResNeXtBlock(
         block.in_channels, block.out_channels, block.cardinality, block.bottleneck_width, form, block.stride
-    )
+    ).to(next(block.parameters()))  # same dtype and device
     twin.load_state_dict(_from_canonical(_canonical(block), twin))
     return twin.train(block.training)
 
