@@ -7,9 +7,9 @@
     144
 """
 
-from . import functional, nn
+from . import functional, nn, numpy
 from .errors import GroupConvError
 from .spec import ConvSpec, max_groups, valid_groups
 
 __version__ = "0.1.0"
-__all__ = ["ConvSpec", "GroupConvError", "functional", "max_groups", "nn", "valid_groups"]
+__all__ = ["ConvSpec", "GroupConvError", "functional", "max_groups", "nn", "numpy", "valid_groups"]
