@@ -115,8 +115,9 @@ def random_config(seed: int) -> Config:
     extra = (3, 3, 2)[dims - 1]
     if transposed:
         padding = _per_dim(rng, 0, 2, dims)
-        output_padding = tuple(int(rng.integers(0, max(s, d)))
-                               for s, d in zip(_tuple(stride, dims), _tuple(dilation, dims)))
+        output_padding = tuple(
+            int(rng.integers(0, max(s, d))) for s, d in zip(_tuple(stride, dims), _tuple(dilation, dims))
+        )
         output_padding = output_padding[0] if len(set(output_padding)) == 1 and rng.random() < 0.5 else output_padding
         input_size = tuple(
             max(1 + int(rng.integers(0, extra)), -(-(2 * p - r - op + 1) // s) + 1)  # output >= 1
@@ -141,10 +142,20 @@ def random_config(seed: int) -> Config:
         )
     batch = [None, 0, 1, 2, 3][int(rng.choice(5, p=[0.1, 0.1, 0.3, 0.3, 0.2]))]
     return Config(
-        dims=dims, transposed=transposed, groups=groups, in_per_group=in_per_group,
-        out_per_group=out_per_group, kernel_size=kernel_size, stride=stride, padding=padding,
-        dilation=dilation, output_padding=output_padding, padding_mode=padding_mode,
-        bias=bool(rng.random() < 0.5), batch=batch, input_size=input_size,
+        dims=dims,
+        transposed=transposed,
+        groups=groups,
+        in_per_group=in_per_group,
+        out_per_group=out_per_group,
+        kernel_size=kernel_size,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        output_padding=output_padding,
+        padding_mode=padding_mode,
+        bias=bool(rng.random() < 0.5),
+        batch=batch,
+        input_size=input_size,
         dtype=str(rng.choice(["float32", "float64"])),
     )
 
@@ -169,14 +180,21 @@ def torch_forward(config: Config, x, weight, bias) -> torch.Tensor:
     d = config.dims
     if config.transposed:
         op = getattr(F, f"conv_transpose{d}d")
-        return op(x, weight, bias, config.stride, config.padding, config.output_padding, config.groups,
-                  config.dilation)
+        return op(x, weight, bias, config.stride, config.padding, config.output_padding, config.groups, config.dilation)
     if config.padding_mode == "zeros":
         op = getattr(F, f"conv{d}d")
         return op(x, weight, bias, config.stride, config.padding, config.dilation, config.groups)
     module = getattr(torch.nn, f"Conv{d}d")(
-        config.in_channels, config.out_channels, config.kernel_size, config.stride, config.padding,
-        config.dilation, config.groups, config.bias, config.padding_mode, dtype=getattr(torch, config.dtype),
+        config.in_channels,
+        config.out_channels,
+        config.kernel_size,
+        config.stride,
+        config.padding,
+        config.dilation,
+        config.groups,
+        config.bias,
+        config.padding_mode,
+        dtype=getattr(torch, config.dtype),
     )
     parameters = {"weight": weight, **({"bias": bias} if bias is not None else {})}
     return torch.func.functional_call(module, parameters, (x,))
@@ -187,14 +205,18 @@ def frontend_forward(config: Config, x, weight, bias) -> torch.Tensor:
     d = config.dims
     if config.transposed:
         op = getattr(GF, f"conv_transpose{d}d")
-        return op(x, weight, bias, config.stride, config.padding, config.output_padding, config.groups,
-                  config.dilation)
+        return op(x, weight, bias, config.stride, config.padding, config.output_padding, config.groups, config.dilation)
     if config.padding_mode == "zeros":
-        return getattr(GF, f"conv{d}d")(x, weight, bias, config.stride, config.padding, config.dilation,
-                                         config.groups)
+        return getattr(GF, f"conv{d}d")(x, weight, bias, config.stride, config.padding, config.dilation, config.groups)
     spec = ConvSpec.from_weight(
-        weight.shape, groups=config.groups, dims=d, stride=config.stride, padding=config.padding,
-        dilation=config.dilation, bias=bias is not None, padding_mode=config.padding_mode,
+        weight.shape,
+        groups=config.groups,
+        dims=d,
+        stride=config.stride,
+        padding=config.padding,
+        dilation=config.dilation,
+        bias=bias is not None,
+        padding_mode=config.padding_mode,
     )
     return GF.apply(spec, x, weight, bias)
 
@@ -377,20 +399,31 @@ def test_padding_mode_input_gradient_matches_finite_differences(mode):
 X, W = np.zeros((1, 4, 8, 8), np.float32), np.zeros((8, 2, 3, 3), np.float32)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: gnp.conv([[0.0]], W, groups=2), "x must be a numpy.ndarray, got list; use np.asarray(x)"),
-    (lambda: gnp.conv(X, torch.zeros(8, 2, 3, 3), groups=2), "weight must be a numpy.ndarray, got Tensor"),
-    (lambda: gnp.conv(X, W, 0.0, groups=2), "bias must be a numpy.ndarray, got float"),
-    (lambda: gnp.conv_grads(None, X, W, groups=2), "grad_output must be a numpy.ndarray, got NoneType"),
-    (lambda: gnp.conv(X.astype(np.int64), W.astype(np.int64), groups=2),
-     "x has dtype int64; convolution needs floating point: use x.astype(np.float32)"),
-    (lambda: gnp.conv(X, W, np.zeros(8, np.complex64), groups=2),
-     "bias has dtype complex64; convolution needs floating point"),
-    (lambda: gnp.conv(X, W.astype(np.float64), groups=2),
-     "weight has dtype float64 but x has float32; convert one, e.g. weight.astype(x.dtype)"),
-    (lambda: gnp.conv_transpose_grads(np.zeros((1, 2, 10, 10)), X, np.zeros((4, 1, 3, 3), np.float32), groups=2),
-     "grad_output has dtype float64 but x has float32"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: gnp.conv([[0.0]], W, groups=2), "x must be a numpy.ndarray, got list; use np.asarray(x)"),
+        (lambda: gnp.conv(X, torch.zeros(8, 2, 3, 3), groups=2), "weight must be a numpy.ndarray, got Tensor"),
+        (lambda: gnp.conv(X, W, 0.0, groups=2), "bias must be a numpy.ndarray, got float"),
+        (lambda: gnp.conv_grads(None, X, W, groups=2), "grad_output must be a numpy.ndarray, got NoneType"),
+        (
+            lambda: gnp.conv(X.astype(np.int64), W.astype(np.int64), groups=2),
+            "x has dtype int64; convolution needs floating point: use x.astype(np.float32)",
+        ),
+        (
+            lambda: gnp.conv(X, W, np.zeros(8, np.complex64), groups=2),
+            "bias has dtype complex64; convolution needs floating point",
+        ),
+        (
+            lambda: gnp.conv(X, W.astype(np.float64), groups=2),
+            "weight has dtype float64 but x has float32; convert one, e.g. weight.astype(x.dtype)",
+        ),
+        (
+            lambda: gnp.conv_transpose_grads(np.zeros((1, 2, 10, 10)), X, np.zeros((4, 1, 3, 3), np.float32), groups=2),
+            "grad_output has dtype float64 but x has float32",
+        ),
+    ],
+)
 def test_type_errors_name_the_argument_and_the_fix(call, message):
     with pytest.raises(TypeError, match=re.escape(message)):
         call()
@@ -424,19 +457,33 @@ def test_configuration_errors_are_the_torch_frontends(name):
         gnp.conv_grads(np.zeros((1, 8, 6, 6), np.float32), x, weight, bias, **args)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: gnp.conv(X, np.zeros((8, 2), np.float32)),
-     "weight of size [8, 2] has 2 dimensions; expected 3, 4 or 5: (out_channels, in_channels/groups, *kernel_size)"),
-    (lambda: gnp.conv(X, W, groups=2, padding_mode="mirror"), "padding_mode='mirror' is not supported"),
-    (lambda: gnp.conv(X, W, groups=2, padding=8, padding_mode="reflect"),
-     "padding_mode='reflect' needs padding < input size"),
-    (lambda: gnp.conv_transpose(X, np.zeros((4, 2, 3, 3), np.float32), stride=2, output_padding=2),
-     "output_padding=(2, 2) must be smaller than either stride=(2, 2) or dilation=(1, 1)"),
-    (lambda: gnp.conv_transpose(X, np.zeros((4, 2, 3, 3), np.float32), padding="same"),
-     "padding='same' is not supported for a transposed convolution"),
-    (lambda: gnp.conv_grads(np.zeros((1, 8, 5, 5), np.float32), X, W, groups=2),
-     "grad_output of size [1, 8, 5, 5] does not fit the output: expected [1, 8, 6, 6]"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda: gnp.conv(X, np.zeros((8, 2), np.float32)),
+            "weight of size [8, 2] has 2 dimensions; expected 3, 4 or 5: "
+            "(out_channels, in_channels/groups, *kernel_size)",
+        ),
+        (lambda: gnp.conv(X, W, groups=2, padding_mode="mirror"), "padding_mode='mirror' is not supported"),
+        (
+            lambda: gnp.conv(X, W, groups=2, padding=8, padding_mode="reflect"),
+            "padding_mode='reflect' needs padding < input size",
+        ),
+        (
+            lambda: gnp.conv_transpose(X, np.zeros((4, 2, 3, 3), np.float32), stride=2, output_padding=2),
+            "output_padding=(2, 2) must be smaller than either stride=(2, 2) or dilation=(1, 1)",
+        ),
+        (
+            lambda: gnp.conv_transpose(X, np.zeros((4, 2, 3, 3), np.float32), padding="same"),
+            "padding='same' is not supported for a transposed convolution",
+        ),
+        (
+            lambda: gnp.conv_grads(np.zeros((1, 8, 5, 5), np.float32), X, W, groups=2),
+            "grad_output of size [1, 8, 5, 5] does not fit the output: expected [1, 8, 6, 6]",
+        ),
+    ],
+)
 def test_value_errors_name_the_fix(call, message):
     with pytest.raises(GroupConvError, match=re.escape(message)):
         call()
@@ -456,6 +503,15 @@ def test_module_imports_no_framework():
     tree = ast.parse(inspect.getsource(gnp))
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {"." * node.level + (node.module or "") for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    allowed = {"__future__", "dataclasses", "itertools", "math", "collections.abc", "typing", "numpy",
-               ".spec", ".errors"}
+    allowed = {
+        "__future__",
+        "dataclasses",
+        "itertools",
+        "math",
+        "collections.abc",
+        "typing",
+        "numpy",
+        ".spec",
+        ".errors",
+    }
     assert imported <= allowed, imported - allowed

@@ -103,7 +103,7 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
 
 
 def _conv(input, weight, bias, *, dims, stride, padding, dilation, groups):
-    _check_is_tensor("weight", weight)
+    check_is_tensor("weight", weight)
     spec = ConvSpec.from_weight(
         weight.shape,
         groups=groups,
@@ -117,7 +117,7 @@ def _conv(input, weight, bias, *, dims, stride, padding, dilation, groups):
 
 
 def _conv_transpose(input, weight, bias, dims, stride, padding, output_padding, groups, dilation):
-    _check_is_tensor("weight", weight)
+    check_is_tensor("weight", weight)
     spec = ConvSpec.from_weight(
         weight.shape,
         groups=groups,
@@ -132,7 +132,7 @@ def _conv_transpose(input, weight, bias, dims, stride, padding, output_padding, 
     return apply(spec, input, weight, bias)
 
 
-def _check_is_tensor(name: str, value: object) -> None:
+def check_is_tensor(name: str, value: object) -> None:
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
 
@@ -143,7 +143,7 @@ def _check_tensors(spec: ConvSpec, input, weight, bias) -> None:
     if bias is not None:
         operands["bias"] = bias
     for name, tensor in operands.items():
-        _check_is_tensor(name, tensor)
+        check_is_tensor(name, tensor)
         if not tensor.is_floating_point():
             raise TypeError(f"{name} has dtype {tensor.dtype}; convolution needs floating point: use {name}.float()")
         if tensor.dtype != input.dtype:

@@ -37,6 +37,7 @@ class _GroupConvNd:
         layer = inspect.signature(self._torch_class()).bind(*args, **kwargs)
         layer.apply_defaults()
         spec_args = {k: v for k, v in layer.arguments.items() if k not in ("device", "dtype")}
+        spec_args["bias"] = bool(spec_args["bias"])  # torch takes any truthy value
         ConvSpec(**spec_args, transposed=self._transposed, dims=self._dims)
         super().__init__(*args, **kwargs)
 
@@ -75,6 +76,7 @@ class _GroupConvTranspose(_GroupConvNd):
         """``output_size`` picks among the output sizes a strided layer can give, as in PyTorch."""
         spec = self.spec
         if output_size is not None:
+            functional.check_is_tensor("input", input)
             spec.output_shape(input.shape)  # validate before torch's helper indexes the shape
             try:
                 output_padding = self._output_padding(

@@ -90,8 +90,9 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, paddin
         >>> conv(x, np.ones((1, 1, 3)), padding="same", padding_mode="replicate")
         array([[[ 1.,  3.,  6.,  9., 11.]]])
     """
-    spec = _spec(weight, bias, groups=groups, stride=stride, padding=padding, dilation=dilation,
-                 padding_mode=padding_mode)
+    spec = _spec(
+        weight, bias, groups=groups, stride=stride, padding=padding, dilation=dilation, padding_mode=padding_mode
+    )
     operands = _operands(spec, x, weight, bias)
     x = operands.input
     y = _forward(_pad(x, spec), operands.weight, spec, spec.output_size(x.shape[2:]))
@@ -121,8 +122,16 @@ def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, 
         >>> conv_transpose(np.ones((1, 1, 3)), np.ones((1, 1, 2)), stride=2, output_padding=1).shape
         (1, 1, 7)
     """
-    spec = _spec(weight, bias, transposed=True, groups=groups, stride=stride, padding=padding,
-                 output_padding=output_padding, dilation=dilation)
+    spec = _spec(
+        weight,
+        bias,
+        transposed=True,
+        groups=groups,
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        dilation=dilation,
+    )
     operands = _operands(spec, x, weight, bias)
     x = operands.input
     output_size = spec.output_size(x.shape[2:])
@@ -130,8 +139,9 @@ def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, 
     return operands.activation(_add_bias(_crop(reach, _lows(spec), output_size), operands.bias))
 
 
-def conv_grads(grad_output, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-               padding_mode="zeros") -> Grads:
+def conv_grads(
+    grad_output, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"
+) -> Grads:
     """The gradients of ``conv(x, weight, bias, ...)`` given the output's gradient.
 
     Args:
@@ -151,8 +161,9 @@ def conv_grads(grad_output, x, weight, bias=None, stride=1, padding=0, dilation=
         >>> conv_grads(np.ones((1, 1, 4)), x, w, padding="same", padding_mode="circular").input
         array([[[2., 2., 2., 2.]]])
     """
-    spec = _spec(weight, bias, groups=groups, stride=stride, padding=padding, dilation=dilation,
-                 padding_mode=padding_mode)
+    spec = _spec(
+        weight, bias, groups=groups, stride=stride, padding=padding, dilation=dilation, padding_mode=padding_mode
+    )
     operands = _operands(spec, x, weight, bias, grad_output)
     x, weight, grad_y = operands.input, operands.weight, operands.grad_output
     grad_x = _unpad(_input_grad(grad_y, weight, spec), spec, x.shape[2:])
@@ -160,8 +171,9 @@ def conv_grads(grad_output, x, weight, bias=None, stride=1, padding=0, dilation=
     return operands.grads(grad_x, grad_w)
 
 
-def conv_transpose_grads(grad_output, x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
-                         dilation=1) -> Grads:
+def conv_transpose_grads(
+    grad_output, x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1
+) -> Grads:
     """The gradients of ``conv_transpose(x, weight, bias, ...)`` given the output's gradient.
 
     A transposed convolution is the input gradient of a convolution, so its input
@@ -182,8 +194,16 @@ def conv_transpose_grads(grad_output, x, weight, bias=None, stride=1, padding=0,
         >>> grads.input, grads.weight, grads.bias is None
         (array([[[2., 8.]]]), array([[[2., 4.]]]), True)
     """
-    spec = _spec(weight, bias, transposed=True, groups=groups, stride=stride, padding=padding,
-                 output_padding=output_padding, dilation=dilation)
+    spec = _spec(
+        weight,
+        bias,
+        transposed=True,
+        groups=groups,
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        dilation=dilation,
+    )
     operands = _operands(spec, x, weight, bias, grad_output)
     x, weight, grad_y = operands.input, operands.weight, operands.grad_output
     padded_grad_y = _pad(grad_y, spec)
@@ -218,13 +238,11 @@ def _input_grad(grad_y: np.ndarray, weight: np.ndarray, spec: ConvSpec) -> np.nd
     filters = _split_groups(weight, g, axis=0).swapaxes(1, 2)  # (G, Cg, Og, *K)
     _, cg, og, *kernel = filters.shape
     grads = _split_groups(grad_y, g, axis=1).reshape(n, g, og, math.prod(output_size))  # (N, G, Og, P)
-    reach = [(size - 1) * s + d * (k - 1) + 1
-             for size, s, d, k in zip(output_size, spec.stride, spec.dilation, kernel)]
+    reach = [(size - 1) * s + d * (k - 1) + 1 for size, s, d, k in zip(output_size, spec.stride, spec.dilation, kernel)]
     padded = np.zeros((n, g, cg, *reach), grad_y.dtype)
     for tap in _taps(kernel):
         # one tap's window is a strided slice with no repeated position, so += adds them all
-        padded[_tap_window(tap, spec, output_size)] += (filters[(..., *tap)] @ grads).reshape(
-            n, g, cg, *output_size)
+        padded[_tap_window(tap, spec, output_size)] += (filters[(..., *tap)] @ grads).reshape(n, g, cg, *output_size)
     return padded.reshape(n, g * cg, *reach)
 
 
@@ -253,13 +271,18 @@ def _taps(kernel_size: Sequence[int]) -> Iterator[tuple[int, ...]]:
 
 def _tap_window(tap: Sequence[int], spec: ConvSpec, output_size: Sequence[int]) -> tuple:
     """The index of the padded positions that kernel tap ``tap`` meets, one per output position."""
-    return (..., *(slice(t * d, t * d + (size - 1) * s + 1, s)
-                   for t, d, s, size in zip(tap, spec.dilation, spec.stride, output_size)))
+    return (
+        ...,
+        *(
+            slice(t * d, t * d + (size - 1) * s + 1, s)
+            for t, d, s, size in zip(tap, spec.dilation, spec.stride, output_size)
+        ),
+    )
 
 
 def _split_groups(a: np.ndarray, groups: int, axis: int) -> np.ndarray:
     """``a`` with its channel axis split into (G, channels / G); a view."""
-    return a.reshape(*a.shape[:axis], groups, a.shape[axis] // groups, *a.shape[axis + 1:])
+    return a.reshape(*a.shape[:axis], groups, a.shape[axis] // groups, *a.shape[axis + 1 :])
 
 
 # --- padding and its adjoint
@@ -279,7 +302,7 @@ def _unpad(grad_reach: np.ndarray, spec: ConvSpec, input_size: Sequence[int]) ->
     mode = _NP_PAD_MODES[spec.padding_mode]
     for axis, ((lo, hi), size) in enumerate(zip(spec.padding_pairs, input_size), start=2):
         source = np.pad(np.arange(size), (lo, hi), mode=mode)  # padded position -> the input index it copies
-        unpadded = np.zeros((*grad.shape[:axis], size, *grad.shape[axis + 1:]), grad.dtype)
+        unpadded = np.zeros((*grad.shape[:axis], size, *grad.shape[axis + 1 :]), grad.dtype)
         # a copied position's gradient goes to its source, which may be copied several times
         np.add.at(unpadded, (slice(None),) * axis + (source,), grad)
         grad = unpadded
@@ -318,8 +341,9 @@ def _spec(weight, bias, *, groups, transposed=False, **layer) -> ConvSpec:
             f"weight of size {list(weight.shape)} has {weight.ndim} dimensions; expected 3, 4 or 5: "
             f"({layout}, *kernel_size) for a 1-, 2- or 3-D {'transposed ' if transposed else ''}convolution"
         )
-    return ConvSpec.from_weight(weight.shape, groups=groups, transposed=transposed, dims=dims,
-                                bias=bias is not None, **layer)
+    return ConvSpec.from_weight(
+        weight.shape, groups=groups, transposed=transposed, dims=dims, bias=bias is not None, **layer
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -390,8 +414,12 @@ def _operands(spec: ConvSpec, x, weight, bias, grad_output=_FORWARD) -> _Operand
         return a if batched or not is_activation else a[np.newaxis]
 
     return _Operands(
-        input=computed(x, True), weight=computed(weight, False), bias=computed(bias, False),
-        grad_output=computed(grad_output, True), dtype=x.dtype, batched=batched,
+        input=computed(x, True),
+        weight=computed(weight, False),
+        bias=computed(bias, False),
+        grad_output=computed(grad_output, True),
+        dtype=x.dtype,
+        batched=batched,
     )
 
 

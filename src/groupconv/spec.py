@@ -30,6 +30,7 @@ SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 IntOrInts = Union[int, Sequence[int]]  # noqa: UP007 (evaluated at import: 3.10 has no | on Sequence)
 Shape = Sequence[int]
+_INT64_MAX = 2**63 - 1
 
 
 def max_groups(in_channels: int, out_channels: int) -> int:
@@ -61,12 +62,14 @@ def check_int(name: str, value: object, minimum: int) -> int:
         raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
     if value < minimum:
         raise GroupConvError(f"{name}={value} is invalid: {name} must be an int >= {minimum}")
+    if value > _INT64_MAX:  # torch's kernels take int64
+        raise GroupConvError(f"{name}={value} is too large: {name} must be at most 2**63 - 1")
     return int(value)
 
 
 def _ints(name: str, value: object, dims: int, minimum: int) -> tuple[int, ...]:
     """An int or a sequence of ``dims`` ints, as a ``dims``-tuple (PyTorch's _pair/_triple)."""
-    if isinstance(value, Sequence) and not isinstance(value, str):
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray)):
         if len(value) != dims:
             raise GroupConvError(
                 f"{name}={tuple(value)!r} has {len(value)} entries; a {dims}-D convolution needs one int or {dims} ints"
@@ -222,7 +225,7 @@ class ConvSpec:
 
     def _split_input(self, input_shape: Shape) -> tuple:
         """(*batch, C, S) of an input shape, checking its rank and channels."""
-        shape = tuple(input_shape)
+        shape = tuple(check_int(f"input_shape[{i}]", s, minimum=0) for i, s in enumerate(input_shape))
         spatial = ", ".join(SPATIAL_NAMES[self.dims])
         if len(shape) not in (self.dims + 1, self.dims + 2):
             raise GroupConvError(
@@ -256,11 +259,12 @@ class ConvSpec:
         for dim, (size, out) in enumerate(zip(input_size, output_size)):
             if out < 1:
                 reach = self.dilation[dim] * (self.kernel_size[dim] - 1) + 1
+                hint = "less padding or a larger kernel" if self.transposed else "more padding or a smaller kernel"
                 raise GroupConvError(
                     f"input of size {list(input_shape)} gives an output of size {out} in spatial dim {dim} "
                     f"(input {size}, padding {self.padding_pairs[dim]}, kernel reach {reach} = "
                     f"dilation*(kernel_size-1)+1, stride {self.stride[dim]}); "
-                    f"use a larger input, {'less' if self.transposed else 'more'} padding or a smaller kernel"
+                    f"use a larger input, {hint}"
                 )
         return output_size
 
