@@ -1,9 +1,11 @@
 """Seeded random convolution layers for oracle tests, each checked against PyTorch.
 
 ``random_case(seed)`` draws one valid layer and input: 1/2/3-D, convolution or
-transposed, groups from 1 to depthwise, stride and dilation 1-3, every padding form
-and mode, output_padding, bias on or off, batch 0-4, float32 or float64, and a
-contiguous, channels-last or sliced input.
+transposed, groups from 1 to depthwise, stride and dilation 1-3 (one int or one per
+dimension), every padding form and mode, output_padding, bias on or off, batch 0-4 or
+an unbatched input, float32 or float64, and a contiguous, channels-last or sliced input.
+``make_operands`` and ``make_grad_output`` draw its tensors from the same seed;
+``forward_and_backward`` runs ``torch_reference`` or ``groupconv_result`` on them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import random
 
 import torch
 import torch.nn.functional as F
+
+import groupconv
 
 TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-10}
 
@@ -25,13 +29,13 @@ class Case:
     out_channels: int
     groups: int
     kernel_size: tuple
-    stride: tuple
+    stride: int | tuple  # an int means the same for every dimension: see per_dim
     padding: object
-    dilation: tuple
-    output_padding: tuple
+    dilation: int | tuple
+    output_padding: int | tuple
     padding_mode: str
     bias: bool
-    batch: int
+    batch: int | None  # None: an unbatched input, (C, *input_size)
     input_size: tuple
     dtype: torch.dtype
     layout: str
@@ -67,18 +71,55 @@ class Case:
     def module_name(self) -> str:
         return f"ConvTranspose{self.dims}d" if self.transposed else f"Conv{self.dims}d"
 
+    @property
+    def input_shape(self) -> tuple:
+        return (*(() if self.batch is None else (self.batch,)), self.in_channels, *self.input_size)
+
+    @property
+    def weight_shape(self) -> tuple:
+        """(out_channels, in_channels/groups, *kernel_size), or (in_channels, out_channels/groups, ...) transposed."""
+        if self.transposed:
+            return (self.in_channels, self.out_channels // self.groups, *self.kernel_size)
+        return (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+
     def make_input(self) -> torch.Tensor:
         """The input in this case's memory layout, a leaf that requires grad."""
         generator = torch.Generator().manual_seed(self.seed)
-        shape = (self.batch, self.in_channels, *self.input_size)
+        shape = self.input_shape
         if self.layout == "sliced":  # every other element of a larger tensor: not contiguous
-            big = torch.randn(shape[0], shape[1], *(2 * s for s in shape[2:]), generator=generator, dtype=self.dtype)
+            spatial = [2 * s for s in self.input_size]
+            big = torch.randn(*shape[: -self.dims], *spatial, generator=generator, dtype=self.dtype)
             x = big[(..., *(slice(None, None, 2),) * self.dims)]
         else:
             x = torch.randn(shape, generator=generator, dtype=self.dtype)
             if self.layout == "channels_last":
                 x = x.contiguous(memory_format=torch.channels_last if self.dims == 2 else torch.channels_last_3d)
         return x.detach().requires_grad_()
+
+    def make_operands(self) -> tuple:
+        """(input, weight, bias or None): leaves that require grad."""
+        generator = torch.Generator().manual_seed(self.seed + 1)
+        weight = torch.randn(self.weight_shape, generator=generator, dtype=self.dtype, requires_grad=True)
+        bias = (
+            torch.randn(self.out_channels, generator=generator, dtype=self.dtype, requires_grad=True)
+            if self.bias
+            else None
+        )
+        return self.make_input(), weight, bias
+
+    def make_grad_output(self, shape) -> torch.Tensor:
+        """The gradient flowing back into an output of ``shape``."""
+        return torch.randn(shape, generator=torch.Generator().manual_seed(self.seed + 2), dtype=self.dtype)
+
+
+def per_dim(value, dims: int) -> tuple:
+    """A stride, dilation or output_padding as one value per dimension."""
+    return (value,) * dims if isinstance(value, int) else tuple(value)
+
+
+def _int_or_tuple(rng: random.Random, low: int, high: int, dims: int):
+    """One int for every dimension, or one per dimension, as a caller may write either."""
+    return rng.randint(low, high) if rng.random() < 0.3 else tuple(rng.randint(low, high) for _ in range(dims))
 
 
 def random_case(seed: int) -> Case:
@@ -91,12 +132,12 @@ def random_case(seed: int) -> Case:
         groups, in_per_group, out_per_group = rng.choice([1, 1, 2, 3, 4]), rng.choice([1, 2, 3]), rng.choice([1, 2, 3])
     max_kernel = {1: 5, 2: 3, 3: 2}[dims]
     kernel_size = tuple(rng.randint(1, max_kernel) for _ in range(dims))
-    stride = tuple(rng.randint(1, 3) for _ in range(dims))
-    dilation = tuple(rng.randint(1, 3) for _ in range(dims))
-    reach = [d * (k - 1) + 1 for d, k in zip(dilation, kernel_size)]
+    stride = _int_or_tuple(rng, 1, 3, dims)
+    dilation = _int_or_tuple(rng, 1, 3, dims)
+    reach = [d * (k - 1) + 1 for d, k in zip(per_dim(dilation, dims), kernel_size)]
     padding_form = rng.choice(["int", "tuple", "tuple"] if transposed else ["int", "tuple", "same", "valid"])
     if padding_form == "same":
-        stride = (1,) * dims
+        stride = 1 if isinstance(stride, int) else (1,) * dims
     pad_values = tuple(rng.randint(0, 2) for _ in range(dims))
     padding = {"int": pad_values[0], "tuple": pad_values, "same": "same", "valid": "valid"}[padding_form]
     per_dim_padding = (
@@ -106,16 +147,20 @@ def random_case(seed: int) -> Case:
         per_dim_padding = tuple(r - 1 - (r - 1) // 2 for r in reach)  # the larger side of 'same'
     output_padding = (0,) * dims
     if transposed and rng.random() < 0.5:
-        output_padding = tuple(rng.randrange(max(s, d)) for s, d in zip(stride, dilation))
+        output_padding = tuple(rng.randrange(max(s, d)) for s, d in zip(per_dim(stride, dims), per_dim(dilation, dims)))
     padding_mode = "zeros"
     if not transposed and rng.random() < 0.3:
         padding_mode = rng.choice(["reflect", "replicate", "circular"])
     input_size = tuple(
         _input_size(rng, dims, transposed, r, s, p, op, padding_mode)
-        for r, s, p, op in zip(reach, stride, per_dim_padding, output_padding)
+        for r, s, p, op in zip(reach, per_dim(stride, dims), per_dim_padding, output_padding)
     )
+    if len(set(output_padding)) == 1 and rng.random() < 0.3:
+        output_padding = output_padding[0]
     dtype = rng.choice([torch.float32, torch.float64])
-    layout = rng.choice(["contiguous", "sliced"] + (["channels_last"] if dims > 1 else []))
+    batch = rng.choice([None, 0]) if rng.random() < 0.1 else rng.choice([1, 2, 3, 4])
+    channels_last = dims > 1 and batch is not None  # torch's channels-last formats need the batch dimension
+    layout = rng.choice(["contiguous", "sliced"] + (["channels_last"] if channels_last else []))
     return Case(
         dims=dims,
         transposed=transposed,
@@ -129,7 +174,7 @@ def random_case(seed: int) -> Case:
         output_padding=output_padding,
         padding_mode=padding_mode,
         bias=rng.random() < 0.5,
-        batch=rng.choice([0, 1, 1, 2, 2, 3, 4]) if rng.random() < 0.1 else rng.choice([1, 2, 3, 4]),
+        batch=batch,
         input_size=input_size,
         dtype=dtype,
         layout=layout,
@@ -159,7 +204,7 @@ def torch_reference(case: Case, x: torch.Tensor, weight: torch.Tensor, bias) -> 
 
     PyTorch sees a contiguous copy: the layout under test is groupconv's, and torch 2.13's
     CPU conv2d segfaults on some channels-last inputs (1x1 kernel, bias, stride 3,
-    padding 1, dilation (2, 3): seed 1770).
+    padding 1, dilation (2, 3)).
     """
     x = x.contiguous()
     if case.padding_mode != "zeros":
@@ -169,6 +214,35 @@ def torch_reference(case: Case, x: torch.Tensor, weight: torch.Tensor, bias) -> 
         parameters = {"weight": weight} if bias is None else {"weight": weight, "bias": bias}
         return torch.func.functional_call(module, parameters, (x,))
     return getattr(F, case.function_name)(x, weight, bias, **case.functional_kwargs())
+
+
+def groupconv_result(case: Case, x: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
+    """groupconv's result through the case's frontend: groupconv.functional or groupconv.nn."""
+    if case.frontend == "nn":
+        module = getattr(groupconv.nn, case.module_name)(
+            case.in_channels, case.out_channels, case.kernel_size, **case.layer_kwargs(), dtype=case.dtype
+        )
+        parameters = {"weight": weight} if bias is None else {"weight": weight, "bias": bias}
+        return torch.func.functional_call(module, parameters, (x,))
+    return getattr(groupconv.functional, case.function_name)(x, weight, bias, **case.functional_kwargs())
+
+
+def forward_and_backward(forward, case: Case, x: torch.Tensor, weight: torch.Tensor, bias) -> dict:
+    """``forward``'s output and, by autograd from ``case.make_grad_output``, every operand's gradient."""
+    output = forward(case, x, weight, bias)
+    operands = [t for t in (x, weight, bias) if t is not None]
+    grads = torch.autograd.grad(output, operands, case.make_grad_output(output.shape))
+    return dict(output=output.detach(), input=grads[0], weight=grads[1], bias=grads[2] if bias is not None else None)
+
+
+def assert_results_close(actual: dict, expected: dict, case: Case, oracle: str) -> None:
+    """Each of forward_and_backward's results, or None where ``expected`` has None."""
+    for name, want in expected.items():
+        what = f"{name}{'' if name == 'output' else ' gradient'} differs from {oracle} for {case}"
+        if want is None:
+            assert actual[name] is None, what
+        else:
+            assert_close(actual[name], want, case.dtype, what)
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, what: str) -> None:

@@ -2,15 +2,14 @@
 
 The oracle is PyTorch itself (``torch.nn.functional.conv*`` / ``conv_transpose*``,
 ``torch.nn.ConvNd`` for padding modes, autograd for gradients); groupconv.functional
-is checked on the same configurations, so the two groupconv frontends agree too.
-Configurations are drawn at random from a seed: a failure names its seed and prints
-the configuration.
+or groupconv.nn is checked on the same configurations, so the groupconv frontends agree too.
+Configurations are cases.random_case's (the oracle tests' own): a failure names its
+seed and prints the case.
 """
 
 from __future__ import annotations
 
 import ast
-import dataclasses
 import inspect
 import re
 
@@ -18,14 +17,21 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from cases import (
+    Case,
+    assert_results_close,
+    forward_and_backward,
+    groupconv_result,
+    per_dim,
+    random_case,
+    torch_reference,
+)
 
 import groupconv.functional as GF
 from groupconv import GroupConvError
 from groupconv import numpy as gnp
-from groupconv.spec import ConvSpec
 
 NUM_CONFIGS = 360
-TOLERANCE = {"float32": dict(rtol=1e-4, atol=1e-4), "float64": dict(rtol=1e-10, atol=1e-10)}
 PADDING_MODES = ("reflect", "replicate", "circular")
 
 # PyTorch's performance note on padding="same" with even kernels is not about results
@@ -41,260 +47,71 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """One call: a layer, its input's shape and the dtype, as the numpy API takes them."""
-
-    dims: int
-    transposed: bool
-    groups: int
-    in_per_group: int  # Cg: the layer's input channels per group
-    out_per_group: int  # Og
-    kernel_size: tuple[int, ...]
-    stride: int | tuple[int, ...]
-    padding: int | tuple[int, ...] | str
-    dilation: int | tuple[int, ...]
-    output_padding: int | tuple[int, ...]
-    padding_mode: str
-    bias: bool
-    batch: int | None  # None: an unbatched input
-    input_size: tuple[int, ...]
-    dtype: str
-
-    @property
-    def in_channels(self) -> int:
-        return self.groups * self.in_per_group
-
-    @property
-    def out_channels(self) -> int:
-        return self.groups * self.out_per_group
-
-    @property
-    def weight_shape(self) -> tuple[int, ...]:
-        """(O, Cg, *K), or PyTorch's (C, Og, *K) for a transposed layer."""
-        if self.transposed:
-            return (self.in_channels, self.out_per_group, *self.kernel_size)
-        return (self.out_channels, self.in_per_group, *self.kernel_size)
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        batch = () if self.batch is None else (self.batch,)
-        return (*batch, self.in_channels, *self.input_size)
-
-    def layer_args(self) -> dict:
-        """Keyword arguments of the numpy call, less the operands."""
-        args = dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
-        if self.transposed:
-            return dict(args, output_padding=self.output_padding)
-        return dict(args, padding_mode=self.padding_mode)
-
-
-def _per_dim(rng: np.random.Generator, low: int, high: int, dims: int) -> int | tuple[int, ...]:
-    """An int or ``dims`` ints in [low, high], as a caller may give either."""
-    values = tuple(int(v) for v in rng.integers(low, high + 1, dims))
-    return values[0] if rng.random() < 0.4 else values
-
-
-def _tuple(value, dims: int) -> tuple[int, ...]:
-    return tuple(value) if isinstance(value, tuple) else (value,) * dims
-
-
-def random_config(seed: int) -> Config:
-    rng = np.random.default_rng(seed)
-    dims = int(rng.integers(1, 4))
-    transposed = bool(rng.random() < 0.4)
-    if rng.random() < 0.25:  # depthwise: one channel per group
-        groups, in_per_group, out_per_group = int(rng.integers(2, 6)), 1, int(rng.integers(1, 3))
+def numpy_results(case: Case, x, weight, bias, grad_output) -> dict[str, np.ndarray | None]:
+    """groupconv.numpy's output and gradients, keyed as forward_and_backward's results."""
+    args = case.functional_kwargs()
+    if case.transposed:
+        y = gnp.conv_transpose(x, weight, bias, **args)
+        grads = gnp.conv_transpose_grads(grad_output, x, weight, bias, **args)
     else:
-        groups = int(rng.choice([1, 1, 2, 3]))
-        in_per_group, out_per_group = (int(v) for v in rng.integers(1, 4, 2))
-    kernel_size = tuple(int(k) for k in rng.integers(1, (4, 3, 2)[dims - 1] + 1, dims))  # 3-D kept small: speed
-    stride = _per_dim(rng, 1, 3, dims)
-    dilation = _per_dim(rng, 1, 3, dims)
-    reach = [d * (k - 1) + 1 for d, k in zip(_tuple(dilation, dims), kernel_size)]
-    extra = (3, 3, 2)[dims - 1]
-    if transposed:
-        padding = _per_dim(rng, 0, 2, dims)
-        output_padding = tuple(
-            int(rng.integers(0, max(s, d))) for s, d in zip(_tuple(stride, dims), _tuple(dilation, dims))
-        )
-        output_padding = output_padding[0] if len(set(output_padding)) == 1 and rng.random() < 0.5 else output_padding
-        input_size = tuple(
-            max(1 + int(rng.integers(0, extra)), -(-(2 * p - r - op + 1) // s) + 1)  # output >= 1
-            for p, r, op, s in zip(_tuple(padding, dims), reach, _tuple(output_padding, dims), _tuple(stride, dims))
-        )
-        padding_mode = "zeros"
-    else:
-        output_padding = 0
-        padding = ["int", "tuple", "same", "valid"][int(rng.integers(0, 4))]
-        if padding == "same":
-            stride = 1
-            pairs = [((r - 1) // 2, r - 1 - (r - 1) // 2) for r in reach]  # r - 1 split, odd extra after
-        elif padding == "valid":
-            pairs = [(0, 0)] * dims
-        else:
-            padding = _per_dim(rng, 0, 2, dims) if padding == "tuple" else int(rng.integers(0, 3))
-            pairs = [(p, p) for p in _tuple(padding, dims)]
-        padding_mode = "zeros" if rng.random() < 0.4 else str(rng.choice(PADDING_MODES))
-        input_size = tuple(
-            max(1, r - lo - hi, hi + 1, lo + 1) + int(rng.integers(0, extra))  # window fits; reflect needs pad < S
-            for r, (lo, hi) in zip(reach, pairs)
-        )
-    batch = [None, 0, 1, 2, 3][int(rng.choice(5, p=[0.1, 0.1, 0.3, 0.3, 0.2]))]
-    return Config(
-        dims=dims,
-        transposed=transposed,
-        groups=groups,
-        in_per_group=in_per_group,
-        out_per_group=out_per_group,
-        kernel_size=kernel_size,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        output_padding=output_padding,
-        padding_mode=padding_mode,
-        bias=bool(rng.random() < 0.5),
-        batch=batch,
-        input_size=input_size,
-        dtype=str(rng.choice(["float32", "float64"])),
-    )
+        y = gnp.conv(x, weight, bias, **args, padding_mode=case.padding_mode)
+        grads = gnp.conv_grads(grad_output, x, weight, bias, **args, padding_mode=case.padding_mode)
+    return dict(output=y, input=grads.input, weight=grads.weight, bias=grads.bias)
 
 
-def random_operands(config: Config, seed: int) -> dict[str, np.ndarray | None]:
-    """x, weight, bias and an output gradient for ``config``, drawn from ``seed``."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(config.input_shape).astype(config.dtype)
-    weight = rng.standard_normal(config.weight_shape).astype(config.dtype)
-    bias = rng.standard_normal(config.out_channels).astype(config.dtype) if config.bias else None
-    output_shape = torch_forward(config, *map(_tensor, (x, weight, bias))).shape
-    grad_output = rng.standard_normal(tuple(output_shape)).astype(config.dtype)
-    return dict(x=x, weight=weight, bias=bias, grad_output=grad_output)
-
-
-def _tensor(a: np.ndarray | None, requires_grad: bool = False) -> torch.Tensor | None:
-    return None if a is None else torch.tensor(a, requires_grad=requires_grad)
-
-
-def torch_forward(config: Config, x, weight, bias) -> torch.Tensor:
-    """PyTorch's own result: the functional ops, or the module for a padding mode."""
-    d = config.dims
-    if config.transposed:
-        op = getattr(F, f"conv_transpose{d}d")
-        return op(x, weight, bias, config.stride, config.padding, config.output_padding, config.groups, config.dilation)
-    if config.padding_mode == "zeros":
-        op = getattr(F, f"conv{d}d")
-        return op(x, weight, bias, config.stride, config.padding, config.dilation, config.groups)
-    module = getattr(torch.nn, f"Conv{d}d")(
-        config.in_channels,
-        config.out_channels,
-        config.kernel_size,
-        config.stride,
-        config.padding,
-        config.dilation,
-        config.groups,
-        config.bias,
-        config.padding_mode,
-        dtype=getattr(torch, config.dtype),
-    )
-    parameters = {"weight": weight, **({"bias": bias} if bias is not None else {})}
-    return torch.func.functional_call(module, parameters, (x,))
-
-
-def frontend_forward(config: Config, x, weight, bias) -> torch.Tensor:
-    """groupconv's torch frontend on the same call."""
-    d = config.dims
-    if config.transposed:
-        op = getattr(GF, f"conv_transpose{d}d")
-        return op(x, weight, bias, config.stride, config.padding, config.output_padding, config.groups, config.dilation)
-    if config.padding_mode == "zeros":
-        return getattr(GF, f"conv{d}d")(x, weight, bias, config.stride, config.padding, config.dilation, config.groups)
-    spec = ConvSpec.from_weight(
-        weight.shape,
-        groups=config.groups,
-        dims=d,
-        stride=config.stride,
-        padding=config.padding,
-        dilation=config.dilation,
-        bias=bias is not None,
-        padding_mode=config.padding_mode,
-    )
-    return GF.apply(spec, x, weight, bias)
-
-
-def torch_results(forward, config: Config, operands: dict) -> dict[str, np.ndarray | None]:
-    """The output and every gradient, by autograd through ``forward``."""
-    x, weight, bias = (_tensor(operands[k], requires_grad=True) for k in ("x", "weight", "bias"))
-    y = forward(config, x, weight, bias)
-    leaves = [t for t in (x, weight, bias) if t is not None]
-    grads = torch.autograd.grad(y, leaves, torch.from_numpy(operands["grad_output"]), allow_unused=True)
-    grads = [torch.zeros_like(t) if g is None else g for t, g in zip(leaves, grads)]  # an empty batch
-    results = dict(y=y, input=grads[0], weight=grads[1], bias=grads[2] if bias is not None else None)
-    return {k: None if v is None else v.detach().numpy() for k, v in results.items()}
-
-
-def numpy_results(config: Config, operands: dict) -> dict[str, np.ndarray | None]:
-    x, weight, bias, grad_output = (operands[k] for k in ("x", "weight", "bias", "grad_output"))
-    if config.transposed:
-        y = gnp.conv_transpose(x, weight, bias, **config.layer_args())
-        grads = gnp.conv_transpose_grads(grad_output, x, weight, bias, **config.layer_args())
-    else:
-        y = gnp.conv(x, weight, bias, **config.layer_args())
-        grads = gnp.conv_grads(grad_output, x, weight, bias, **config.layer_args())
-    return dict(y=y, input=grads.input, weight=grads.weight, bias=grads.bias)
-
-
-def assert_agree(actual: dict, expected: dict, config: Config, oracle: str) -> None:
-    for name, want in expected.items():
-        got = actual[name]
-        message = f"{name} differs from {oracle} for {config}"
-        if want is None:
-            assert got is None, message
-            continue
-        assert got.dtype == want.dtype, message
-        np.testing.assert_allclose(got, want, err_msg=message, **TOLERANCE[config.dtype])
-
-
-def _config_id(seed: int) -> str:
+def _case_id(seed: int) -> str:
     """e.g. "17-conv_transpose2d-g3-float32": the seed reproduces it, the rest is for -k."""
-    config = random_config(seed)
-    op = f"conv{'_transpose' if config.transposed else ''}{config.dims}d"
-    mode = "" if config.padding_mode == "zeros" else f"-{config.padding_mode}"
-    return f"{seed}-{op}-g{config.groups}{mode}-{config.dtype}"
+    case = random_case(seed)
+    mode = "" if case.padding_mode == "zeros" else f"-{case.padding_mode}"
+    return f"{seed}-{case.function_name}-g{case.groups}{mode}-{str(case.dtype).removeprefix('torch.')}"
 
 
-@pytest.mark.parametrize("seed", range(NUM_CONFIGS), ids=_config_id)
+@pytest.mark.parametrize("seed", range(NUM_CONFIGS), ids=_case_id)
 def test_agrees_with_pytorch_and_the_torch_frontend(seed):
-    config = random_config(seed)
-    operands = random_operands(config, seed)
-    originals = {k: None if v is None else v.copy() for k, v in operands.items()}
-    results = numpy_results(config, operands)
-    assert_agree(results, torch_results(torch_forward, config, operands), config, "PyTorch")
-    assert_agree(results, torch_results(frontend_forward, config, operands), config, "groupconv.functional")
-    for name, original in originals.items():  # operands are read, never written
-        np.testing.assert_array_equal(operands[name], original, err_msg=name)
+    case = random_case(seed)
+    operands = case.make_operands()
+    expected = forward_and_backward(torch_reference, case, *operands)
+    frontend = forward_and_backward(groupconv_result, case, *operands)
+    # numpy views of the case's tensors: a sliced or channels-last input stays a strided array
+    arrays = [None if t is None else np.asarray(t.detach()) for t in operands]
+    arrays.append(case.make_grad_output(expected["output"].shape).numpy())
+    originals = [None if a is None else a.copy() for a in arrays]
+    results = numpy_results(case, *arrays)
+    results = {k: None if v is None else torch.from_numpy(np.ascontiguousarray(v)) for k, v in results.items()}
+    assert_results_close(results, expected, case, "PyTorch")
+    assert_results_close(results, frontend, case, f"groupconv.{case.frontend}")
+    for name, array, original in zip(("x", "weight", "bias", "grad_output"), arrays, originals):
+        np.testing.assert_array_equal(array, original, err_msg=f"{name} was written to")  # read, never written
 
 
-def test_random_configurations_cover_every_case():
-    configs = [random_config(seed) for seed in range(NUM_CONFIGS)]
+def test_random_cases_cover_every_numpy_case():
+    cases = [random_case(seed) for seed in range(NUM_CONFIGS)]
     for dims in (1, 2, 3):
         for transposed in (False, True):
-            assert sum(c.dims == dims and c.transposed == transposed for c in configs) >= 10, (dims, transposed)
+            assert sum(c.dims == dims and c.transposed == transposed for c in cases) >= 10, (dims, transposed)
     for mode in ("zeros", *PADDING_MODES):
-        assert sum(not c.transposed and c.padding_mode == mode for c in configs) >= 15, mode
+        assert sum(not c.transposed and c.padding_mode == mode for c in cases) >= 15, mode
     for padding in ("same", "valid"):
-        assert sum(c.padding == padding for c in configs) >= 15, padding
-    assert sum(isinstance(c.padding, tuple) for c in configs) >= 15
-    assert sum(c.transposed and any(_tuple(c.output_padding, c.dims)) for c in configs) >= 15
-    assert sum(c.groups > 1 and c.in_per_group == 1 and not c.transposed for c in configs) >= 10  # depthwise
-    assert sum(c.groups == 1 for c in configs) >= 30
+        assert sum(c.padding == padding for c in cases) >= 15, padding
+    assert sum(isinstance(c.padding, tuple) for c in cases) >= 15
+    assert sum(c.transposed and any(per_dim(c.output_padding, c.dims)) for c in cases) >= 15
+    assert sum(c.transposed and c.output_padding and isinstance(c.output_padding, int) for c in cases) >= 5
+    assert sum(c.groups > 1 and c.in_channels == c.groups and not c.transposed for c in cases) >= 10  # depthwise
+    assert sum(c.groups == 1 for c in cases) >= 30
     for step in (1, 2, 3):
-        assert sum(step in _tuple(c.stride, c.dims) for c in configs) >= 30, step
-        assert sum(step in _tuple(c.dilation, c.dims) for c in configs) >= 30, step
+        assert sum(step in per_dim(c.stride, c.dims) for c in cases) >= 30, step
+        assert sum(step in per_dim(c.dilation, c.dims) for c in cases) >= 30, step
+    for name in ("stride", "dilation"):  # one int for every dimension, as well as tuples
+        assert sum(isinstance(getattr(c, name), int) and c.dims > 1 for c in cases) >= 30, name
     for batch in (None, 0, 1, 2, 3):
-        assert sum(c.batch == batch for c in configs) >= 10, batch
-    assert sum(c.bias for c in configs) >= 100 and sum(not c.bias for c in configs) >= 100
-    for dtype in ("float32", "float64"):
-        assert sum(c.dtype == dtype for c in configs) >= 100, dtype
+        assert sum(c.batch == batch for c in cases) >= 10, batch
+    for layout in ("sliced", "channels_last"):  # strided numpy arrays
+        assert sum(c.layout == layout for c in cases) >= 30, layout
+    assert sum(c.bias for c in cases) >= 100 and sum(not c.bias for c in cases) >= 100
+    for dtype in (torch.float32, torch.float64):
+        assert sum(c.dtype == dtype for c in cases) >= 100, dtype
+    for frontend in ("functional", "nn"):
+        assert sum(c.frontend == frontend for c in cases) >= 30, frontend
 
 
 @pytest.mark.parametrize("transposed", [False, True])

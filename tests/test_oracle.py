@@ -2,51 +2,18 @@
 
 import pytest
 import torch
-from cases import assert_close, random_case, torch_reference
-
-import groupconv
+from cases import assert_results_close, forward_and_backward, groupconv_result, per_dim, random_case, torch_reference
 
 ORACLE_CASES = 2000
-
-
-def groupconv_result(case, x, weight, bias):
-    if case.frontend == "nn":
-        module = getattr(groupconv.nn, case.module_name)(
-            case.in_channels, case.out_channels, case.kernel_size, **case.layer_kwargs(), dtype=case.dtype
-        )
-        parameters = {"weight": weight} if bias is None else {"weight": weight, "bias": bias}
-        return torch.func.functional_call(module, parameters, (x,))
-    return getattr(groupconv.functional, case.function_name)(x, weight, bias, **case.functional_kwargs())
 
 
 @pytest.mark.parametrize("seed", range(ORACLE_CASES))
 def test_matches_pytorch(seed):
     case = random_case(seed)
-    generator = torch.Generator().manual_seed(seed + 1)
-    weight_shape = groupconv.ConvSpec(
-        case.in_channels,
-        case.out_channels,
-        case.kernel_size,
-        groups=case.groups,
-        transposed=case.transposed,
-        dims=case.dims,
-    ).weight_shape
-    x = case.make_input()
-    weight = torch.randn(weight_shape, generator=generator, dtype=case.dtype, requires_grad=True)
-    bias = (
-        torch.randn(case.out_channels, generator=generator, dtype=case.dtype, requires_grad=True) if case.bias else None
-    )
-    operands = [t for t in (x, weight, bias) if t is not None]
-
-    expected = torch_reference(case, x, weight, bias)
-    actual = groupconv_result(case, x, weight, bias)
-    assert_close(actual, expected, case.dtype, f"output of {case}")
-
-    grad_output = torch.randn(expected.shape, generator=generator, dtype=case.dtype)
-    expected_grads = torch.autograd.grad(expected, operands, grad_output)
-    actual_grads = torch.autograd.grad(actual, operands, grad_output)
-    for name, got, want in zip(("input", "weight", "bias"), actual_grads, expected_grads):
-        assert_close(got, want, case.dtype, f"{name} gradient of {case}")
+    operands = case.make_operands()
+    expected = forward_and_backward(torch_reference, case, *operands)
+    actual = forward_and_backward(groupconv_result, case, *operands)
+    assert_results_close(actual, expected, case, "PyTorch")
 
 
 def test_cases_cover_the_space():
@@ -60,11 +27,19 @@ def test_cases_cover_the_space():
     assert seen("dtype") == {torch.float32, torch.float64}
     assert seen("bias") == {False, True}
     assert seen("frontend") == {"functional", "nn"}
-    assert {0, 1, 2, 3, 4} <= seen("batch")
+    assert seen("batch") == {None, 0, 1, 2, 3, 4}
     assert {"same", "valid"} <= {c.padding for c in cases if isinstance(c.padding, str)}
-    assert {1, 2, 3} <= {s for c in cases for s in c.stride} and {1, 2, 3} <= {d for c in cases for d in c.dilation}
+    for name in ("stride", "dilation"):
+        assert {1, 2, 3} <= {s for c in cases for s in per_dim(getattr(c, name), c.dims)}, name
+        assert any(isinstance(getattr(c, name), int) for c in cases if c.dims > 1), name  # one int for every dim
     assert any(c.groups > 1 and c.in_channels == c.groups for c in cases)  # depthwise
-    assert any(op > 0 for c in cases for op in c.output_padding)
-    for dims in (1, 2, 3):  # each of the six functions, with groups
+    assert any(op > 0 for c in cases for op in per_dim(c.output_padding, c.dims))
+    assert any(c.transposed and c.dims > 1 and c.output_padding and isinstance(c.output_padding, int) for c in cases)
+    for dims in (1, 2, 3):  # each of the six functions, with groups, and unbatched
         for transposed in (False, True):
             assert any(c.dims == dims and c.transposed == transposed and c.groups > 1 for c in cases)
+            assert any(c.dims == dims and c.transposed == transposed and c.batch is None for c in cases)
+    unbatched = [c for c in cases if c.batch is None]
+    assert {"contiguous", "sliced"} == {c.layout for c in unbatched}
+    assert {"zeros", "reflect", "replicate", "circular"} == {c.padding_mode for c in unbatched}
+    assert {"functional", "nn"} == {c.frontend for c in unbatched}
