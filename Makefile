@@ -3,13 +3,26 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test clean
+# The data sets are Debian packages (Fashion-MNIST; the emoji font and Unicode's emoji list).
+DATA_PACKAGES := dataset-fashion-mnist fonts-noto-color-emoji unicode-data
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-run: $(INSTALLED)
+.PHONY: run test data experiments clean
+
+run: $(INSTALLED) data
 	$(VENV)/bin/groupconv demo
 
-test: $(INSTALLED)
+test: $(INSTALLED) data
 	$(PYTHON) -m pytest
+
+# Installs the data packages only when one is missing, so it costs nothing the second time.
+data:
+	@dpkg -s $(DATA_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(DATA_PACKAGES); }
+
+# docs/experiments.md's runs (about 50 minutes on 2 cores).
+experiments: $(INSTALLED) data
+	$(VENV)/bin/groupconv experiment groups --out docs/experiments/groups --train-subset 20000 --jobs 2
+	$(VENV)/bin/groupconv experiment specialisation --out docs/experiments/specialisation --jobs 2
 
 # torch first, pinned: this machine holds the 2.13.0 CPU wheel; an unpinned torch pulls a CUDA build.
 $(INSTALLED): pyproject.toml
