@@ -1,4 +1,5 @@
-"""The ``groupconv`` command: ``demo``, ``explain``, ``diagram`` and ``summary``.
+"""The ``groupconv`` command: ``demo``, ``explain``, ``diagram`` and ``summary``; ``train``,
+``experiment`` and ``filters`` (without ``--json``) come from ``training_cli``.
 
 Each subcommand has ``--help`` and ``--json`` (schemas in ``docs/cli-json.md``).
 Bad input prints one line on stderr and exits with status 2.
@@ -12,6 +13,7 @@ import sys
 import textwrap
 
 from .errors import GroupConvError
+from .training_cli import register as register_training
 
 _TEXTS = {  # name: (one-line help, description, examples)
     "explain": (
@@ -82,6 +84,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_explain(commands, layer)
     _add_diagram(commands, layer)
     _add_summary(commands)
+    register_training(commands)
     return parser
 
 
