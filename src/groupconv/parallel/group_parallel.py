@@ -1,0 +1,226 @@
+"""``shard``: split a model by its groups across the ranks of a process group.
+
+Each rank builds the same model (same seed), calls :func:`shard` with the same
+example input, and trains the result as it would the model: every rank reads the whole
+batch and gets the whole output, while each holds and computes only its part of the
+layers (see :mod:`~groupconv.parallel.rules`) and the activations move between ranks
+only where a layer mixes channels (see :mod:`~groupconv.parallel.collectives`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+from collections.abc import Iterable
+
+import torch
+import torch.distributed as dist
+import torch.fx as fx
+from torch import nn
+
+from .collectives import Communicator, Traffic, Transition
+from .planner import Plan, plan
+from .rules import Placement, ShardingError, local_layer
+
+_TRANSITIONS = "_parallel"  # where a GroupParallel's Transition modules live in its graph module
+
+
+def shard(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    group: dist.ProcessGroup | None = None,
+    replicate: Iterable[str] = (),
+) -> GroupParallel:
+    """Split ``model`` across the ranks of ``group`` (default: all), each keeping 1/R of every layer.
+
+    Call it on every rank, with the same model and example input. Like
+    ``DistributedDataParallel``, rank 0's weights are copied to every rank first, so the
+    split model computes exactly what ``model`` on rank 0 computes; ``model`` itself is
+    left as it was. A model with dropout needs every rank seeded alike (the same masks
+    on every rank, as in the unsplit model); :func:`shard` checks that.
+
+    Args:
+        model: the whole model, as one process would train it.
+        example_input: a batch of its input (one sample is enough), to trace it.
+        group: the process group to split over.
+        replicate: names of layers to keep whole on every rank, where they cannot be split.
+
+    Raises:
+        ShardingError: a layer cannot be split; the message names the layer and the fix.
+
+    Example (in each of R processes, after ``torch.distributed.init_process_group``)::
+
+        torch.manual_seed(0)
+        model = shard(alexnet(groups=2), torch.zeros(1, 1, 28, 28))
+        optimizer = torch.optim.Adam(model.parameters())  # this rank's part
+        loss = F.cross_entropy(model(images), labels)     # the whole batch on every rank
+        loss.backward()
+        optimizer.step()
+        torch.save(model.full_state_dict(), "alexnet.pt")  # on every rank: it communicates
+    """
+    communicator = Communicator(group)
+    steps = plan(model, example_input, communicator.world_size, replicate)
+    _check_random_state(model, communicator)
+    state = {key: _from_rank0(key, tensor, communicator) for key, tensor in model.state_dict().items()}
+    return GroupParallel(steps, state, communicator)
+
+
+class GroupParallel(nn.Module):
+    """A model split by its groups across ranks; made by :func:`shard`.
+
+    ``module`` is the split model (a ``torch.fx.GraphModule``: ``print(model.module.code)``
+    shows where it communicates); its ``state_dict`` keys are the whole model's, holding
+    this rank's parts. ``plan`` says how each layer is split; ``traffic`` counts what this
+    rank has sent (``traffic.reset()`` to start over).
+    """
+
+    def __init__(self, steps: Plan, state: dict[str, torch.Tensor], communicator: Communicator):
+        super().__init__()
+        self.plan, self.communicator = steps, communicator
+        self.module = steps.graph_module
+        self.placements = _split_layers(self.module, steps, state, communicator)
+        self.parameter_names = {key for key, placement in self.placements.items() if placement.parameter}
+        _insert_transitions(self.module, steps, communicator)
+        communicator.traffic.reset()
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    @property
+    def traffic(self) -> Traffic:
+        return self.communicator.traffic
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """The whole model's ``state_dict``, assembled from every rank's part (on every rank).
+
+        A collective: call it on every rank. ``model.load_state_dict`` of an unsplit model
+        takes it.
+        """
+        local = self.module.state_dict()
+        return {key: self._assemble(key, local.get(key)) for key in self.placements}
+
+    def full_grads(self) -> dict[str, torch.Tensor]:
+        """Every parameter's gradient in the whole model, assembled like :meth:`full_state_dict`
+        (zeros where backward has not given one). A collective: call it on every rank."""
+        local = dict(self.module.named_parameters())
+        grads = {key: getattr(local.get(key), "grad", None) for key in sorted(self.parameter_names)}
+        return {key: self._assemble(key, grad, missing=torch.zeros) for key, grad in grads.items()}
+
+    @torch.no_grad()
+    def load_full_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load a whole model's ``state_dict`` (a checkpoint of the unsplit model): each rank keeps its part."""
+        missing, unexpected = self.placements.keys() - state.keys(), state.keys() - self.placements.keys()
+        if missing or unexpected:
+            raise ShardingError(
+                f"the state_dict does not fit this model: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
+            )
+        local = self.module.state_dict()
+        for key, placement in self.placements.items():
+            part = placement.local(state[key], self.communicator.rank, self.communicator.world_size)
+            if part is not None:
+                local[key].copy_(part)
+
+    def _assemble(self, key: str, part: torch.Tensor | None, missing=torch.empty) -> torch.Tensor:
+        placement, communicator = self.placements[key], self.communicator
+        if part is None:
+            shape = placement.shape if placement.dim is None else _block_shape(placement, communicator.world_size)
+            part = missing(shape, dtype=placement.dtype, device=self._device())
+        where = f"assembling {key}"
+        if placement.dim is not None:
+            return communicator.all_gather(part.contiguous(), where, dim=placement.dim)
+        if placement.owner is not None:
+            return communicator.broadcast(part.clone(), where, source=placement.owner)
+        return part.clone()
+
+    def _device(self) -> torch.device:
+        return next(self.module.parameters(), torch.empty(0)).device
+
+
+def _split_layers(graph_module: fx.GraphModule, steps: Plan, state, communicator: Communicator) -> dict:
+    """Replace each layer of ``graph_module`` with this rank's, loaded from ``state``; the placements of ``state``."""
+    placements, decided = {}, {}
+    for node in graph_module.graph.nodes:
+        if node.op == "get_attr":
+            placements.update(_own_attribute(graph_module, node.target, state))
+        if node.op != "call_module":
+            continue
+        how = steps.steps[node.name].decision.how
+        if decided.setdefault(node.target, how) != how:
+            raise ShardingError(
+                f"cannot split {node.target}: it is called twice, once {decided[node.target]} and once {how}"
+            )
+        layer = graph_module.get_submodule(node.target)
+        prefix = f"{node.target}."
+        layer_state = {key[len(prefix) :]: tensor for key, tensor in state.items() if key.startswith(prefix)}
+        local, layer_placements = local_layer(layer, how, layer_state, communicator.rank, communicator.world_size)
+        placements.update({prefix + key: placement for key, placement in layer_placements.items()})
+        graph_module.set_submodule(node.target, local)
+    return placements
+
+
+def _own_attribute(graph_module: fx.GraphModule, target: str, state) -> dict[str, Placement]:
+    """A tensor the model's code reads directly (``get_attr``): a copy of rank 0's, kept whole on every rank."""
+    owner_name, _, name = target.rpartition(".")
+    owner = graph_module.get_submodule(owner_name)
+    old = getattr(owner, name)
+    tensor = state.get(target, old).detach().clone()
+    if isinstance(old, nn.Parameter):
+        owner.register_parameter(name, nn.Parameter(tensor, old.requires_grad))
+    else:
+        setattr(owner, name, tensor)
+    parameter = isinstance(old, nn.Parameter)
+    return {target: Placement(tensor.shape, tensor.dtype, parameter=parameter)} if target in state else {}
+
+
+def _insert_transitions(graph_module: fx.GraphModule, steps: Plan, communicator: Communicator) -> None:
+    """Put each step's transitions into the graph: its inputs' before it, its output's after it."""
+    graph, made, count = graph_module.graph, {}, itertools.count()
+    nodes = {node.name: node for node in graph.nodes}
+    for node in list(graph.nodes):
+        step = steps.steps[node.name]
+        for edge in step.before:
+            if (edge.source, edge.kind) not in made:  # one transition per activation and kind, however many read it
+                with graph.inserting_before(node):
+                    where = f"before {step.name}" if node.op != "output" else "at the model's output"
+                    transition = Transition(edge.kind, communicator, where)
+                    made[edge.source, edge.kind] = _add(graph_module, transition, nodes[edge.source], next(count))
+            node.replace_input_with(nodes[edge.source], made[edge.source, edge.kind])
+        if step.after:
+            with graph.inserting_after(node):
+                transition = Transition(step.after.kind, communicator, f"after {step.name}")
+                completed = _add(graph_module, transition, node, next(count))
+            node.replace_all_uses_with(completed, delete_user_cb=lambda user, new=completed: user is not new)
+    graph.lint()
+    graph_module.recompile()
+
+
+def _add(graph_module: fx.GraphModule, transition: Transition, source: fx.Node, index: int) -> fx.Node:
+    """A node that applies ``transition`` to ``source``, at the graph's insertion point."""
+    name = f"{_TRANSITIONS}.{transition.kind}_{index}"
+    graph_module.add_submodule(name, transition)
+    return graph_module.graph.call_module(name, (source,))
+
+
+def _from_rank0(key: str, tensor: torch.Tensor, communicator: Communicator) -> torch.Tensor:
+    """Rank 0's copy of one tensor of the model's state, where the original lives."""
+    copy = tensor.detach().to(communicator.device, copy=True)
+    return communicator.broadcast(copy, f"copying {key} from rank 0").to(tensor.device)
+
+
+def _check_random_state(model: nn.Module, communicator: Communicator) -> None:
+    """Dropout must draw the same masks on every rank: the random states must agree."""
+    if not any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules()):
+        return
+    digest = torch.tensor([[zlib.crc32(torch.get_rng_state().numpy().tobytes())]], device=communicator.device)
+    digests = communicator.all_gather(digest, "comparing random states").flatten().tolist()
+    if len(set(digests)) > 1:
+        raise ShardingError(
+            "the ranks' random states differ, so dropout would drop different units on each rank: seed every "
+            "rank alike (torch.manual_seed(seed) on each) before building and sharding the model"
+        )
+
+
+def _block_shape(placement: Placement, world_size: int) -> list[int]:
+    shape = list(placement.shape)
+    shape[placement.dim] //= world_size
+    return shape
