@@ -41,14 +41,18 @@ _FLATTEN = {torch.flatten, "flatten"}
 @dataclasses.dataclass(frozen=True)
 class Edge:
     """A transition of the activation ``source`` (a node name). ``backward``: a gradient flows
-    back through it; ``sent``: bytes one rank sends per sample for it, forward and backward."""
+    back through it; ``sent``: bytes one rank sends per sample for it, forward and backward;
+    ``shared``: the layer whose identical transition this one reuses (sending nothing more)."""
 
     source: str
     kind: str
     backward: bool
     sent: float
+    shared: str | None = None
 
     def __str__(self) -> str:
+        if self.shared:
+            return f"(shares {self.shared}'s)"
         forward, backward = TRANSITIONS[self.kind]
         local = {None: "-", "block": "-"}
         return f"{local.get(forward, forward)} / {local.get(backward, backward) if self.backward else '-'}"
@@ -135,16 +139,19 @@ def _walk(graph_module: fx.GraphModule, world_size: int, replicate: set[str]) ->
     """Decide each node in order, carrying each activation's layout and whether it needs a gradient."""
     layouts: dict[fx.Node, str] = {}
     needs_grad: dict[fx.Node, bool] = {}
+    made: dict[tuple[str, str], str] = {}  # (activation, transition): the layer it was made for
     steps = {}
     for node in graph_module.graph.nodes:
         inputs = _tensor_inputs(node)
         layer = graph_module.get_submodule(node.target) if node.op == "call_module" else None
-        decision = _decide(node, layer, inputs, layouts, world_size, replicate)
+        gathered = bool(inputs) and (inputs[0].name, "gather_to_mix") in made
+        decision = _decide(node, layer, inputs, layouts, world_size, replicate, gathered)
         before = tuple(_edge(arg, _TRANSITION[layouts[arg], decision.reads], needs_grad[arg], world_size)
                        for arg in inputs if (layouts[arg], decision.reads) in _TRANSITION)  # fmt: skip
+        before = tuple(_share(edge, made, _name(node)) for edge in before)
         weights = list(layer.parameters()) if layer is not None else []
-        needs_grad[node] = node.op == "get_attr" or any(p.requires_grad for p in weights) or any(
-            needs_grad[arg] for arg in inputs
+        needs_grad[node] = (
+            node.op == "get_attr" or any(p.requires_grad for p in weights) or any(needs_grad[arg] for arg in inputs)
         )
         after = _edge(node, decision.after, needs_grad[node], world_size) if decision.after else None
         layouts[node] = decision.writes
@@ -154,12 +161,12 @@ def _walk(graph_module: fx.GraphModule, world_size: int, replicate: set[str]) ->
 
 
 def _decide(node: fx.Node, layer: nn.Module | None, inputs: list[fx.Node], layouts, world_size: int,
-            replicate: set[str]) -> Decision:  # fmt: skip
+            replicate: set[str], gathered: bool) -> Decision:  # fmt: skip
     reads = SHARDED if any(layouts[arg] == SHARDED for arg in inputs) else REPLICATED
     if layer is not None:
-        feeds_output, replicated = _feeds_output(node), node.target in replicate
-        return decide(layer, Site(node.target, reads, _dims(inputs), _sizes(node, inputs), feeds_output, replicated),
-                      world_size)  # fmt: skip
+        site = Site(node.target, reads, _dims(inputs), _sizes(node, inputs), _feeds_output(node),
+                    node.target in replicate, gathered)  # fmt: skip
+        return decide(layer, site, world_size)
     if node.op in ("call_function", "call_method") and reads == SHARDED:
         return _function(node, inputs)
     return Decision("replicated", REPLICATED, REPLICATED)  # placeholders, get_attr, output, whole inputs
@@ -185,6 +192,12 @@ def _flattens_channels(node: fx.Node) -> bool:
     start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
     end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
     return start == 1 and end in (-1, len(_shape(node.args[0])) - 1)
+
+
+def _share(edge: Edge, made: dict[tuple[str, str], str], reader: str) -> Edge:
+    """``edge``, or, where an earlier reader made the same transition, a free reuse of it."""
+    first = made.setdefault((edge.source, edge.kind), reader)
+    return edge if first == reader else dataclasses.replace(edge, sent=0.0, shared=first)
 
 
 def _edge(source: fx.Node, kind: str, backward: bool, world_size: int) -> Edge:
@@ -277,6 +290,6 @@ def _what(layer: nn.Module | None) -> str:
 
 
 def _row(step: Step) -> tuple[str, ...]:
-    communicates = ", ".join(map(str, step.edges)) or "-"
+    communicates = ", ".join(text for text in map(str, step.edges) if text != "- / -") or "-"
     reads = step.decision.reads if step.decision.reads != MIX else "whole"
     return (step.name, step.what, step.decision.how, reads, step.decision.writes, communicates)

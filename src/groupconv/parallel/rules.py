@@ -87,7 +87,8 @@ class Placement:
 class Site:
     """What a layer's decision depends on besides the layer: its name, its input's layout
     and number of dims, its input's and output's elements per sample (``sizes``), whether
-    only the model's output reads it, and whether the caller asked to replicate it."""
+    only the model's output reads it, whether the caller asked to replicate it, and
+    whether its input is gathered for another layer already (so gathering is free)."""
 
     name: str
     reads: str
@@ -95,6 +96,7 @@ class Site:
     sizes: tuple[int, int]
     feeds_output: bool = False
     replicate: bool = False
+    gathered: bool = False
 
 
 def decide(layer: nn.Module, site: Site, world_size: int) -> Decision:
@@ -143,7 +145,7 @@ def _mixing(out_channels: int, site: Site, world_size: int) -> Decision:
         return Decision("by outputs", MIX, SHARDED) if splits_outputs else Decision("replicated", *[REPLICATED] * 2)
     input_size, output_size = site.sizes
     gather_input = 2 * input_size + (output_size if site.feeds_output else 0)  # + the gather at the model's output
-    if splits_outputs and gather_input <= 2 * output_size:
+    if splits_outputs and (site.gathered or gather_input <= 2 * output_size):
         return Decision("by outputs", MIX, SHARDED)
     if splits_outputs and not site.feeds_output:
         return Decision("by inputs", SHARDED, SHARDED, after="reduce_scatter")

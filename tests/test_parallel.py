@@ -1,0 +1,287 @@
+"""groupconv.parallel against the unsplit model on the same weights and data.
+
+The distributed tests spawn 2 gloo processes once (a module fixture) and train every
+model there; the oracle is the same model trained here in one process. Tests that need
+no processes (plans, errors, dropout masks) run in this one.
+
+Float32 results are compared on the first step; the trajectory over several steps is
+compared in float64. (In float32, two correct runs that sum in different orders part
+ways within a few steps: a pre-activation within rounding of zero makes ReLU or
+max-pooling send its gradient elsewhere. Here alexnet-g2 does so at the third step.)
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import groupconv.nn as gnn
+from groupconv.models import alexnet, resnext, shufflenet
+from groupconv.parallel import CollectiveError, ShardingError, plan, shard
+from groupconv.parallel.launch import LaunchError, spawn
+from groupconv.parallel.rules import ShardedDropout
+
+RANKS, BATCH, STEPS = 2, 8, 3
+DEADLINE = 120  # seconds: spawned ranks still running then are stopped, so no test can hang
+
+
+def grouped_chain() -> nn.Sequential:
+    """A dense stem, then grouped layers whose groups line up: nothing to communicate until the output."""
+    return nn.Sequential(
+        gnn.Conv2d(1, 8, 3, padding=1), nn.ReLU(),
+        gnn.Conv2d(8, 16, 3, padding=1, groups=2), nn.BatchNorm2d(16), nn.ReLU(),
+        gnn.Conv2d(16, 16, 3, padding=1, groups=4), nn.ReLU(), nn.MaxPool2d(2),
+        gnn.Conv2d(16, 10, 1, groups=2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+    )  # fmt: skip
+
+
+MODELS = {
+    "alexnet-g2": functools.partial(alexnet, groups=2, width=0.125),
+    "alexnet-g4": functools.partial(alexnet, groups=4, width=0.125),
+    "resnext": functools.partial(resnext, cardinality=4, bottleneck_width=2, stages=((16, 1), (32, 2))),
+    "shufflenet": functools.partial(shufflenet, groups=2, repeats=(1, 1, 1)),
+    "grouped-chain": grouped_chain,
+}
+EXAMPLE = torch.zeros(1, 1, 28, 28)
+
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
+
+
+def batch(dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randn(BATCH, 1, 28, 28, generator=generator, dtype=dtype)
+    return images, torch.randint(0, 10, (BATCH,), generator=generator)
+
+
+def train(model: nn.Module, dtype: torch.dtype, grads, state) -> list[dict]:
+    """STEPS steps of SGD on one batch, in train mode (dropout and batch statistics on); each step's record.
+
+    ``grads(model)`` and ``state(model)`` read the whole model's gradients and state.
+    """
+    images, labels = batch(dtype)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    records = []
+    for step in range(STEPS):
+        torch.manual_seed(100 + step)  # the same dropout masks in both runs
+        output = model(images)
+        loss = F.cross_entropy(output, labels)
+        optimizer.zero_grad()
+        loss.backward()
+        traffic = getattr(model, "traffic", None)
+        sent = {"bytes": traffic.bytes, "calls": dict(traffic.calls_by_kind)} if traffic else {}
+        records.append({"output": output.detach(), "loss": loss.detach(), "grads": grads(model), **sent})
+        optimizer.step()
+        if traffic is not None:
+            traffic.reset()  # not counting full_grads' own collectives
+    records.append({"state": state(model)})
+    return records
+
+
+def rank_trains_every_model(folder: str) -> None:
+    """On each rank: shard and train every model; save the records and any wrap-time error."""
+    rank = torch.distributed.get_rank()
+    torch.manual_seed(rank)  # ranks seeded unlike: shard must refuse a model with dropout
+    try:
+        shard(MODELS["alexnet-g2"](), EXAMPLE)
+    except ShardingError as error:
+        Path(folder, f"seed-error-{rank}.txt").write_text(str(error))
+    for name, make in MODELS.items():
+        for dtype_name, dtype in DTYPES.items():
+            torch.manual_seed(0)
+            model = shard(make().to(dtype), EXAMPLE.to(dtype))
+            records = train(model, dtype, lambda m: m.full_grads(), lambda m: m.full_state_dict())
+            run = {"records": records, "plan_bytes": model.plan.bytes_per_step(BATCH)}
+            torch.save(run, Path(folder, f"{name}-{dtype_name}-{rank}.pt"))
+
+
+def train_whole(name: str, dtype: torch.dtype) -> list[dict]:
+    torch.manual_seed(0)
+    model = MODELS[name]().to(dtype)
+    grads = lambda m: {key: p.grad.clone() for key, p in m.named_parameters()}
+    return train(model, dtype, grads, lambda m: m.state_dict())
+
+
+@pytest.fixture(scope="module")
+def split_runs(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("parallel")
+    spawn(rank_trains_every_model, RANKS, str(folder), timeout=30, deadline=DEADLINE)
+    return folder
+
+
+def load(folder: Path, name: str, dtype: str = "float32", rank: int = 0) -> dict:
+    return torch.load(folder / f"{name}-{dtype}-{rank}.pt", weights_only=False)
+
+
+def close(actual: dict | torch.Tensor, expected: dict | torch.Tensor, what: str) -> None:
+    """Equal within rounding of differently ordered sums: relative to the tensor's largest entry (or 1)."""
+    if isinstance(expected, dict):
+        assert actual.keys() == expected.keys(), what
+        for key in expected:
+            close(actual[key], expected[key], f"{what} {key}")
+        return
+    tolerance = TOLERANCE.get(expected.dtype, 0)
+    scale = max(expected.abs().max().item(), 1.0) if tolerance else 1.0
+    torch.testing.assert_close(actual, expected, rtol=tolerance, atol=tolerance * scale, msg=what)
+
+
+def compare(mine: dict, expected: dict, what: str) -> None:
+    for key in ("output", "loss", "grads"):
+        close(mine[key], expected[key], f"{what} {key}")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_float32_outputs_loss_and_every_gradient_equal_the_unsplit_models(split_runs, name):
+    compare(load(split_runs, name)["records"][0], train_whole(name, torch.float32)[0], "float32:")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_optimiser_steps_keep_them_equal(split_runs, name):
+    split, whole = load(split_runs, name, "float64")["records"], train_whole(name, torch.float64)
+    for step in range(STEPS):
+        compare(split[step], whole[step], f"float64 step {step}:")
+    close(split[-1]["state"], whole[-1]["state"], f"float64 after {STEPS} SGD steps:")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_rank_ends_with_the_same_whole_model(split_runs, name):
+    states = [load(split_runs, name, rank=rank)["records"][-1]["state"] for rank in range(RANKS)]
+    for key, tensor in states[0].items():
+        assert torch.equal(states[1][key], tensor), key
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_bytes_sent_are_the_plans(split_runs, name):
+    run = load(split_runs, name)
+    assert [record["bytes"] for record in run["records"][:STEPS]] == [run["plan_bytes"]] * STEPS
+
+
+def test_aligned_grouped_layers_communicate_nothing_until_the_output(split_runs):
+    records = load(split_runs, "grouped-chain")["records"][:STEPS]
+    assert [record["calls"] for record in records] == [{"all_gather": 1}] * STEPS  # the output's gather
+
+
+def test_ranks_seeded_unlike_are_refused_when_the_model_has_dropout(split_runs):
+    for rank in range(RANKS):
+        message = (split_runs / f"seed-error-{rank}.txt").read_text()
+        assert "random states differ" in message and "torch.manual_seed" in message
+
+
+def rank_dies_mid_step(folder: str) -> None:
+    """Rank 1 kills itself inside the forward pass; rank 0 records the error it gets."""
+    rank = torch.distributed.get_rank()
+    torch.manual_seed(0)
+    model = shard(MODELS["alexnet-g2"](), EXAMPLE)
+    if rank == 1:
+        model.module.features.conv4.register_forward_pre_hook(lambda *_: os.kill(os.getpid(), signal.SIGKILL))
+    images, labels = batch()
+    try:
+        F.cross_entropy(model(images), labels).backward()
+    except CollectiveError as error:
+        Path(folder, "error.txt").write_text(str(error))
+        raise
+
+
+def test_a_rank_killed_mid_step_makes_the_other_fail_with_a_clear_error(tmp_path):
+    with pytest.raises(LaunchError) as failure:
+        spawn(rank_dies_mid_step, RANKS, str(tmp_path), timeout=10, deadline=DEADLINE)
+    assert failure.value.exitcodes == [1, -signal.SIGKILL]  # rank 0 raised; it was not stopped by the launcher
+    assert "rank 1 was ended by SIGKILL" in str(failure.value)
+    message = (tmp_path / "error.txt").read_text()
+    assert "failed on rank 0 of 2: another rank stopped" in message
+    assert "after classifier.fc6" in message  # fc6's reduce_scatter: rank 0's first collective after conv4
+
+
+def test_the_plan_splits_alexnets_groups_and_gathers_only_where_layers_mix():
+    steps = plan(alexnet(groups=2, width=0.125), EXAMPLE, world_size=2).steps
+    assert {name: steps[name].decision.how for name in ("features_conv2", "features_conv4", "features_conv5")} == {
+        name: "grouped" for name in ("features_conv2", "features_conv4", "features_conv5")
+    }
+    communicating = {step.name: [edge.kind for edge in step.edges] for step in steps.values() if step.sent}
+    assert communicating == {
+        "features.conv3": ["gather_to_mix"],  # 32 channels in, 48 out: gathering the input is cheaper
+        "classifier.fc6": ["reduce_scatter"],  # 288 features in, 128 out: reducing the output is cheaper
+        "classifier.fc7": ["gather_to_mix"],
+        "classifier.fc8": ["all_reduce"],  # 10 classes, needed whole
+    }
+
+
+def test_one_rank_communicates_nothing():
+    assert plan(alexnet(groups=2, width=0.125), EXAMPLE, world_size=1).bytes_per_step(BATCH) == 0
+
+
+def test_the_plan_prints_each_layer_and_its_communication():
+    text = str(plan(alexnet(groups=2, width=0.125), EXAMPLE, world_size=2))
+    assert "features.conv2  Conv2d 16->32 g=2  grouped" in text
+    assert "features.conv3  Conv2d 32->48      by outputs  whole    sharded     all_gather / reduce_scatter" in text
+    assert text.endswith("2 ranks; each sends 7,336 bytes per sample per training step")
+
+
+def test_groups_that_do_not_divide_among_the_ranks_are_refused_naming_the_layer():
+    message = (
+        "cannot split features.conv2 (Conv2d 16->32, groups=2) across 4 ranks: each rank keeps whole groups, "
+        "and 2 groups do not divide among 4. Use a multiple of 4 groups, or 1 or 2 ranks, or pass "
+        "replicate=['features.conv2'] to keep a whole copy on every rank"
+    )
+    with pytest.raises(ShardingError, match=f"^{_escaped(message)}$"):
+        plan(alexnet(groups=2, width=0.125), EXAMPLE, world_size=4)
+
+
+def test_a_layer_it_cannot_split_is_refused_naming_the_layer_and_the_fix():
+    model = nn.Sequential(gnn.Conv2d(1, 8, 3, groups=1), nn.GroupNorm(2, 8))
+    with pytest.raises(ShardingError, match=r"^cannot split 1 \(GroupNorm\) across 2 ranks: .* replicate=\['1'\]"):
+        plan(model, EXAMPLE, world_size=2)
+    step = plan(model, EXAMPLE, world_size=2, replicate=["1"]).steps["_1"]
+    assert (step.decision.how, [edge.kind for edge in step.before]) == ("replicated", ["gather"])
+
+
+def test_a_model_torch_fx_cannot_trace_is_refused():
+    class Branchy(nn.Module):
+        def forward(self, x):
+            return x if x.sum() > 0 else -x
+
+    with pytest.raises(ShardingError, match=r"^cannot split Branchy: torch.fx could not trace it"):
+        plan(Branchy(), EXAMPLE, world_size=2)
+
+
+def test_replicate_must_name_layers_of_the_model():
+    with pytest.raises(ShardingError, match=r"^replicate names no layer of the model: conv9;"):
+        plan(alexnet(), EXAMPLE, world_size=2, replicate=["conv9"])
+
+
+def test_shard_without_a_process_group_says_how_to_start_one():
+    with pytest.raises(RuntimeError, match=r"call torch\.distributed\.init_process_group first"):
+        shard(alexnet(), EXAMPLE)
+
+
+def test_planning_leaves_the_model_as_it_was():
+    model = alexnet(groups=2, width=0.125).train()
+    before = {key: tensor.clone() for key, tensor in model.state_dict().items()}
+    plan(model, torch.randn(4, 1, 28, 28), world_size=2)
+    assert model.training and all(torch.equal(model.state_dict()[key], tensor) for key, tensor in before.items())
+
+
+@pytest.mark.parametrize("p", [0.3, 0.5])
+def test_sharded_dropout_draws_the_unsplit_dropouts_mask(p):
+    x = torch.randn(4, 6, 3)
+    torch.manual_seed(7)
+    whole = F.dropout(x, p, training=True)
+    blocks = []
+    for rank, block in enumerate(x.chunk(2, 1)):
+        torch.manual_seed(7)
+        blocks.append(ShardedDropout(p, rank, 2)(block))
+    assert torch.equal(torch.cat(blocks, 1), whole)
+
+
+def _escaped(text: str) -> str:
+    import re
+
+    return re.escape(text)
