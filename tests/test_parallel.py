@@ -13,8 +13,11 @@ max-pooling send its gradient elsewhere. Here alexnet-g2 does so at the third st
 from __future__ import annotations
 
 import functools
+import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,10 +26,14 @@ import torch.nn.functional as F
 from torch import nn
 
 import groupconv.nn as gnn
+from groupconv.cli import main
+from groupconv.data import load as load_data
+from groupconv.data.fashion_mnist import DEFAULT_DIR
 from groupconv.models import alexnet, resnext, shufflenet
 from groupconv.parallel import CollectiveError, ShardingError, plan, shard
 from groupconv.parallel.launch import LaunchError, spawn
 from groupconv.parallel.rules import ShardedDropout
+from groupconv.train import evaluate, load_checkpoint
 
 RANKS, BATCH, STEPS = 2, 8, 3
 DEADLINE = 120  # seconds: spawned ranks still running then are stopped, so no test can hang
@@ -279,6 +286,46 @@ def test_sharded_dropout_draws_the_unsplit_dropouts_mask(p):
         torch.manual_seed(7)
         blocks.append(ShardedDropout(p, rank, 2)(block))
     assert torch.equal(torch.cat(blocks, 1), whole)
+
+
+needs_data = pytest.mark.skipif(not DEFAULT_DIR.is_dir(), reason="needs dataset-fashion-mnist (make data)")
+TINY_RUN = ["--groups", "2", "--epochs", "1", "--train-subset", "128", "--test-subset", "100", "--batch-size", "64"]
+
+
+@needs_data
+def test_groupconv_train_procs_2_trains_split_and_saves_the_whole_model(tmp_path, capfd):
+    main(["train", *TINY_RUN, "--procs", "2", "--out", str(tmp_path)])
+    printed = capfd.readouterr().out.splitlines()
+    assert [line for line in printed if line.startswith("validation error")] == [
+        f"validation error {100 * json.loads((tmp_path / 'metrics.json').read_text())['epochs'][0]['val_error']:.2f}% "
+        f"after 1 epochs; wrote {tmp_path}/checkpoint.pt and metrics.json"
+    ]  # once: rank 0 reports
+    model, config = load_checkpoint(tmp_path)  # the unsplit model, from rank 0's whole-model checkpoint
+    recorded = json.loads((tmp_path / "metrics.json").read_text())["epochs"][0]["val_error"]
+    assert evaluate(model, load_data("fashion-mnist", "test").subset(100, seed=config.seed)) == recorded
+
+
+@needs_data
+def test_torchrun_runs_groupconv_train_group_parallel():
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [str(torchrun), "--nproc-per-node", "2", "-m", "groupconv", "train", *TINY_RUN, "--group-parallel"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=DEADLINE)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert finished.stdout.count("validation error") == 1  # rank 0 reports; rank 1 trains silently
+
+
+def test_groupconv_train_refuses_a_split_before_starting_processes(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["train", "--groups", "2", "--procs", "4"])
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.startswith("groupconv train: error: cannot split features.conv2 (Conv2d 16->32")
+
+
+def test_group_parallel_outside_torchrun_says_how_to_start_it(capsys, monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    with pytest.raises(SystemExit):
+        main(["train", "--group-parallel"])
+    assert "torchrun --nproc-per-node R" in capsys.readouterr().err
 
 
 def _escaped(text: str) -> str:

@@ -104,11 +104,15 @@ def train(
     data_dir: str | Path | None = None,
     progress: bool = True,
     advance: Callable[[int], object] | None = None,
+    wrap: Callable[[nn.Module], nn.Module] | None = None,
 ) -> Result:
     """Train ``config``'s model; with ``out``, write ``checkpoint.pt`` and ``metrics.json`` there.
 
     ``progress`` shows a bar per epoch and a line after it; ``advance``, if given, is
     called with the number of images after every batch instead (for a caller's own bar).
+    ``wrap``, if given, turns the built model into the one trained, such as its
+    group-parallel split (:func:`groupconv.parallel.shard`); that one's ``full_state_dict()``
+    gives the result and checkpoint the whole model back.
 
     Example (a few batches of real data):
         >>> config = TrainConfig(groups=2, epochs=1, train_subset=256, test_subset=256, batch_size=64)
@@ -119,17 +123,20 @@ def train(
     train_set, test_set = _splits(config, data_dir)
     torch.manual_seed(config.seed)  # initial weights and dropout masks
     model = build_model(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    trained = wrap(model) if wrap else model
+    optimizer = torch.optim.Adam(trained.parameters(), lr=config.lr)
     order = torch.Generator().manual_seed(config.seed)  # batch order
     history = []
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
         bar = tqdm(total=len(train_set), desc=_label(config, epoch), unit="img", leave=False, disable=not progress)
         with bar:
-            loss = train_epoch(model, optimizer, train_set, config.batch_size, order, advance or bar.update)
-        history.append(Epoch(epoch, loss, evaluate(model, test_set), time.perf_counter() - start))
+            loss = train_epoch(trained, optimizer, train_set, config.batch_size, order, advance or bar.update)
+        history.append(Epoch(epoch, loss, evaluate(trained, test_set), time.perf_counter() - start))
         if progress:
             tqdm.write(_epoch_line(config, history[-1]))
+    if trained is not model:
+        model.load_state_dict(trained.full_state_dict())
     result = Result(config, history, model, count_params(model), count_macs(model, train_set.info.image_shape))
     if out is not None:
         save(result, out)

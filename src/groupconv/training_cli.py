@@ -47,7 +47,9 @@ def _add_train(commands) -> None:
         """examples:
   groupconv train --model alexnet --groups 2 --dataset fashion-mnist --epochs 5 --seed 0 --out runs/g2
   groupconv train --dataset emoji --groups 2 --epochs 15 --batch-size 64 --out runs/emoji-g2
-  groupconv train --epochs 1 --train-subset 2000 --test-subset 1000    # a quick look""",
+  groupconv train --epochs 1 --train-subset 2000 --test-subset 1000    # a quick look
+  groupconv train --groups 2 --procs 2                                 # split by groups across 2 processes
+  torchrun --nproc-per-node 2 -m groupconv train --groups 2 --group-parallel""",
     )
     train.add_argument("--model", default=_DEFAULTS.model, choices=list(MODELS), help="(default: %(default)s)")
     train.add_argument(
@@ -60,7 +62,16 @@ def _add_train(commands) -> None:
     train.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="initial weights, batch order, dropout (default: 0)")
     _training_arguments(train)
     train.add_argument("--out", metavar="DIR", help="write checkpoint.pt and metrics.json here")
+    _group_parallel_arguments(train)
     train.set_defaults(run=_train)
+
+
+def _group_parallel_arguments(train: argparse.ArgumentParser) -> None:
+    parallel = train.add_argument_group("group-parallel (docs/parallel.md)")
+    parallel.add_argument("--group-parallel", action="store_true",
+                          help="split the model by its groups across torchrun's processes")  # fmt: skip
+    parallel.add_argument("--procs", type=int, default=1, metavar="R",
+                          help="start R processes on this machine and train group-parallel across them (default: 1)")  # fmt: skip
 
 
 def _training_arguments(parser: argparse.ArgumentParser, dataset: bool = True, **defaults) -> None:
@@ -158,7 +169,19 @@ def _train(args: argparse.Namespace) -> None:
     from .train import train
 
     config = TrainConfig(model=args.model, groups=args.groups, dataset=args.dataset, seed=args.seed, **_config(args))
-    result = train(config, args.out, args.data_dir)
+    if args.procs > 1 and not args.group_parallel:  # start R processes, each running this command group-parallel
+        from .parallel import training
+
+        training.spawn(_train, args.procs, config, argparse.Namespace(**{**vars(args), "group_parallel": True}))
+        return
+    wrap, lead = (None, True)
+    if args.group_parallel:
+        from .parallel import training
+
+        wrap, lead = training.join(config)
+    result = train(config, args.out if lead else None, args.data_dir, progress=lead, wrap=wrap)
+    if not lead:
+        return
     last = result.history[-1]
     where = f"; wrote {args.out}/checkpoint.pt and metrics.json" if args.out else ""
     print(f"validation error {100 * last.val_error:.2f}% after {last.epoch} epochs{where}")

@@ -19,6 +19,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from ..errors import GroupConvError
+
 DEFAULT_TIMEOUT = 60.0  # seconds a collective may wait for the other ranks
 
 
@@ -40,7 +42,7 @@ def initialize(timeout: float = DEFAULT_TIMEOUT, backend: str | None = None) -> 
     """
     missing = [name for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
     if missing:
-        raise RuntimeError(
+        raise GroupConvError(
             f"no process group to join: {', '.join(missing)} not set. Start the program with "
             "`torchrun --nproc-per-node R ...`, or let groupconv.parallel.launch.spawn start the processes"
         )
