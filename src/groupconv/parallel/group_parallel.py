@@ -18,8 +18,9 @@ import torch.distributed as dist
 import torch.fx as fx
 from torch import nn
 
+from . import planner
 from .collectives import Communicator, Traffic, Transition
-from .planner import Plan, plan
+from .planner import Plan
 from .rules import Placement, ShardingError, local_layer
 
 _TRANSITIONS = "_parallel"  # where a GroupParallel's Transition modules live in its graph module
@@ -59,10 +60,10 @@ def shard(
         torch.save(model.full_state_dict(), "alexnet.pt")  # on every rank: it communicates
     """
     communicator = Communicator(group)
-    steps = plan(model, example_input, communicator.world_size, replicate)
+    plan = planner.plan(model, example_input, communicator.world_size, replicate)
     _check_random_state(model, communicator)
     state = {key: _from_rank0(key, tensor, communicator) for key, tensor in model.state_dict().items()}
-    return GroupParallel(steps, state, communicator)
+    return GroupParallel(plan, state, communicator)
 
 
 class GroupParallel(nn.Module):
@@ -74,13 +75,13 @@ class GroupParallel(nn.Module):
     rank has sent (``traffic.reset()`` to start over).
     """
 
-    def __init__(self, steps: Plan, state: dict[str, torch.Tensor], communicator: Communicator):
+    def __init__(self, plan: Plan, state: dict[str, torch.Tensor], communicator: Communicator):
         super().__init__()
-        self.plan, self.communicator = steps, communicator
-        self.module = steps.graph_module
-        self.placements = _split_layers(self.module, steps, state, communicator)
+        self.plan, self.communicator = plan, communicator
+        self.module = plan.graph_module
+        self.placements = _split_layers(self.module, plan, state, communicator)
         self.parameter_names = {key for key, placement in self.placements.items() if placement.parameter}
-        _insert_transitions(self.module, steps, communicator)
+        _insert_transitions(self.module, plan, communicator)
         communicator.traffic.reset()
 
     def forward(self, *args, **kwargs):
@@ -136,7 +137,7 @@ class GroupParallel(nn.Module):
         return next(self.module.parameters(), torch.empty(0)).device
 
 
-def _split_layers(graph_module: fx.GraphModule, steps: Plan, state, communicator: Communicator) -> dict:
+def _split_layers(graph_module: fx.GraphModule, plan: Plan, state, communicator: Communicator) -> dict:
     """Replace each layer of ``graph_module`` with this rank's, loaded from ``state``; the placements of ``state``."""
     placements, decided = {}, {}
     for node in graph_module.graph.nodes:
@@ -144,7 +145,7 @@ def _split_layers(graph_module: fx.GraphModule, steps: Plan, state, communicator
             placements.update(_own_attribute(graph_module, node.target, state))
         if node.op != "call_module":
             continue
-        how = steps.steps[node.name].decision.how
+        how = plan.steps[node.name].decision.how
         if decided.setdefault(node.target, how) != how:
             raise ShardingError(
                 f"cannot split {node.target}: it is called twice, once {decided[node.target]} and once {how}"
@@ -172,12 +173,12 @@ def _own_attribute(graph_module: fx.GraphModule, target: str, state) -> dict[str
     return {target: Placement(tensor.shape, tensor.dtype, parameter=parameter)} if target in state else {}
 
 
-def _insert_transitions(graph_module: fx.GraphModule, steps: Plan, communicator: Communicator) -> None:
+def _insert_transitions(graph_module: fx.GraphModule, plan: Plan, communicator: Communicator) -> None:
     """Put each step's transitions into the graph: its inputs' before it, its output's after it."""
     graph, made, count = graph_module.graph, {}, itertools.count()
     nodes = {node.name: node for node in graph.nodes}
     for node in list(graph.nodes):
-        step = steps.steps[node.name]
+        step = plan.steps[node.name]
         for edge in step.before:
             if (edge.source, edge.kind) not in made:  # one transition per activation and kind, however many read it
                 with graph.inserting_before(node):
@@ -211,7 +212,8 @@ def _check_random_state(model: nn.Module, communicator: Communicator) -> None:
     """Dropout must draw the same masks on every rank: the random states must agree."""
     if not any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules()):
         return
-    digest = torch.tensor([[zlib.crc32(torch.get_rng_state().numpy().tobytes())]], device=communicator.device)
+    states = [torch.get_rng_state()] + ([torch.cuda.get_rng_state()] if communicator.backend == "nccl" else [])
+    digest = torch.tensor([[zlib.crc32(torch.cat(states).numpy().tobytes())]], device=communicator.device)
     digests = communicator.all_gather(digest, "comparing random states").flatten().tolist()
     if len(set(digests)) > 1:
         raise ShardingError(
