@@ -57,6 +57,17 @@ def with_a_replicated_layer() -> nn.Sequential:
     )  # fmt: skip
 
 
+class DirectParameter(nn.Module):
+    """A forward that reads a parameter itself (torch.fx's get_attr), not through a layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.body, self.gain = grouped_chain(), nn.Parameter(torch.tensor([1.5]))
+
+    def forward(self, x):
+        return self.body(x) * self.gain
+
+
 REPLICATE = {"replicated-layer": ["1"]}
 MODELS = {
     "alexnet-g2": functools.partial(alexnet, groups=2, width=0.125),
@@ -65,6 +76,7 @@ MODELS = {
     "shufflenet": functools.partial(shufflenet, groups=2, repeats=(1, 1, 1)),
     "grouped-chain": grouped_chain,
     "replicated-layer": with_a_replicated_layer,
+    "direct-parameter": DirectParameter,
 }
 EXAMPLE = torch.zeros(1, 1, 28, 28)
 
@@ -120,7 +132,10 @@ def rank_trains_every_model(folder: str) -> None:
             model = shard(whole, EXAMPLE.to(dtype), replicate=REPLICATE.get(name, ()))
             untouched = torch.equal(torch.get_rng_state(), random_state)  # so dropout draws as the unsplit model's
             records = train(model, dtype, lambda m: m.full_grads(), lambda m: m.full_state_dict())
-            run = {"records": records, "plan_bytes": model.plan.bytes_per_step(BATCH), "untouched": untouched}
+            model.load_full_state_dict(whole.state_dict())  # back to the untrained weights
+            reloaded = model.full_state_dict()
+            run = {"records": records, "plan_bytes": model.plan.bytes_per_step(BATCH), "untouched": untouched,
+                   "reloaded": reloaded, "initial": whole.state_dict()}  # fmt: skip
             torch.save(run, Path(folder, f"{name}-{dtype_name}-{rank}.pt"))
 
 
@@ -194,6 +209,14 @@ def test_bytes_sent_are_the_plans(split_runs, name):
 def test_aligned_grouped_layers_communicate_nothing_until_the_output(split_runs):
     records = load(split_runs, "grouped-chain", "float64")["records"][:-1]
     assert [record["calls"] for record in records] == [{"all_gather": 1}] * len(records)  # the output's gather
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_whole_state_dict_loaded_into_the_split_model_comes_back_whole(split_runs, name):
+    run = load(split_runs, name, rank=1)
+    assert run["reloaded"].keys() == run["initial"].keys()
+    for key, tensor in run["initial"].items():
+        assert torch.equal(run["reloaded"][key], tensor), key
 
 
 @pytest.mark.parametrize("name", MODELS)

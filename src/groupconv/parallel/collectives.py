@@ -125,8 +125,9 @@ class Communicator:
         return total
 
     def broadcast(self, x: torch.Tensor, where: str, source: int = 0) -> torch.Tensor:
-        """``x`` as rank ``source`` holds it (in place)."""
-        self._run("broadcast", where, x, _nbytes(x), dist.broadcast, x, source)
+        """``x`` as rank ``source`` of the group holds it (in place)."""
+        global_source = source if self.group is None else dist.get_global_rank(self.group, source)
+        self._run("broadcast", where, x, _nbytes(x), dist.broadcast, x, global_source)
         return x
 
     def _run(self, kind: str, where: str, x: torch.Tensor, whole: int, collective, *args, **kwargs) -> None:

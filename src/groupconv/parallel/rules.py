@@ -34,9 +34,11 @@ from ..errors import GroupConvError
 
 REPLICATED, SHARDED, MIX = "replicated", "sharded", "mix"  # MIX: replicated, read by a layer split by outputs
 
-PER_CHANNEL = (
+ELEMENTWISE = (
     nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid, nn.Tanh,
     nn.Hardswish, nn.Hardsigmoid, nn.Softplus,
+)  # fmt: skip
+SPATIAL = (  # per channel on a batch (N, C, *spatial); on (N, C) alone they would read C as a spatial dim
     nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
     nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
     nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Upsample,
@@ -107,7 +109,7 @@ def decide(layer: nn.Module, site: Site, world_size: int) -> Decision:
         return _grouped(site.name, layer, world_size)
     if isinstance(layer, _ConvNd) or (isinstance(layer, nn.Linear) and site.dims == 2):
         return _mixing(_channels(layer)[1], site, world_size)
-    if isinstance(layer, PER_CHANNEL) or _flattens_channels(layer):
+    if isinstance(layer, ELEMENTWISE) or (isinstance(layer, SPATIAL) and site.dims >= 3) or _flattens_channels(layer):
         return Decision("per channel", site.reads, site.reads)
     if isinstance(layer, _BatchNorm):
         return Decision("sliced" if site.reads == SHARDED else "replicated", site.reads, site.reads)
