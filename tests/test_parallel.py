@@ -29,7 +29,7 @@ import groupconv.nn as gnn
 from groupconv.cli import main
 from groupconv.data import load as load_data
 from groupconv.data.fashion_mnist import DEFAULT_DIR
-from groupconv.models import alexnet, resnext, shufflenet
+from groupconv.models import ChannelShuffle, alexnet, resnext, shufflenet
 from groupconv.parallel import CollectiveError, ShardingError, plan, shard
 from groupconv.parallel.launch import LaunchError, spawn
 from groupconv.parallel.rules import ShardedDropout
@@ -267,6 +267,20 @@ def test_the_plan_splits_alexnets_groups_and_gathers_only_where_layers_mix():
         "classifier.fc7": ["gather_to_mix"],
         "classifier.fc8": ["all_reduce"],  # 10 classes, needed whole
     }
+
+
+@pytest.mark.parametrize(
+    ("channels", "groups", "how"), [(8, 2, "shuffled"), (16, 4, "shuffled"), (12, 4, "replicated")]
+)
+def test_a_channel_shuffle_is_one_all_to_all_where_every_rank_sends_every_rank_alike(channels, groups, how):
+    model = nn.Sequential(
+        gnn.Conv2d(1, channels, 3), ChannelShuffle(groups), gnn.Conv2d(channels, channels, 1, groups=2)
+    )
+    shuffle = plan(model, EXAMPLE, world_size=2).steps["_1"]
+    assert shuffle.decision.how == how  # 12 channels in 4 groups: rank 0 would send 2 and keep 4, so it gathers
+    whole = channels * 26 * 26 * 4  # bytes per sample of the shuffled activation
+    sent = {"shuffled": 2 * whole / 4, "replicated": whole / 2}[how]  # all_to_all both ways; all_gather forward
+    assert shuffle.sent == sent
 
 
 def test_one_rank_communicates_nothing():

@@ -17,6 +17,7 @@ transpose (as a linear map), so every gradient arrives in the layout of its tens
     copy_to_mix     identity         all_reduce       replicated -> replicated, read by a layer split by outputs
     reduce_scatter  reduce_scatter   all_gather       partial    -> sharded
     all_reduce      all_reduce       identity         partial    -> replicated
+    shuffle         all_to_all       all_to_all       sharded    -> sharded, channels permuted (inverse backward)
 
 ("to_mix": a layer split by output channels reads the whole input, so each rank's input
 gradient is only its outputs' share, a summand, and the backward sums them.)
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
@@ -124,6 +126,17 @@ class Communicator:
         self._run("all_reduce", where, x, _nbytes(x), dist.all_reduce, total)
         return total
 
+    def all_to_all(self, x: torch.Tensor, routes: Routes, where: str) -> torch.Tensor:
+        """This rank's block of a channel permutation of the whole tensor, each channel sent
+        where ``routes`` say (every rank sends every rank equally many: see :func:`balanced`)."""
+        pieces = [x[:, list(channels)].contiguous() for channels in routes.send]
+        received = [torch.empty_like(pieces[0]) for _ in range(self.world_size)]
+        self._run("all_to_all", where, x, self.world_size * _nbytes(x), dist.all_to_all, received, pieces)
+        out = torch.empty_like(x, memory_format=torch.contiguous_format)
+        for positions, piece in zip(routes.receive, received):
+            out[:, list(positions)] = piece
+        return out
+
     def broadcast(self, x: torch.Tensor, where: str, source: int = 0) -> torch.Tensor:
         """``x`` as rank ``source`` of the group holds it (in place)."""
         global_source = source if self.group is None else dist.get_global_rank(self.group, source)
@@ -133,8 +146,7 @@ class Communicator:
     def _run(self, kind: str, where: str, x: torch.Tensor, whole: int, collective, *args, **kwargs) -> None:
         """``collective(*args)`` on the group, counted as :func:`sent_bytes` of a ``whole``-byte tensor."""
         try:
-            if self.world_size > 1:
-                collective(*args, group=self.group, **kwargs)
+            collective(*args, group=self.group, **kwargs)
         except RuntimeError as error:  # gloo and NCCL raise DistBackendError, a RuntimeError
             reason = " ".join(str(error).split())
             raise CollectiveError(
@@ -153,9 +165,59 @@ def sent_bytes(collective: str | None, whole: float, world_size: int) -> float:
         (500.0, 1000.0, 0.0)
     """
     share = (world_size - 1) / world_size * whole
-    return {"all_gather": share, "reduce_scatter": share, "all_reduce": 2 * share, "broadcast": share}.get(
-        collective, 0.0
-    )
+    shares = {
+        "all_gather": share,
+        "reduce_scatter": share,
+        "all_reduce": 2 * share,
+        "broadcast": share,
+        "all_to_all": share / world_size,
+    }  # fmt: skip  (all_to_all: R-1 of this rank's R pieces)
+    return shares.get(collective, 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Routes:
+    """Where a channel permutation sends one rank's block: ``send[s]`` lists the local channels
+    rank s needs, in its order; ``receive[q]`` the local positions of what rank q sends.
+
+    Example (6 channels shuffled in 2 groups, on rank 0 of 2: output 0, 1, 2 <- input 0, 3, 1):
+        >>> Routes.of([0, 3, 1, 4, 2, 5], rank=0, world_size=2)
+        Routes(send=((0, 1), (2,)), receive=((0, 2), (1,)))
+    """
+
+    send: tuple[tuple[int, ...], ...]
+    receive: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def of(cls, permutation: Sequence[int], rank: int, world_size: int) -> Routes:
+        """The routes of ``permutation`` (output channel o reads input channel ``permutation[o]``) for ``rank``."""
+        block = len(permutation) // world_size
+        outputs = [range(s * block, (s + 1) * block) for s in range(world_size)]  # rank s's output channels
+        source = lambda o: permutation[o] // block  # the rank holding output o's input channel
+        first = rank * block
+        send = tuple(tuple(permutation[o] - first for o in out if source(o) == rank) for out in outputs)
+        receive = tuple(tuple(o - first for o in outputs[rank] if source(o) == q) for q in range(world_size))
+        return cls(send, receive)
+
+
+def balanced(permutation: Sequence[int], world_size: int) -> bool:
+    """Whether ``permutation`` has every rank send every rank equally many channels, as gloo's all_to_all needs.
+
+    Example:
+        >>> balanced([0, 3, 1, 4, 2, 5], 2), balanced([0, 2, 1, 3], 2)
+        (False, True)
+    """
+    if len(permutation) % world_size:
+        return False
+    counts = {len(channels) for rank in range(world_size) for channels in Routes.of(permutation, rank, world_size).send}
+    return len(counts) == 1
+
+
+def inverse(permutation: Sequence[int]) -> list[int]:
+    result = [0] * len(permutation)
+    for position, channel in enumerate(permutation):
+        result[channel] = position
+    return result
 
 
 def _nbytes(x: torch.Tensor) -> int:
@@ -170,6 +232,7 @@ TRANSITIONS: dict[str, tuple[str | None, str | None]] = {
     "copy_to_mix": (None, "all_reduce"),
     "reduce_scatter": ("reduce_scatter", "all_gather"),
     "all_reduce": ("all_reduce", None),
+    "shuffle": ("all_to_all", "all_to_all"),  # a channel permutation forward, its inverse backward
 }
 
 
@@ -187,12 +250,17 @@ class Transition(nn.Module):
         >>> dist.destroy_process_group()
     """
 
-    def __init__(self, kind: str, communicator: Communicator, where: str):
+    def __init__(self, kind: str, communicator: Communicator, where: str, permutation: Sequence[int] = ()):
         super().__init__()
         if kind not in TRANSITIONS:
             raise ValueError(f"unknown transition {kind!r}; one of {', '.join(TRANSITIONS)}")
         self.kind, self.communicator, self.where = kind, communicator, where
         self._forward, self._backward = (self._bind(name) for name in TRANSITIONS[kind])
+        if kind == "shuffle":  # the permutation forward, its inverse backward
+            routes = lambda order: Routes.of(order, communicator.rank, communicator.world_size)
+            forward, backward = routes(permutation), routes(inverse(permutation))
+            self._forward = lambda x: communicator.all_to_all(x, forward, where)
+            self._backward = lambda x: communicator.all_to_all(x, backward, where)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _Conjugate.apply(x, self._forward, self._backward)

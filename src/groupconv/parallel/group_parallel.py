@@ -188,7 +188,7 @@ def _insert_transitions(graph_module: fx.GraphModule, plan: Plan, communicator: 
             node.replace_input_with(nodes[edge.source], made[edge.source, edge.kind])
         if step.after:
             with graph.inserting_after(node):
-                transition = Transition(step.after.kind, communicator, f"after {step.name}")
+                transition = Transition(step.after.kind, communicator, f"after {step.name}", step.after.permutation)
                 completed = _add(graph_module, transition, node, next(count))
             node.replace_all_uses_with(completed, delete_user_cb=lambda user, new=completed: user is not new)
     graph.lint()

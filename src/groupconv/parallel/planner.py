@@ -42,13 +42,15 @@ _FLATTEN = {torch.flatten, "flatten"}
 class Edge:
     """A transition of the activation ``source`` (a node name). ``backward``: a gradient flows
     back through it; ``sent``: bytes one rank sends per sample for it, forward and backward;
-    ``shared``: the layer whose identical transition this one reuses (sending nothing more)."""
+    ``shared``: the layer whose identical transition this one reuses (sending nothing more);
+    ``permutation``: a shuffle's."""
 
     source: str
     kind: str
     backward: bool
     sent: float
     shared: str | None = None
+    permutation: tuple[int, ...] = ()
 
     def __str__(self) -> str:
         if self.shared:
@@ -153,7 +155,9 @@ def _walk(graph_module: fx.GraphModule, world_size: int, replicate: set[str]) ->
         needs_grad[node] = (
             node.op == "get_attr" or any(p.requires_grad for p in weights) or any(needs_grad[arg] for arg in inputs)
         )
-        after = _edge(node, decision.after, needs_grad[node], world_size) if decision.after else None
+        after = (
+            _edge(node, decision.after, needs_grad[node], world_size, decision.permutation) if decision.after else None
+        )
         layouts[node] = decision.writes
         sent = sum(edge.sent for edge in (*before, *([after] if after else [])))
         steps[node.name] = Step(node.name, _name(node), _what(layer), decision, before, after, bool(weights), sent)
@@ -164,7 +168,8 @@ def _decide(node: fx.Node, layer: nn.Module | None, inputs: list[fx.Node], layou
             replicate: set[str], gathered: bool) -> Decision:  # fmt: skip
     reads = SHARDED if any(layouts[arg] == SHARDED for arg in inputs) else REPLICATED
     if layer is not None:
-        site = Site(node.target, reads, _dims(inputs), _sizes(node, inputs), _feeds_output(node),
+        channels = _shape(inputs[0])[1] if _dims(inputs) >= 2 else 0
+        site = Site(node.target, reads, _dims(inputs), _sizes(node, inputs), channels, _feeds_output(node),
                     node.target in replicate, gathered)  # fmt: skip
         return decide(layer, site, world_size)
     if node.op in ("call_function", "call_method") and reads == SHARDED:
@@ -200,12 +205,12 @@ def _share(edge: Edge, made: dict[tuple[str, str], str], reader: str) -> Edge:
     return edge if first == reader else dataclasses.replace(edge, sent=0.0, shared=first)
 
 
-def _edge(source: fx.Node, kind: str, backward: bool, world_size: int) -> Edge:
+def _edge(source: fx.Node, kind: str, backward: bool, world_size: int, permutation=()) -> Edge:
     meta = source.meta["tensor_meta"]
     whole = math.prod(meta.shape[1:]) * meta.dtype.itemsize  # bytes per sample of the whole activation
     forward_op, backward_op = TRANSITIONS[kind]
     sent = sent_bytes(forward_op, whole, world_size) + (sent_bytes(backward_op, whole, world_size) if backward else 0)
-    return Edge(source.name, kind, backward, sent)
+    return Edge(source.name, kind, backward, sent, permutation=tuple(permutation))
 
 
 def _trace(model: nn.Module) -> fx.GraphModule:

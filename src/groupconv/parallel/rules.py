@@ -12,6 +12,8 @@ A layer's :class:`Decision` says which layout it reads and writes (see
                  reduce_scatter or all_reduce completes; rank 0 keeps the bias
     per channel  a layer without weights that treats channels alike (ReLU, pooling, flatten)
     sliced       BatchNorm on a sharded input: each rank keeps its channels' statistics
+    shuffled     ChannelShuffle on a sharded input: an all_to_all sends each channel to the
+                 rank whose block it lands in (where every rank sends every rank equally many)
     dropout      Dropout on a sharded input: draws the whole mask, keeps its block, so the
                  random stream matches the unsplit model's
     replicated   every rank keeps and runs the whole layer on the whole input
@@ -31,6 +33,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
 from ..errors import GroupConvError
+from ..models.shufflenet import ChannelShuffle, channel_shuffle
+from .collectives import balanced
 
 REPLICATED, SHARDED, MIX = "replicated", "sharded", "mix"  # MIX: replicated, read by a layer split by outputs
 
@@ -53,14 +57,15 @@ class ShardingError(GroupConvError):
 class Decision:
     """How one layer runs: the layout it reads, how it is split, and the layout it writes.
 
-    ``after`` is the transition that completes a partial output ("reduce_scatter" or
-    "all_reduce"), for a layer split by inputs.
+    ``after`` is the transition that completes the output: "reduce_scatter" or "all_reduce"
+    for a layer split by inputs, "shuffle" (by ``permutation``) for a channel shuffle.
     """
 
     how: str
     reads: str
     writes: str
     after: str | None = None
+    permutation: tuple[int, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +93,8 @@ class Placement:
 @dataclasses.dataclass(frozen=True)
 class Site:
     """What a layer's decision depends on besides the layer: its name, its input's layout
-    and number of dims, its input's and output's elements per sample (``sizes``), whether
+    and number of dims, its input's and output's elements per sample (``sizes``), its
+    input's channels, whether
     only the model's output reads it, whether the caller asked to replicate it, and
     whether its input is gathered for another layer already (so gathering is free)."""
 
@@ -96,6 +102,7 @@ class Site:
     reads: str
     dims: int
     sizes: tuple[int, int]
+    channels: int = 0
     feeds_output: bool = False
     replicate: bool = False
     gathered: bool = False
@@ -115,6 +122,10 @@ def decide(layer: nn.Module, site: Site, world_size: int) -> Decision:
         return Decision("sliced" if site.reads == SHARDED else "replicated", site.reads, site.reads)
     if type(layer) is nn.Dropout:
         return Decision("dropout" if site.reads == SHARDED else "per channel", site.reads, site.reads)
+    if isinstance(layer, ChannelShuffle) and site.reads == SHARDED:
+        permutation = channel_shuffle(torch.arange(site.channels).view(1, -1), layer.groups).flatten().tolist()
+        if balanced(permutation, world_size):
+            return Decision("shuffled", SHARDED, SHARDED, after="shuffle", permutation=tuple(permutation))
     if any(True for _ in layer.parameters()):
         raise ShardingError(
             f"cannot split {site.name} ({type(layer).__name__}) across {world_size} ranks: groupconv.parallel does "
@@ -197,6 +208,8 @@ def _build(layer: nn.Module, how: str, rank: int, world_size: int) -> nn.Module:
     """A layer of ``layer``'s class at rank ``rank``'s size (on the meta device, for its state to be assigned)."""
     if how in ("per channel", "replicated"):
         return copy.deepcopy(layer)
+    if how == "shuffled":
+        return nn.Identity()  # the shuffle is the all_to_all after it
     if how == "dropout":
         return ShardedDropout(layer.p, rank, world_size)
     if how == "sliced":
