@@ -12,7 +12,9 @@ from groupconv.data.emoji import EMOJI_TEST, FONT, parse_emoji_test
 from groupconv.data.fashion_mnist import DEFAULT_DIR, read_idx
 
 has_fashion_mnist = pytest.mark.skipif(not DEFAULT_DIR.is_dir(), reason="needs dataset-fashion-mnist (make data)")
-has_emoji = pytest.mark.skipif(not (FONT.is_file() and EMOJI_TEST.is_file()), reason="needs the emoji packages (make data)")
+has_emoji = pytest.mark.skipif(
+    not (FONT.is_file() and EMOJI_TEST.is_file()), reason="needs the emoji packages (make data)"
+)
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

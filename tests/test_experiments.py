@@ -48,7 +48,8 @@ def test_permutation_statistic_averages_over_runs():
 
 def test_groups_aggregate_and_table_from_metrics():
     def metrics(seed, errors, params=1000, macs=2_000_000):
-        epochs = [{"epoch": i + 1, "train_loss": 1.0, "val_error": e, "seconds": 10.0 * (seed + 1)} for i, e in enumerate(errors)]
+        seconds = 10.0 * (seed + 1)
+        epochs = [{"epoch": i + 1, "train_loss": 1.0, "val_error": e, "seconds": seconds} for i, e in enumerate(errors)]
         return {"config": {"seed": seed}, "params": params, "macs_per_image": macs, "epochs": epochs}
 
     row = groups.aggregate(2, [metrics(0, [0.5, 0.1]), metrics(1, [0.5, 0.2]), metrics(2, [0.5, 0.3])])
@@ -56,7 +57,7 @@ def test_groups_aggregate_and_table_from_metrics():
     assert row.seconds_per_epoch == pytest.approx(20.0)
     dense = groups.aggregate(1, [metrics(0, [0.2], params=2000, macs=4_000_000)])
     lines = groups.table([dense, row]).splitlines()
-    assert lines[2].startswith("| 1 | 20.00 ± 0.00 | 2,000 | 4.00M | 10 | 18.97 / 41.8 |")
+    assert lines[2].startswith("| 1 | 20.00 ± 0.00 | 2,000 | 4.00M | 10 | 18.97 / 41.80 |")
     assert lines[3].startswith("| 2 | 20.00 ± 10.00 | 1,000 (-50.0%) | 2.00M (-50.0%) | 20 | 18.14 / 41.84 |")
 
 
@@ -82,16 +83,17 @@ def test_runner_reuses_finished_runs_and_filters_draws_them(tmp_path, capsys):
     written = (tmp_path / "alexnet-g2-seed0" / "metrics.json").stat().st_mtime_ns
     again = runner.run_all([config], tmp_path, progress=False)
     assert again == first and (tmp_path / "alexnet-g2-seed0" / "metrics.json").stat().st_mtime_ns == written
-    assert main(["filters", str(tmp_path / "alexnet-g2-seed0"), "--layer", "features.conv2", "-o", str(tmp_path / "c2.png")]) == 0
+    run = str(tmp_path / "alexnet-g2-seed0")
+    assert main(["filters", run, "--layer", "features.conv2", "-o", str(tmp_path / "c2.png")]) == 0
     assert "32 grey filters of features.conv2 ((32, 8, 5, 5)) in 2 group(s)" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        main(["filters", str(tmp_path / "alexnet-g2-seed0"), "--layer", "conv9", "-o", str(tmp_path / "x.png")])
+        main(["filters", run, "--layer", "conv9", "-o", str(tmp_path / "x.png")])
     assert "no 2-D convolution named 'conv9'; the model has features.conv1," in capsys.readouterr().err
 
 
 def test_specialisation_report_lists_runs_and_tests():
-    runs = (specialisation.RunShares(2, 0, 0.25, 0.70, 0.40, "conv1-alexnet-g2-seed0.png"),)
+    runs = (specialisation.RunShares(2, 0, 0.25, 0.70, 0.40, 0.5, 0.66, "conv1-alexnet-g2-seed0.png"),)
     report = specialisation.Report(runs, (specialisation.GroupsResult(2, 0.3, 0.0123),), 1000)
     text = str(report)
-    assert "| 2 | 0 | 25.00 | 0.700 | 0.400 | 0.300 |" in text
+    assert "| 2 | 0 | 25.00 | 0.700 | 0.400 | 0.300 | 50% | 0.660 |" in text
     assert "| 2 | 0.300 | 0.0123 |" in text

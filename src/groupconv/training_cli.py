@@ -59,7 +59,9 @@ def _add_train(commands) -> None:
         metavar="G",
         help="AlexNet's filter groups in conv2/4/5, ResNeXt's cardinality or ShuffleNet's groups (default: 1)",
     )
-    train.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="initial weights, batch order, dropout (default: 0)")
+    train.add_argument(
+        "--seed", type=int, default=_DEFAULTS.seed, help="initial weights, batch order, dropout (default: 0)"
+    )
     _training_arguments(train)
     train.add_argument("--out", metavar="DIR", help="write checkpoint.pt and metrics.json here")
     _group_parallel_arguments(train)
@@ -86,7 +88,7 @@ def _training_arguments(parser: argparse.ArgumentParser, dataset: bool = True, *
     parser.add_argument("--width", type=float, default=value("width"),
                         help="channel multiplier on AlexNet's 96-256-384-384-256 (default: %(default)s)")  # fmt: skip
     parser.add_argument("--train-subset", type=int, metavar="N", default=value("train_subset"),
-                        help="train on N images drawn at random per seed (default: the whole training split)")  # fmt: skip
+                        help="train on N random images, a new draw per seed (default: all of them)")  # fmt: skip
     parser.add_argument("--test-subset", type=int, metavar="N", default=value("test_subset"),
                         help="measure the error on N test images (default: the whole test split)")  # fmt: skip
     parser.add_argument("--data-dir", metavar="DIR",
@@ -94,12 +96,14 @@ def _training_arguments(parser: argparse.ArgumentParser, dataset: bool = True, *
 
 
 def _experiment_arguments(parser: argparse.ArgumentParser, out: str, groups: list[int]) -> None:
-    parser.add_argument("--out", default=out, metavar="DIR", help="runs, table and figure go here (default: %(default)s)")
+    parser.add_argument(
+        "--out", default=out, metavar="DIR", help="runs, tables and figures go here (default: %(default)s)"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="S", help="(default: 0 1 2)")
     parser.add_argument("--groups", type=int, nargs="+", default=groups, metavar="G",
                         help=f"group counts (default: {' '.join(map(str, groups))})")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=1, metavar="J",
-                        help="runs trained at once, one process each, torch threads split between them (default: 1)")  # fmt: skip
+                        help="runs trained at once, one process each, sharing the threads (default: 1)")  # fmt: skip
 
 
 def _add_groups(kinds) -> None:

@@ -23,13 +23,12 @@ import torch
 
 from .common import ImageSet, Info
 
+_GROUPS = ("Smileys & Emotion", "People & Body", "Animals & Nature", "Food & Drink", "Travel & Places",
+           "Activities", "Objects", "Symbols", "Flags")  # fmt: skip
 EMOJI = Info(
     name="emoji",
     image_shape=(3, 32, 32),
-    classes=(
-        "Smileys & Emotion", "People & Body", "Animals & Nature", "Food & Drink", "Travel & Places",
-        "Activities", "Objects", "Symbols", "Flags",
-    ),  # fmt: skip
+    classes=_GROUPS,
     packages=("fonts-noto-color-emoji", "unicode-data"),
 )
 FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
@@ -50,7 +49,7 @@ def load_emoji(split: str = "train", data_dir: str | Path | None = None) -> Imag
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    font, listing = (FONT, EMOJI_TEST) if data_dir is None else (Path(data_dir) / FONT.name, Path(data_dir) / EMOJI_TEST.name)
+    font, listing = (FONT, EMOJI_TEST) if data_dir is None else (Path(data_dir) / p.name for p in (FONT, EMOJI_TEST))
     for path in (font, listing):
         if not path.is_file():
             raise EMOJI.missing(path)

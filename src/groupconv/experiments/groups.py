@@ -20,7 +20,11 @@ from ..train import TrainConfig
 from .runner import run_all
 
 # groups: (top-5 error %, top-1 error %, parameters, MACs): AlexNet on ImageNet, filter groups in conv2/4/5
-PUBLISHED = {1: (18.97, 41.80, "62.38M", "1135M"), 2: (18.14, 41.84, "60.97M", "724M"), 4: (19.38, 43.46, "60.26M", "519M")}
+PUBLISHED = {
+    1: ("18.97", "41.80", "62.38M", "1135M"),
+    2: ("18.14", "41.84", "60.97M", "724M"),
+    4: ("19.38", "43.46", "60.26M", "519M"),
+}
 
 
 @dataclass(frozen=True)
@@ -122,10 +126,12 @@ def plot(rows: Sequence[GroupRow], path: Path) -> None:
             curves.plot(epochs, [100 * e for e in curve], color=colour, alpha=0.25, linewidth=1)
         mean_curve = [100 * statistics.fmean(values) for values in zip(*row.error_curves)]
         curves.plot(epochs, mean_curve, color=colour, marker="o", label=f"groups={row.groups}")
-        cost.scatter([row.macs / 1e6] * len(row.final_errors), [100 * e for e in row.final_errors], color=colour, alpha=0.4)
+        finals = [100 * error for error in row.final_errors]
+        cost.scatter([row.macs / 1e6] * len(finals), finals, color=colour, alpha=0.4)
         cost.errorbar(row.macs / 1e6, 100 * row.mean, yerr=100 * row.std, color=colour, marker="s", capsize=4,
                       label=f"groups={row.groups}")  # fmt: skip
     curves.set(xlabel="epoch", ylabel="validation error (%)", title="AlexNet on Fashion-MNIST, per seed and mean")
+    curves.set_xticks(list(epochs))
     cost.set(xlabel="MACs per image (millions)", ylabel="final validation error (%)", title="error against cost")
     curves.legend()
     cost.legend()

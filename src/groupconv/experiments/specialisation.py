@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from ..filters import draw_filters
-from ..train import TrainConfig, load_checkpoint
+from ..train import TrainConfig, build_model, load_checkpoint
 from .runner import run_all, run_name
 
 LAYER = "features.conv1"
@@ -86,13 +86,16 @@ def permutation_test(shares: Sequence[torch.Tensor], permutations: int = 10000, 
 
 @dataclass(frozen=True)
 class RunShares:
-    """One trained run's conv1 colour shares by half, and its error on the test split."""
+    """One trained run's conv1 colour shares by half, its error on the test split, and how far
+    conv1 moved from its initial weights: ``|W - W0| / |W0|`` and the mean colour share of ``W0``."""
 
     groups: int
     seed: int
     val_error: float
     first_half: float
     second_half: float
+    moved: float
+    initial_share: float
     figure: str
 
 
@@ -113,12 +116,13 @@ class Report:
 
     def __str__(self) -> str:
         lines = [
-            "| groups | seed | val error % | colour share, filters feeding group 1 | feeding group 2 | difference |",
-            "|---|---|---|---|---|---|",
+            "| groups | seed | val error % | colour share, filters feeding group 1 | feeding group 2 | difference "
+            "| conv1 moved from init | colour share at init |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         lines += [
             f"| {r.groups} | {r.seed} | {100 * r.val_error:.2f} | {r.first_half:.3f} | {r.second_half:.3f} "
-            f"| {abs(r.first_half - r.second_half):.3f} |"
+            f"| {abs(r.first_half - r.second_half):.3f} | {100 * r.moved:.0f}% | {r.initial_share:.3f} |"
             for r in self.runs
         ]
         lines += ["", "| groups | mean difference over seeds | permutation p-value |", "|---|---|---|"]
@@ -155,11 +159,16 @@ def run(
 
 
 def _measure(config: TrainConfig, metrics: dict, share: torch.Tensor, model, out: Path) -> RunShares:
-    """One run's half means, and its conv1 figure (captioned with each half's mean share)."""
+    """One run's half means, its distance from its initial conv1, and its conv1 figure."""
     half = len(share) // 2
     means = (share[:half].mean().item(), share[half:].mean().item())
+    torch.manual_seed(config.seed)  # as train() does: the same seed rebuilds the initial weights
+    initial = build_model(config).get_submodule(LAYER).weight.detach()
+    trained = model.get_submodule(LAYER).weight.detach()
+    moved = ((trained - initial).norm() / initial.norm()).item()
     figure = f"conv1-{run_name(config)}.png"
     notes = [f"mean colour share {m:.2f}" for m in means] if config.groups == 2 else None
     title = f"conv1 of AlexNet groups={config.groups}, seed {config.seed}, trained on emoji"
     draw_filters(model, LAYER, out / figure, title=title, notes=notes)
-    return RunShares(config.groups, config.seed, metrics["epochs"][-1]["val_error"], *means, figure)
+    error = metrics["epochs"][-1]["val_error"]
+    return RunShares(config.groups, config.seed, error, *means, moved, colour_share(initial).mean().item(), figure)
