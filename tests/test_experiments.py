@@ -57,7 +57,7 @@ def test_groups_aggregate_and_table_from_metrics():
     assert row.seconds_per_epoch == pytest.approx(20.0)
     dense = groups.aggregate(1, [metrics(0, [0.2], params=2000, macs=4_000_000)])
     lines = groups.table([dense, row]).splitlines()
-    assert lines[2].startswith("| 1 | 20.00 ± 0.00 | 2,000 | 4.00M | 10 | 18.97 / 41.80 |")
+    assert lines[2].startswith("| 1 | 20.00 (1 seed) | 2,000 | 4.00M | 10 | 18.97 / 41.80 |")
     assert lines[3].startswith("| 2 | 20.00 ± 10.00 | 1,000 (-50.0%) | 2.00M (-50.0%) | 20 | 18.14 / 41.84 |")
 
 

@@ -43,7 +43,8 @@ def run_all(
     out = Path(out)
     threads = threads or max(1, torch.get_num_threads() // jobs)
     todo = [config for config in configs if _finished(config, out) is None]
-    total = sum(_images(config, data_dir) * config.epochs for config in todo)
+    available = {name: len(datasets.load(name, "train", data_dir)) for name in {c.dataset for c in todo}}
+    total = sum(min(available[c.dataset], c.train_subset or available[c.dataset]) * c.epochs for c in todo)
     with tqdm(total=total, unit="img", unit_scale=True, desc=f"{len(todo)} runs", disable=not progress) as bar:
         if todo:
             _train_all(todo, out, jobs, threads, data_dir, bar)
@@ -82,9 +83,3 @@ def _finished(config: TrainConfig, out: Path) -> dict | None:
         return None
     metrics = json.loads(path.read_text())
     return metrics if metrics["config"] == dataclasses.asdict(config) else None
-
-
-def _images(config: TrainConfig, data_dir) -> int:
-    """Training images per epoch, for the progress bar."""
-    available = len(datasets.load(config.dataset, "train", data_dir))
-    return min(available, config.train_subset or available)
