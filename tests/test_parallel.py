@@ -84,6 +84,7 @@ EXAMPLE = torch.zeros(1, 1, 28, 28)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 STEPS = {torch.float32: 1, torch.float64: 3}  # float32: the first step; float64: the trajectory
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
+CLIP = 0.4  # below every test model's gradient norms (0.43 to 2.0): clipping scales every step
 
 
 def batch(dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,10 +93,11 @@ def batch(dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tenso
     return images, torch.randint(0, 10, (BATCH,), generator=generator)
 
 
-def train(model: nn.Module, dtype: torch.dtype, grads, state) -> list[dict]:
+def train(model: nn.Module, dtype: torch.dtype, grads, state, clip) -> list[dict]:
     """A few steps of SGD on one batch, in train mode (dropout and batch statistics on); each step's record.
 
-    ``grads(model)`` and ``state(model)`` read the whole model's gradients and state.
+    ``grads(model)`` and ``state(model)`` read the whole model's gradients and state; ``clip(model)``
+    clips the gradient to norm CLIP and returns its norm before.
     """
     images, labels = batch(dtype)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
@@ -109,6 +111,7 @@ def train(model: nn.Module, dtype: torch.dtype, grads, state) -> list[dict]:
         traffic = getattr(model, "traffic", None)
         sent = {"bytes": traffic.bytes, "calls": dict(traffic.calls_by_kind)} if traffic else {}
         records.append({"output": output.detach(), "loss": loss.detach(), "grads": grads(model), **sent})
+        records[-1]["norm"] = clip(model).to(dtype)
         optimizer.step()
         if traffic is not None:
             traffic.reset()  # not counting full_grads' own collectives
@@ -131,7 +134,8 @@ def rank_trains_every_model(folder: str) -> None:
             random_state = torch.get_rng_state()
             model = shard(whole, EXAMPLE.to(dtype), replicate=REPLICATE.get(name, ()))
             untouched = torch.equal(torch.get_rng_state(), random_state)  # so dropout draws as the unsplit model's
-            records = train(model, dtype, lambda m: m.full_grads(), lambda m: m.full_state_dict())
+            records = train(model, dtype, lambda m: m.full_grads(), lambda m: m.full_state_dict(),
+                            lambda m: m.clip_grad_norm_(CLIP))  # fmt: skip
             model.load_full_state_dict(whole.state_dict())  # back to the untrained weights
             reloaded = model.full_state_dict()
             run = {"records": records, "plan_bytes": model.plan.bytes_per_step(BATCH), "untouched": untouched,
@@ -145,8 +149,9 @@ def train_whole(name: str, dtype: torch.dtype) -> list[dict]:
     grads = lambda m: {key: p.grad.clone() for key, p in m.named_parameters()}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # like each rank; faster than 2 on a busy machine
+    clip = lambda m: nn.utils.clip_grad_norm_(m.parameters(), CLIP)
     try:
-        return train(model, dtype, grads, lambda m: m.state_dict())
+        return train(model, dtype, grads, lambda m: m.state_dict(), clip)
     finally:
         torch.set_num_threads(threads)
 
@@ -175,7 +180,7 @@ def close(actual: dict | torch.Tensor, expected: dict | torch.Tensor, what: str)
 
 
 def compare(mine: dict, expected: dict, what: str) -> None:
-    for key in ("output", "loss", "grads"):
+    for key in ("output", "loss", "grads", "norm"):
         close(mine[key], expected[key], f"{what} {key}")
 
 

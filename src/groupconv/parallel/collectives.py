@@ -255,12 +255,10 @@ class Transition(nn.Module):
         if kind not in TRANSITIONS:
             raise ValueError(f"unknown transition {kind!r}; one of {', '.join(TRANSITIONS)}")
         self.kind, self.communicator, self.where = kind, communicator, where
-        self._forward, self._backward = (self._bind(name) for name in TRANSITIONS[kind])
         if kind == "shuffle":  # the permutation forward, its inverse backward
-            routes = lambda order: Routes.of(order, communicator.rank, communicator.world_size)
-            forward, backward = routes(permutation), routes(inverse(permutation))
-            self._forward = lambda x: communicator.all_to_all(x, forward, where)
-            self._backward = lambda x: communicator.all_to_all(x, backward, where)
+            self._forward, self._backward = (self._route(order) for order in (permutation, inverse(permutation)))
+        else:
+            self._forward, self._backward = (self._bind(name) for name in TRANSITIONS[kind])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _Conjugate.apply(x, self._forward, self._backward)
@@ -272,6 +270,10 @@ class Transition(nn.Module):
             return self.communicator.block
         method = getattr(self.communicator, name)
         return lambda x: method(x, self.where)
+
+    def _route(self, permutation: Sequence[int]):
+        routes = Routes.of(permutation, self.communicator.rank, self.communicator.world_size)
+        return lambda x: self.communicator.all_to_all(x, routes, self.where)
 
     def extra_repr(self) -> str:
         forward, backward = (_describe(name) for name in TRANSITIONS[self.kind])

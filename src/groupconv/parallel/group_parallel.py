@@ -108,6 +108,32 @@ class GroupParallel(nn.Module):
         return {key: self._assemble(key, grad, missing=torch.zeros) for key, grad in grads.items()}
 
     @torch.no_grad()
+    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
+        """``torch.nn.utils.clip_grad_norm_`` by the whole model's gradient: scale every rank's
+        gradients so that the whole 2-norm is at most ``max_norm``; return that norm (before).
+
+        A collective: call it on every rank (a rank's own ``clip_grad_norm_`` sees only its part).
+        """
+        parameters = dict(self.module.named_parameters())
+        grads = {key: parameters[key].grad for key in parameters if parameters[key].grad is not None}
+        norm = self._grad_norm(grads)
+        scale = min(1.0, max_norm / (norm.item() + 1e-6))  # torch.nn.utils.clip_grad_norm_'s rule
+        for grad in grads.values():
+            grad.mul_(scale)
+        return norm
+
+    def _grad_norm(self, grads: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The whole model's gradient 2-norm: split parts summed over the ranks, whole ones counted once."""
+        split, whole = (torch.zeros((), dtype=torch.float64, device=self._device()) for _ in range(2))
+        for key, grad in grads.items():
+            square = grad.square().sum(dtype=torch.float64)
+            if self.placements[key].whole:
+                whole += square
+            else:
+                split += square
+        return (self.communicator.all_reduce(split, "summing squared gradient norms") + whole).sqrt()
+
+    @torch.no_grad()
     def load_full_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Load a whole model's ``state_dict`` (a checkpoint of the unsplit model): each rank keeps its part."""
         missing, unexpected = self.placements.keys() - state.keys(), state.keys() - self.placements.keys()

@@ -83,6 +83,11 @@ class Placement:
     owner: int | None = None
     parameter: bool = False
 
+    @property
+    def whole(self) -> bool:
+        """Whether every rank holds all of it."""
+        return self.dim is None and self.owner is None
+
     def local(self, whole: torch.Tensor, rank: int, world_size: int) -> torch.Tensor | None:
         """Rank ``rank``'s part of ``whole`` (None where it holds none)."""
         if self.dim is not None:
@@ -92,10 +97,9 @@ class Placement:
 
 @dataclasses.dataclass(frozen=True)
 class Site:
-    """What a layer's decision depends on besides the layer: its name, its input's layout
-    and number of dims, its input's and output's elements per sample (``sizes``), its
-    input's channels, whether
-    only the model's output reads it, whether the caller asked to replicate it, and
+    """What a layer's decision depends on besides the layer: its name; its input's layout,
+    number of dims and channels; its input's and output's elements per sample (``sizes``);
+    whether only the model's output reads it; whether the caller asked to replicate it;
     whether its input is gathered for another layer already (so gathering is free)."""
 
     name: str
