@@ -26,7 +26,10 @@ class Info:
     def missing(self, path: Path) -> DataMissingError:
         """The one-line error for a missing ``path``, with the command that installs it."""
         install = f"sudo apt-get update && sudo apt-get install -y {' '.join(self.packages)}"
-        return DataMissingError(f"{self.name}: {path} not found; install it with `{install}` (or `make data`)")
+        return DataMissingError(
+            f"{self.name}: {path} not found; install it with `{install}` (or `make data`), "
+            f"or give --data-dir a folder that holds {path.name}"
+        )
 
 
 @dataclass(frozen=True)
