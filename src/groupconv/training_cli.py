@@ -73,7 +73,7 @@ def _group_parallel_arguments(train: argparse.ArgumentParser) -> None:
     parallel.add_argument("--group-parallel", action="store_true",
                           help="split the model by its groups across torchrun's processes")  # fmt: skip
     parallel.add_argument("--procs", type=int, default=1, metavar="R",
-                          help="start R processes on this machine and train group-parallel across them (default: 1)")  # fmt: skip
+                          help="start R processes here and train group-parallel across them (default: 1)")  # fmt: skip
 
 
 def _training_arguments(parser: argparse.ArgumentParser, dataset: bool = True, **defaults) -> None:
