@@ -1,5 +1,5 @@
 """The ``groupconv`` command: ``demo``, ``explain``, ``diagram`` and ``summary``; ``train``,
-``experiment`` and ``filters`` (without ``--json``) come from ``training_cli``.
+``experiment`` and ``filters`` (without ``--json``) come from ``training_cli``, ``bench`` from ``bench.command``.
 
 Each subcommand has ``--help`` and ``--json`` (schemas in ``docs/cli-json.md``).
 Bad input prints one line on stderr and exits with status 2.
@@ -12,6 +12,7 @@ import os
 import sys
 import textwrap
 
+from .bench.command import register as register_bench
 from .errors import GroupConvError
 from .training_cli import register as register_training
 
@@ -85,6 +86,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_diagram(commands, layer)
     _add_summary(commands)
     register_training(commands)
+    register_bench(commands)
     return parser
 
 
