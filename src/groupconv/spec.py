@@ -19,7 +19,6 @@ import dataclasses
 import math
 import numbers
 from collections.abc import Sequence
-from functools import cached_property
 from typing import Union
 
 from .errors import GroupConvError
@@ -169,7 +168,7 @@ class ConvSpec:
         """Weights plus biases: O * Cg * prod(K) (+ O)."""
         return math.prod(self.weight_shape) + (self.out_channels if self.bias else 0)
 
-    @cached_property
+    @property  # not functools.cached_property: its lock (Python 3.11) makes torch.compile break the graph
     def padding_pairs(self) -> tuple[tuple[int, int], ...]:
         """(before, after) zero padding per spatial dim; ``"same"`` puts an odd extra after,
         as PyTorch does."""
