@@ -15,9 +15,10 @@ from .errors import GroupConvError
 from .explanation import explain
 from .model_summary import summary
 from .spec import ConvSpec, max_groups, valid_groups
+from .tuning import tune
 
 __version__ = "0.1.0"
 __all__ = [
     "ConvSpec", "GroupConvError", "diagram", "explain", "functional", "max_groups", "nn", "numpy", "summary",
-    "valid_groups",
+    "tune", "valid_groups",
 ]  # fmt: skip

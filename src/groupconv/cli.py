@@ -1,4 +1,4 @@
-"""The ``groupconv`` command: ``demo``, ``explain``, ``diagram`` and ``summary``; ``train``,
+"""The ``groupconv`` command: ``demo``, ``explain``, ``diagram``, ``summary`` and ``tune``; ``train``,
 ``experiment`` and ``filters`` (without ``--json``) come from ``training_cli``, ``bench`` from ``bench.command``.
 
 Each subcommand has ``--help`` and ``--json`` (schemas in ``docs/cli-json.md``).
@@ -8,6 +8,7 @@ Bad input prints one line on stderr and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import textwrap
@@ -47,6 +48,17 @@ _TEXTS = {  # name: (one-line help, description, examples)
   groupconv summary mobilenet --input 8,1,28,28 --json
   groupconv summary torchvision.models:resnext50_32x4d --input 1,3,224,224""",
     ),
+    "tune": (
+        "time every formulation of a model's convolutions and cache the fastest",
+        "Run the model once forward and backward on random input of the given shape, its torch.nn convolutions "
+        "replaced by groupconv's; time every formulation (PyTorch's channels-first and channels-last, groupconv's "
+        "Numba kernels, im2col, per-group split) of every convolution direction on its real shape, check each "
+        "against the reference, and cache the fastest on disk, where every later run on this machine finds it.",
+        """examples:
+  groupconv tune resnext
+  groupconv tune shufflenet --input 64,1,28,28 --json
+  GROUPCONV_CACHE=/tmp/tune.json groupconv tune mypackage.models:build --input 8,3,224,224""",
+    ),
 }
 
 
@@ -85,6 +97,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_explain(commands, layer)
     _add_diagram(commands, layer)
     _add_summary(commands)
+    _add_tune(commands)
     register_training(commands)
     register_bench(commands)
     return parser
@@ -134,22 +147,29 @@ def _add_diagram(commands, layer: argparse.ArgumentParser) -> None:
 
 
 def _add_summary(commands) -> None:
+    _add_model_arguments(_subcommand(commands, "summary", [])).set_defaults(run=_summary)
+
+
+def _add_tune(commands) -> None:
+    _add_model_arguments(_subcommand(commands, "tune", [])).set_defaults(run=_tune)
+
+
+def _add_model_arguments(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
     from .models import BUILTIN, DEFAULT_INPUT
 
-    summary = _subcommand(commands, "summary", [])
-    summary.add_argument(
+    sub.add_argument(
         "model",
         metavar="MODEL",
         help=f"a built-in model ({', '.join(BUILTIN)}) or package.module:callable, a function "
         "that returns a torch.nn.Module (or the module itself)",
     )
-    summary.add_argument(
+    sub.add_argument(
         "--input",
         type=_shape,
         metavar="N,C,H,W",
         help=f"the input shape (default for built-in models: {_defaults(DEFAULT_INPUT)})",
     )
-    summary.set_defaults(run=_summary)
+    return sub
 
 
 def _defaults(shapes: dict[str, tuple[int, ...]]) -> str:
@@ -289,14 +309,35 @@ def _diagram(args: argparse.Namespace) -> None:
 
 
 def _summary(args: argparse.Namespace) -> None:
-    from .model_summary import load_model, summary
+    from .model_summary import summary
+
+    model, input_shape = _model(args)
+    result = summary(model, input_shape, name=args.model)
+    print(result.to_json() if args.json else result)
+
+
+def _tune(args: argparse.Namespace) -> None:
+    import torch
+
+    from . import nn, tuning
+
+    model, input_shape = _model(args)
+    report = tuning.tune(nn.convert(model), torch.randn(input_shape))
+    if args.json:
+        print(json.dumps({"cache": str(tuning.cache_path()), "calls": [c.to_dict() for c in report.calls]}, indent=2))
+    else:
+        print(f"{report}\n\n{len(report.calls)} calls tuned; cached in {tuning.cache_path()}")
+
+
+def _model(args: argparse.Namespace):
+    """The model MODEL names and the input shape to run it on."""
+    from .model_summary import load_model
 
     model, default_input = load_model(args.model)
     input_shape = args.input or default_input
     if input_shape is None:
         raise GroupConvError(f"model {args.model!r} has no default input shape; give --input N,C,H,W")
-    result = summary(model, input_shape, name=args.model)
-    print(result.to_json() if args.json else result)
+    return model, input_shape
 
 
 def _demo(args: argparse.Namespace) -> None:

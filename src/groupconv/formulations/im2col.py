@@ -22,6 +22,11 @@ from ..spec import ConvSpec
 _LETTERS = "ijk", "uvw"  # L (output positions) and K (kernel taps) subscripts, per dim
 
 
+def supports(spec: ConvSpec, x: torch.Tensor) -> bool:
+    """Every geometry, on any device: the reference the others are checked against."""
+    return True
+
+
 def forward(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
     """y = conv(x, weight): (N, C, *S) x (O, Cg, *K) -> (N, O, *L)."""
     columns = _columns(x, spec)  # (N, G, Cg, *L, *K)

@@ -1,0 +1,105 @@
+"""Which formulation computes each call.
+
+In order: the formulation forced by :func:`use`; else the tuned choice cached on disk
+for this exact call (shapes, geometry, dtype, layout, device, threads); else, when
+tuning is on (``GROUPCONV_TUNE=1`` or inside :func:`groupconv.tune`), the fastest of
+all formulations timed on the call itself, then cached; else a heuristic default.
+
+    >>> import torch
+    >>> from groupconv import ConvSpec
+    >>> spec = ConvSpec(8, 8, 3, groups=8)
+    >>> with use("im2col"):
+    ...     compute("forward", torch.randn(1, 8, 5, 5), torch.randn(8, 1, 3, 3), spec).shape
+    torch.Size([1, 8, 3, 3])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from types import ModuleType
+
+import torch
+
+from . import formulations, tuning
+from .errors import GroupConvError
+from .spec import ConvSpec
+
+NARROW = 16  # channels per group up to which groupconv's own kernels beat PyTorch's
+
+_forced: contextvars.ContextVar[str | None] = contextvars.ContextVar("groupconv_forced", default=None)
+_LAYOUTS = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def compute(direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *rest) -> torch.Tensor:
+    """Run ``direction`` ("forward", "input_grad" or "weight_grad") of the formulation chosen for this call."""
+    return getattr(choose(direction, a, b, spec, *rest), direction)(a, b, spec, *rest)
+
+
+def choose(direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *rest) -> ModuleType:
+    """The formulation that computes this call: forced, cached, tuned now, or the default."""
+    forced = _forced.get()
+    if forced is not None:
+        return _checked(forced, spec, a)
+    key = call_key(direction, a, b, spec, *rest)
+    name = tuning.cache().get(key)
+    if name is None and tuning.enabled():
+        name = tuning.tune_call(key, direction, a, b, spec, *rest)
+    if name is not None and formulations.load(name).supports(spec, a):
+        return formulations.load(name)
+    return default(spec, a)
+
+
+def default(spec: ConvSpec, a: torch.Tensor) -> ModuleType:
+    """The heuristic choice: groupconv's kernels for narrow groups on CPU, else PyTorch's, in the input's layout."""
+    out_per_group, in_per_group = spec.weight_shape[0] // spec.groups, spec.weight_shape[1]
+    narrow = spec.groups > 1 and max(in_per_group, out_per_group) <= NARROW
+    preferred = ["native_channels_last", "native"] if layout(a) == "channels_last" else ["native"]
+    if narrow and a.device.type == "cpu":
+        preferred.insert(0, "numba_direct")
+    candidates = (formulations.load(name) for name in [*preferred, formulations.REFERENCE])
+    return next(module for module in candidates if module.supports(spec, a))  # the reference supports all
+
+
+@contextlib.contextmanager
+def use(name: str) -> Iterator[None]:
+    """Force every call inside the block onto the formulation ``name`` (for tests and measurements).
+
+    A call the formulation does not support raises GroupConvError rather than silently running another.
+    """
+    if name not in formulations.NAMES:
+        raise GroupConvError(f"formulation={name!r} is unknown; choose one of {', '.join(formulations.NAMES)}")
+    token = _forced.set(name)
+    try:
+        yield
+    finally:
+        _forced.reset(token)
+
+
+def call_key(direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *rest) -> str:
+    """What makes two calls the same for timing: one line, the tuning cache's key."""
+    geometry = (spec.kernel_size, spec.stride, spec.padding_pairs, spec.dilation, spec.groups)
+    threads = torch.get_num_threads() if a.device.type == "cpu" else 0
+    parts = direction, geometry, tuple(a.shape), tuple(b.shape), rest, a.dtype, layout(a), a.device.type, threads
+    return " ".join(map(str, parts))
+
+
+def layout(tensor: torch.Tensor) -> str:
+    """ "contiguous", "channels_last" (or its 3-D twin) or "strided"."""
+    if tensor.is_contiguous():
+        return "contiguous"
+    channels_last = _LAYOUTS.get(tensor.dim())
+    if channels_last is not None and tensor.is_contiguous(memory_format=channels_last):
+        return "channels_last"
+    return "strided"
+
+
+def _checked(name: str, spec: ConvSpec, a: torch.Tensor) -> ModuleType:
+    module = formulations.load(name)
+    if not module.supports(spec, a):
+        raise GroupConvError(
+            f"formulation {name!r} does not support this call ({spec}, input {tuple(a.shape)} {a.dtype} on "
+            f"{a.device}); leave the choice to groupconv or force another formulation"
+        )
+    return module

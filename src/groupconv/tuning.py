@@ -1,0 +1,255 @@
+"""Autotuning: time every formulation on the real call, keep the fastest, remember it on disk.
+
+The cache is one JSON file (``$GROUPCONV_CACHE``, else ``$XDG_CACHE_HOME/groupconv/tune.json``,
+else ``~/.cache/groupconv/tune.json``) mapping a call's key (direction, shapes, geometry,
+dtype, layout, device, threads: :func:`groupconv.dispatch.call_key`) to a formulation's
+name, under a fingerprint of the machine and versions (CPU model, groupconv, torch, numba).
+A file that is corrupt or carries another fingerprint is ignored with a warning and
+rebuilt. Writers merge their entries under an exclusive lock and replace the file
+atomically, so processes tuning at once lose nothing and never leave half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import fcntl
+import functools
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+
+from . import formulations
+from .spec import ConvSpec
+
+FORMAT = 1
+_session: contextvars.ContextVar[list | None] = contextvars.ContextVar("groupconv_tuning", default=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuned:
+    """One tuned call: its cache key, what it was, each candidate's median seconds (None: wrong), the winner."""
+
+    key: str
+    direction: str
+    operands: str  # "(2, 4, 9, 9) x (8, 2, 3, 3)"
+    groups: int
+    seconds: dict[str, float | None]
+    chosen: str
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class TuneReport:
+    """What :func:`tune` decided, one row per distinct call of the model."""
+
+    calls: list[Tuned]
+
+    def __str__(self) -> str:
+        names = [name for name in formulations.NAMES if any(name in call.seconds for call in self.calls)]
+        rows = [["direction", "operands", "groups", *(f"{name} ms" for name in names), "chosen"]]
+        for call in self.calls:
+            times = [_milliseconds(call, name) for name in names]
+            rows.append([call.direction, call.operands, str(call.groups), *times, call.chosen])
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+
+
+def enabled() -> bool:
+    """Whether a call missing from the cache is tuned now: inside :func:`tune`, or GROUPCONV_TUNE=1."""
+    return _session.get() is not None or os.environ.get("GROUPCONV_TUNE", "") not in ("", "0")
+
+
+def tune(model: torch.nn.Module, example_input: torch.Tensor) -> TuneReport:
+    """Time every formulation of every convolution ``model`` runs on ``example_input`` —
+    forward, input gradient and weight gradient — and cache the fastest for each.
+
+    The model runs in eval mode (running statistics untouched) and its parameters'
+    ``.grad`` are left as they were. Calls already in the cache are not timed again.
+
+    Example:
+        >>> import groupconv, torch
+        >>> layer = groupconv.nn.Conv2d(8, 8, 3, groups=4)
+        >>> report = groupconv.tune(layer, torch.randn(2, 8, 10, 10))
+        >>> sorted({call.key.split()[0] for call in report.calls})
+        ['forward', 'input_grad', 'weight_grad']
+    """
+    calls: list[Tuned] = []
+    token = _session.set(calls)
+    modes = {module: module.training for module in model.modules()}
+    try:
+        model.eval()
+        x = example_input.detach().requires_grad_(True)
+        outputs = [t for t in _tensors(model(x)) if t.requires_grad]
+        wrt = [x, *(p for p in model.parameters() if p.requires_grad)]
+        cotangents = [torch.randn_like(t) for t in outputs]  # dense, like a real backward's
+        torch.autograd.grad(outputs, wrt, cotangents, allow_unused=True)
+    finally:
+        _session.reset(token)
+        for module, training in modes.items():
+            module.training = training
+    return TuneReport(calls)
+
+
+def tune_call(key: str, direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *rest) -> str:
+    """Time each formulation that supports this call, check it against the reference, cache the fastest."""
+    expected = getattr(formulations.load(formulations.REFERENCE), direction)(a, b, spec, *rest)
+    seconds: dict[str, float | None] = {}
+    for name in formulations.NAMES:
+        module = formulations.load(name)
+        if module.supports(spec, a):
+            run = functools.partial(getattr(module, direction), a, b, spec, *rest)
+            agrees = _close(run(), expected)  # also the warm-up: compiles, allocates
+            seconds[name] = _median_seconds(run, a.device) if agrees else None
+            if not agrees:
+                message = f"groupconv: formulation {name!r} disagrees with the reference on {key}; not used"
+                warnings.warn(message, stacklevel=2)
+    timed = {name: s for name, s in seconds.items() if s is not None}
+    chosen = min(timed, key=timed.get)
+    cache().put(key, chosen)
+    session = _session.get()
+    if session is not None:
+        operands = f"{tuple(a.shape)} x {tuple(b.shape)}"
+        session.append(Tuned(key, direction, operands, spec.groups, seconds, chosen))
+    return chosen
+
+
+class Cache:
+    """The on-disk tuning cache of one file, with an in-memory copy."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.entries = self._read(warn=True)
+
+    def get(self, key: str) -> str | None:
+        return self.entries.get(key)
+
+    def put(self, key: str, name: str) -> None:
+        """Record ``key -> name``, merged with whatever other processes wrote meanwhile."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(self.path.with_name(self.path.name + ".lock")):
+            self.entries = {**self._read(warn=False), key: name}
+            document = {"fingerprint": fingerprint(), "entries": self.entries}
+            with tempfile.NamedTemporaryFile("w", dir=self.path.parent, prefix=".tune-", delete=False) as temp:
+                json.dump(document, temp, indent=1, sort_keys=True)
+                temp.flush()
+                os.fsync(temp.fileno())
+            os.replace(temp.name, self.path)
+
+    def _read(self, *, warn: bool) -> dict[str, str]:
+        """The file's entries; empty (with a warning) when it is corrupt or another machine's or version's."""
+        try:
+            document = json.loads(self.path.read_text())
+            problem = None if document["fingerprint"] == fingerprint() else "it was made by another machine or version"
+            entries = document["entries"]
+            if not all(isinstance(k, str) and v in formulations.NAMES for k, v in entries.items()):
+                problem = "it holds unknown entries"
+        except FileNotFoundError:
+            return {}
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            problem = f"it is not a tuning cache ({type(error).__name__}: {error})"
+        if problem is None:
+            return entries
+        if warn:
+            message = f"groupconv: ignoring the tuning cache {self.path}: {problem}; it will be rebuilt"
+            warnings.warn(message, stacklevel=2)
+        return {}
+
+
+def cache() -> Cache:
+    """The cache at the current path (``GROUPCONV_CACHE`` is read on every call)."""
+    return _cache_at(cache_path())
+
+
+def cache_path() -> Path:
+    if "GROUPCONV_CACHE" in os.environ:
+        return Path(os.environ["GROUPCONV_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "groupconv" / "tune.json"
+
+
+@functools.cache
+def _cache_at(path: Path) -> Cache:
+    return Cache(path)
+
+
+@functools.cache
+def fingerprint() -> dict[str, str]:
+    """What a tuned choice depends on beyond the call itself."""
+    versions = {name: _version(name) for name in ("groupconv", "torch", "numba")}
+    return {"format": str(FORMAT), "cpu": _cpu_model(), **versions}
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _median_seconds(run: Callable[[], object], device: torch.device, budget: float = 0.25) -> float:
+    """Median wall time of ``run``: at least 3 runs, more while they fit in ``budget`` seconds (up to 25)."""
+    times: list[float] = []
+    while len(times) < 3 or (sum(times) < budget and len(times) < 25):
+        start = time.perf_counter()
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _close(result: torch.Tensor, expected: torch.Tensor) -> bool:
+    """Equal to rounding: relative to the reference's largest magnitude, NaN where it has NaN."""
+    tolerance = 1e-4 if expected.dtype == torch.float32 else 1e-10
+    scale = expected.abs().nan_to_num(0, 0, 0).max().item() if expected.numel() else 0.0
+    atol = tolerance * scale + torch.finfo(expected.dtype).tiny
+    return result.shape == expected.shape and torch.allclose(result, expected, rtol=0, atol=atol, equal_nan=True)
+
+
+def _tensors(output: object) -> list[torch.Tensor]:
+    """The tensors in a model's output (a tensor, or nested tuples/lists/dicts of them)."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (list, tuple)):
+        return [t for item in output for t in _tensors(item)]
+    return []
+
+
+def _milliseconds(call: Tuned, name: str) -> str:
+    if name not in call.seconds:
+        return "-"  # does not support the call
+    seconds = call.seconds[name]
+    return "wrong" if seconds is None else f"{seconds * 1e3:.3f}"

@@ -1,0 +1,80 @@
+"""Every formulation against PyTorch on the oracle's random layers it supports; the dispatcher's choices."""
+
+import dataclasses
+
+import pytest
+import torch
+from cases import assert_results_close, forward_and_backward, groupconv_result, random_case, torch_reference
+
+import groupconv
+from groupconv import ConvSpec, dispatch, formulations, tuning
+
+CASES_PER_FORMULATION = 150
+CASES = [random_case(seed) for seed in range(2000)]
+
+
+def case_spec(case) -> ConvSpec:
+    """The spec formulations see for ``case``: padding modes other than zeros are applied before them."""
+    spec = ConvSpec(
+        case.in_channels, case.out_channels, case.kernel_size, **case.layer_kwargs(),
+        transposed=case.transposed, dims=case.dims,
+    )  # fmt: skip
+    return spec if spec.padding_mode == "zeros" else dataclasses.replace(spec, padding=0, padding_mode="zeros")
+
+
+def supported_seeds(name: str) -> list[int]:
+    module = formulations.load(name)
+    return [c.seed for c in CASES if module.supports(case_spec(c), c.make_input())][:CASES_PER_FORMULATION]
+
+
+SUPPORTED = {name: supported_seeds(name) for name in formulations.NAMES}
+
+
+@pytest.mark.parametrize(("name", "seed"), [(name, seed) for name, seeds in SUPPORTED.items() for seed in seeds])
+def test_formulation_matches_pytorch(name, seed):
+    case = CASES[seed]
+    operands = case.make_operands()
+    expected = forward_and_backward(torch_reference, case, *operands)
+    with dispatch.use(name):
+        actual = forward_and_backward(groupconv_result, case, *operands)
+    assert_results_close(actual, expected, case, f"PyTorch ({name} forced)")
+
+
+@pytest.mark.parametrize("name", formulations.NAMES)
+def test_each_formulation_is_tested_widely(name):
+    """A formulation that claims little would pass the test above vacuously."""
+    cases = [CASES[seed] for seed in SUPPORTED[name]]
+    assert len(cases) == CASES_PER_FORMULATION
+    assert {c.transposed for c in cases} == {False, True}
+    assert {c.dtype for c in cases} == {torch.float32, torch.float64}
+    assert any(c.groups > 1 for c in cases)
+
+
+def test_default_supports_every_oracle_case():
+    """The dispatcher's heuristic never picks a formulation for a call it does not support."""
+    for case in CASES:
+        spec, x = case_spec(case), case.make_input()
+        assert dispatch.default(spec, x).supports(spec, x), case
+
+
+def test_forcing_an_unsupporting_formulation_fails_loudly():
+    spec = ConvSpec(4, 4, 2, padding="same", groups=2)  # asymmetric padding: native kernels can't
+    with dispatch.use("native"), pytest.raises(groupconv.GroupConvError, match="does not support"):
+        groupconv.functional.conv2d(torch.randn(1, 4, 5, 5), torch.randn(4, 2, 2, 2), padding="same", groups=2)
+    assert not formulations.load("native").supports(spec, torch.randn(1, 4, 5, 5))
+
+
+def test_unknown_formulation_names_the_choices():
+    with pytest.raises(groupconv.GroupConvError, match="im2col"), dispatch.use("fast"):
+        pass
+
+
+def test_cached_choice_that_cannot_run_the_call_falls_back(tmp_path, monkeypatch):
+    """A cache entry naming a formulation that can't run this call is not obeyed."""
+    monkeypatch.setenv("GROUPCONV_CACHE", str(tmp_path / "tune.json"))
+    x, weight = torch.randn(1, 4, 5, 5), torch.randn(4, 2, 2, 2)
+    spec = ConvSpec(4, 4, 2, padding="same", groups=2)
+    tuning.cache().put(dispatch.call_key("forward", x, weight, spec), "native")
+    assert dispatch.choose("forward", x, weight, spec) is formulations.load("im2col")
+    expected = torch.nn.functional.conv2d(x, weight, padding="same", groups=2)
+    torch.testing.assert_close(groupconv.functional.conv2d(x, weight, padding="same", groups=2), expected)

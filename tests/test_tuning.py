@@ -1,0 +1,126 @@
+"""The autotuner and its on-disk cache: choices, corruption, version changes, concurrent writers."""
+
+import json
+import multiprocessing
+
+import pytest
+import torch
+
+import groupconv
+from groupconv import ConvSpec, dispatch, formulations, tuning
+
+
+@pytest.fixture(autouse=True)
+def cache_file(tmp_path, monkeypatch):
+    path = tmp_path / "tune.json"
+    monkeypatch.setenv("GROUPCONV_CACHE", str(path))
+    monkeypatch.delenv("GROUPCONV_TUNE", raising=False)
+    return path
+
+
+def small_model() -> torch.nn.Module:
+    return torch.nn.Sequential(
+        groupconv.nn.Conv2d(4, 8, 3, groups=2, padding=1, bias=False),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        groupconv.nn.Conv2d(8, 8, 3, groups=8),
+    )
+
+
+def test_tune_times_every_direction_and_caches_the_fastest(cache_file):
+    model, x = small_model(), torch.randn(2, 4, 9, 9)
+    running_mean = model[1].running_mean.clone()
+    report = groupconv.tune(model, x)
+    directions = sorted(call.key.split()[0] for call in report.calls)
+    assert directions == ["forward", "forward", "input_grad", "input_grad", "weight_grad", "weight_grad"]
+    for call in report.calls:
+        timed = {name: s for name, s in call.seconds.items() if s is not None}
+        assert call.chosen == min(timed, key=timed.get)
+        assert {"im2col", "native"} <= set(timed)
+    entries = json.loads(cache_file.read_text())["entries"]
+    assert entries == {call.key: call.chosen for call in report.calls}
+    assert model.training and all(p.grad is None for p in model.parameters())
+    torch.testing.assert_close(model[1].running_mean, running_mean)  # ran in eval mode
+
+
+def test_a_cached_choice_is_used(cache_file):
+    x, weight = torch.randn(1, 4, 6, 6), torch.randn(4, 2, 3, 3)
+    spec = ConvSpec(4, 4, 3, groups=2)
+    assert dispatch.choose("forward", x, weight, spec) is not formulations.load("split")
+    tuning.cache().put(dispatch.call_key("forward", x, weight, spec), "split")
+    assert dispatch.choose("forward", x, weight, spec) is formulations.load("split")
+    different_dtype = dispatch.call_key("forward", x.double(), weight.double(), spec)
+    assert tuning.cache().get(different_dtype) is None
+
+
+def test_tuning_disabled_leaves_no_cache(cache_file):
+    layer = groupconv.nn.Conv2d(4, 4, 3, groups=2)
+    layer(torch.randn(1, 4, 6, 6)).sum().backward()
+    assert not cache_file.exists()
+
+
+def test_environment_variable_turns_tuning_on(cache_file, monkeypatch):
+    monkeypatch.setenv("GROUPCONV_TUNE", "1")
+    layer = groupconv.nn.Conv2d(4, 4, 3, groups=2)
+    layer(torch.randn(1, 4, 6, 6, requires_grad=True)).sum().backward()
+    keys = json.loads(cache_file.read_text())["entries"]
+    assert sorted(key.split()[0] for key in keys) == ["forward", "input_grad", "weight_grad"]
+
+
+@pytest.mark.parametrize("content", ["{not json", "[]", '{"fingerprint": {}}', "\x00\x01"])
+def test_corrupt_cache_is_ignored_with_a_warning_and_rebuilt(cache_file, content):
+    cache_file.write_text(content)
+    layer = groupconv.nn.Conv2d(4, 4, 3, groups=2)
+    with pytest.warns(UserWarning, match="not a tuning cache"):
+        expected = torch.nn.functional.conv2d(x := torch.randn(1, 4, 6, 6), layer.weight, layer.bias, groups=2)
+        torch.testing.assert_close(layer(x), expected)
+    groupconv.tune(layer, x)
+    assert len(json.loads(cache_file.read_text())["entries"]) == 3
+
+
+def test_cache_of_another_version_is_ignored_and_rebuilt(cache_file):
+    x, weight, spec = torch.randn(1, 4, 6, 6), torch.randn(4, 2, 3, 3), ConvSpec(4, 4, 3, groups=2)
+    key = dispatch.call_key("forward", x, weight, spec)
+    foreign = {**tuning.fingerprint(), "torch": "1.0.0"}
+    cache_file.write_text(json.dumps({"fingerprint": foreign, "entries": {key: "split"}}))
+    with pytest.warns(UserWarning, match="another machine or version"):
+        assert dispatch.choose("forward", x, weight, spec) is not formulations.load("split")
+    tuning.cache().put("some other call", "native")
+    document = json.loads(cache_file.read_text())
+    assert document == {"fingerprint": tuning.fingerprint(), "entries": {"some other call": "native"}}
+
+
+def test_unknown_formulation_in_the_cache_is_ignored(cache_file):
+    cache_file.write_text(json.dumps({"fingerprint": tuning.fingerprint(), "entries": {"k": "fastest_ever"}}))
+    with pytest.warns(UserWarning, match="unknown entries"):
+        assert tuning.cache().get("k") is None
+
+
+def _write_entries(path: str, worker: int, count: int) -> None:
+    cache = tuning.Cache(tuning.Path(path))
+    for i in range(count):
+        cache.put(f"worker {worker} call {i}", formulations.NAMES[i % len(formulations.NAMES)])
+
+
+def test_concurrent_writers_lose_nothing(cache_file):
+    workers, count = 4, 25
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_write_entries, args=(str(cache_file), w, count)) for w in range(workers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+        assert process.exitcode == 0
+    entries = json.loads(cache_file.read_text())["entries"]
+    assert set(entries) == {f"worker {w} call {i}" for w in range(workers) for i in range(count)}
+    assert not list(cache_file.parent.glob(".tune-*"))  # no temporary file left behind
+
+
+def test_a_formulation_that_disagrees_is_never_chosen(cache_file, monkeypatch):
+    split = formulations.load("split")
+    monkeypatch.setattr(split, "forward", lambda x, weight, spec: torch.zeros(1, 4, 4, 4))
+    monkeypatch.setattr(formulations, "NAMES", ("split", "im2col"))
+    x, weight, spec = torch.randn(1, 4, 6, 6), torch.randn(4, 2, 3, 3), ConvSpec(4, 4, 3, groups=2)
+    with pytest.warns(UserWarning, match="'split' disagrees"):
+        chosen = tuning.tune_call("k", "forward", x, weight, spec)
+    assert chosen == "im2col"
