@@ -139,3 +139,10 @@ def test_builtin_models_run_on_their_default_input(name):
     model = BUILTIN[name]().eval()
     assert model(torch.zeros(DEFAULT_INPUT[name])).shape == (DEFAULT_INPUT[name][0], 10)
     assert any(type(m).__module__ == "groupconv.nn" for m in model.modules())
+
+
+@pytest.mark.parametrize("groups", [1, 2, 3, 4, 8])
+@pytest.mark.parametrize("width", [0.05, 0.125, 0.25])
+def test_shufflenet_builds_at_narrow_widths(groups, width):
+    """`groupconv train --model shufflenet` uses width 0.125: a stride-2 unit must still grow its input."""
+    assert shufflenet(groups, width=width)(torch.zeros(1, 1, 28, 28)).shape == (1, 10)

@@ -108,7 +108,8 @@ def shufflenet(
     if groups not in STAGE_WIDTHS:
         raise GroupConvError(f"groups={groups} is not one of ShuffleNet's {sorted(STAGE_WIDTHS)}")
     multiple = 4 * groups  # a unit's bottleneck is a quarter of its width, split into groups
-    first = max(multiple, round(STAGE_WIDTHS[groups] * width / multiple) * multiple)
+    smallest = (_STEM // multiple + 1) * multiple  # a stride-2 unit concatenates its input: the width must grow
+    first = max(smallest, round(STAGE_WIDTHS[groups] * width / multiple) * multiple)
     layers = OrderedDict(stem=conv_bn(in_channels, _STEM, 3))
     channels = _STEM
     for stage, repeat in enumerate(repeats):
