@@ -13,11 +13,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from . import autograd
+from . import autograd, ops
 from .errors import GroupConvError
 from .spec import ConvSpec
 
@@ -84,13 +85,15 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
     if input.dtype in _HALF:  # accumulate, and add the bias, in float32: round once, at the end
         upcast = [None if t is None else t.float() for t in (input, weight, bias)]
         return apply(spec, *upcast).to(input.dtype)
-    spec.output_shape(input.shape)  # validates the input's rank, channels and size
+    spec.output_shape(_sizes(input))  # validates the input's rank, channels and size
     batched = input.dim() == spec.dims + 2
     x = input if batched else input.unsqueeze(0)
     if spec.padding_mode != "zeros":
         x = F.pad(x, [p for pair in reversed(spec.padding_pairs) for p in pair], mode=spec.padding_mode)
         spec = dataclasses.replace(spec, padding=0, padding_mode="zeros")
-    if spec.transposed:
+    if torch.onnx.is_in_onnx_export():  # standard ONNX Conv/ConvTranspose nodes: see groupconv.ops
+        y = ops.torch_convolution(x, weight, spec)
+    elif spec.transposed:
         y = autograd.conv_input_grad(x, weight, spec, spec.output_size(x.shape[2:]))
     else:
         y = autograd.conv(x, weight, spec)
@@ -105,7 +108,7 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
 def _conv(input, weight, bias, *, dims, stride, padding, dilation, groups):
     check_is_tensor("weight", weight)
     spec = ConvSpec.from_weight(
-        weight.shape,
+        _sizes(weight),
         groups=groups,
         dims=dims,
         stride=stride,
@@ -119,7 +122,7 @@ def _conv(input, weight, bias, *, dims, stride, padding, dilation, groups):
 def _conv_transpose(input, weight, bias, dims, stride, padding, output_padding, groups, dilation):
     check_is_tensor("weight", weight)
     spec = ConvSpec.from_weight(
-        weight.shape,
+        _sizes(weight),
         groups=groups,
         transposed=True,
         dims=dims,
@@ -130,6 +133,11 @@ def _conv_transpose(input, weight, bias, dims, stride, padding, output_padding, 
         bias=bias is not None,
     )
     return apply(spec, input, weight, bias)
+
+
+def _sizes(t: torch.Tensor) -> Sequence[int]:
+    """``t.shape``, in ints also under torch.jit's tracer (ONNX export with ``dynamo=False``), which gives tensors."""
+    return [int(size) for size in t.shape] if torch.jit.is_tracing() else t.shape
 
 
 def check_is_tensor(name: str, value: object) -> None:

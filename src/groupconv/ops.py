@@ -1,0 +1,198 @@
+"""groupconv's three convolution directions as ``torch.library`` custom ops.
+
+    groupconv::conv_forward(x, weight, *geometry) -> y                        (N, C, *S) -> (N, O, *L)
+    groupconv::conv_input_grad(grad_y, weight, *geometry, input_size) -> grad_x  (N, O, *L) -> (N, C, *S)
+    groupconv::conv_weight_grad(x, grad_y, *geometry) -> grad_weight            -> (O, Cg, *K)
+
+``geometry`` is a :class:`Geometry`: a :class:`~groupconv.ConvSpec`'s kernel size,
+stride, zero padding, dilation and groups as ints and int lists, the only arguments an
+op schema takes (:func:`encode` and :func:`decode`). Each op runs the formulation the
+dispatcher picks, and has a fake implementation that gives its output's shape, dtype,
+device and memory format without computing it; :mod:`groupconv.autograd` registers
+their gradients, which are the ops again, so any order of derivative works.
+
+Why custom ops: ``torch.compile`` (and ``torch.export``) see each op as one node whose
+output it can describe, so dynamo traces a model through groupconv without graph
+breaks, and the compiled graph still runs groupconv's own kernels.
+
+Memory format: an output is channels-last when the op's first operand is
+channels-last (and not also contiguous), otherwise contiguous; the weight gradient is
+always contiguous. The real op converts what the formulation returns to that format,
+because a compiled graph trusts the fake implementation's strides.
+
+ONNX: these ops have no ONNX counterpart, and a plain ``torch.onnx.export(model, (x,), f)``
+passes no translation table for them. So while ONNX export traces the model
+(``torch.onnx.is_in_onnx_export()``), :func:`groupconv.functional.apply` computes with
+:func:`torch_convolution`, PyTorch's own convolution, which both exporters (the default
+``dynamo=True`` and the TorchScript one, ``dynamo=False``) write as standard ONNX
+``Conv`` / ``ConvTranspose`` nodes with a ``group`` attribute. The exported model
+computes the same convolution as groupconv, within float rounding.
+
+Example:
+    >>> import torch, groupconv
+    >>> spec = groupconv.ConvSpec(4, 8, 3, groups=2, padding=1)
+    >>> x, w = torch.randn(1, 4, 5, 5), torch.randn(8, 2, 3, 3)
+    >>> torch.ops.groupconv.conv_forward(x, w, *encode(spec)).shape
+    torch.Size([1, 8, 5, 5])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from . import dispatch
+from .errors import GroupConvError
+from .spec import ConvSpec
+
+
+class Geometry(NamedTuple):
+    """A convolution's geometry as op-schema types; ``padding`` is (before, after) per dim, flattened."""
+
+    kernel_size: list[int]
+    stride: list[int]
+    padding: list[int]
+    dilation: list[int]
+    groups: int
+
+
+def encode(spec: ConvSpec) -> Geometry:
+    """The geometry of ``spec``, as the custom ops take it (``padding_mode`` and bias are the frontend's)."""
+    padding = [p for pair in spec.padding_pairs for p in pair]
+    return Geometry(list(spec.kernel_size), list(spec.stride), padding, list(spec.dilation), spec.groups)
+
+
+def decode(geometry: Geometry, in_channels: int, out_channels: int) -> ConvSpec:
+    """The (non-transposed, bias-free) :class:`ConvSpec` of ``geometry``: the inverse of :func:`encode`.
+
+    Example:
+        >>> spec = ConvSpec(4, 8, 4, padding="same", bias=False)
+        >>> decode(encode(spec), 4, 8).padding_pairs == spec.padding_pairs
+        True
+    """
+    # int() pins any symbolic int torch.compile passes in (an int argument that varied): ConvSpec takes ints
+    kernel_size, stride, padding, dilation = (tuple(map(int, values)) for values in geometry[:4])
+    before, after = padding[::2], padding[1::2]
+    spec = ConvSpec(
+        int(in_channels),
+        int(out_channels),
+        kernel_size,
+        stride,
+        before if before == after else "same",  # only "same" pads one side more
+        dilation,
+        int(geometry.groups),
+        bias=False,
+        dims=len(kernel_size),
+    )
+    if tuple(p for pair in spec.padding_pairs for p in pair) != padding:
+        raise GroupConvError(
+            f"padding={list(padding)} is invalid: give (before, after) per dim, equal on both sides "
+            f"or as padding='same' pads"
+        )
+    return spec
+
+
+def geometry_of(inputs: Sequence) -> Geometry:
+    """The :class:`Geometry` among a custom op's inputs: what follows its two tensors."""
+    return Geometry._make(inputs[2 : 2 + len(Geometry._fields)])
+
+
+def torch_convolution(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
+    """``spec``'s zero-padded convolution (or transposed convolution) by PyTorch's own
+    ``torch.convolution``: what ONNX export records, as one ``Conv`` / ``ConvTranspose``."""
+    before = [lo for lo, _ in spec.padding_pairs]
+    extra = [hi - lo for lo, hi in reversed(spec.padding_pairs)]
+    if any(extra):  # padding="same" with an even reach: the odd extra goes after, as F.conv2d does
+        x = F.pad(x, [p for e in extra for p in (0, e)])
+    return torch.convolution(
+        x, weight, None, spec.stride, before, spec.dilation, spec.transposed, spec.output_padding, spec.groups
+    )
+
+
+@torch.library.custom_op("groupconv::conv_forward", mutates_args=())
+def conv_forward(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+) -> torch.Tensor:
+    """y = conv(x, weight): (N, C, *S) x (O, Cg, *K) -> (N, O, *L)."""
+    spec = _spec_of_weight(Geometry(kernel_size, stride, padding, dilation, groups), weight)
+    return dispatch.compute("forward", x, weight, spec).contiguous(memory_format=_layout(x))
+
+
+@torch.library.custom_op("groupconv::conv_input_grad", mutates_args=())
+def conv_input_grad(
+    grad_y: torch.Tensor,
+    weight: torch.Tensor,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    input_size: Sequence[int],
+) -> torch.Tensor:
+    """dL/dx of conv(x, weight), also the transposed convolution: (N, O, *L) -> (N, C, *input_size)."""
+    spec = _spec_of_weight(Geometry(kernel_size, stride, padding, dilation, groups), weight)
+    grad_x = dispatch.compute("input_grad", grad_y, weight, spec, tuple(input_size))
+    return grad_x.contiguous(memory_format=_layout(grad_y))
+
+
+@torch.library.custom_op("groupconv::conv_weight_grad", mutates_args=())
+def conv_weight_grad(
+    x: torch.Tensor,
+    grad_y: torch.Tensor,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+) -> torch.Tensor:
+    """dL/dweight of conv(x, weight): (N, C, *S), (N, O, *L) -> (O, Cg, *K)."""
+    spec = decode(Geometry(kernel_size, stride, padding, dilation, groups), x.shape[1], grad_y.shape[1])
+    return dispatch.compute("weight_grad", x, grad_y, spec).contiguous()
+
+
+@conv_forward.register_fake
+def _conv_forward_fake(x, weight, kernel_size, stride, padding, dilation, groups):
+    spec = _spec_of_weight(Geometry(kernel_size, stride, padding, dilation, groups), weight)
+    shape = (x.shape[0], weight.shape[0], *spec.output_size(x.shape[2:]))
+    return _empty(shape, x, _layout(x))
+
+
+@conv_input_grad.register_fake
+def _conv_input_grad_fake(grad_y, weight, kernel_size, stride, padding, dilation, groups, input_size):
+    shape = (grad_y.shape[0], weight.shape[1] * groups, *input_size)
+    return _empty(shape, grad_y, _layout(grad_y))
+
+
+@conv_weight_grad.register_fake
+def _conv_weight_grad_fake(x, grad_y, kernel_size, stride, padding, dilation, groups):
+    shape = (grad_y.shape[1], x.shape[1] // groups, *kernel_size)
+    return _empty(shape, x, torch.contiguous_format)
+
+
+def _spec_of_weight(geometry: Geometry, weight: torch.Tensor) -> ConvSpec:
+    """The convolution whose weight (O, Cg, *K) is ``weight``."""
+    return decode(geometry, weight.shape[1] * geometry.groups, weight.shape[0])
+
+
+def _layout(t: torch.Tensor) -> torch.memory_format:
+    """The memory format an output takes from the operand ``t``: channels-last only if ``t`` is."""
+    layout = _CHANNELS_LAST.get(t.dim())
+    if layout is not None and t.is_contiguous(memory_format=layout) and not t.is_contiguous():
+        return layout
+    return torch.contiguous_format
+
+
+def _empty(shape, like: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=layout)
+
+
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
