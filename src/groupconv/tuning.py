@@ -169,20 +169,18 @@ class Cache:
 
 
 def cache() -> Cache:
-    """The cache at the current path (``GROUPCONV_CACHE`` is read on every call)."""
-    return _cache_at(cache_path())
+    """The cache at the current path (``GROUPCONV_CACHE`` and ``XDG_CACHE_HOME`` are read on every call)."""
+    return _cache_at(os.environ.get("GROUPCONV_CACHE"), os.environ.get("XDG_CACHE_HOME"))
 
 
 def cache_path() -> Path:
-    if "GROUPCONV_CACHE" in os.environ:
-        return Path(os.environ["GROUPCONV_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "groupconv" / "tune.json"
+    return cache().path
 
 
 @functools.cache
-def _cache_at(path: Path) -> Cache:
-    return Cache(path)
+def _cache_at(explicit: str | None, cache_home: str | None) -> Cache:
+    base = Path(cache_home) if cache_home else Path.home() / ".cache"
+    return Cache(Path(explicit) if explicit else base / "groupconv" / "tune.json")
 
 
 @functools.cache
