@@ -1,0 +1,62 @@
+"""The ``bench`` subcommand; ``cli.py`` calls :func:`register`."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import textwrap
+
+DEFAULT_OUT = "docs/benchmarks.md"
+_DESCRIPTION = (
+    "Measure groupconv on this machine and write a Markdown report with a plot: the machine's floors (a large "
+    "SGEMM's GFLOP/s, a large copy's GB/s); a group sweep (256->256, 3x3, 28x28, batch 8, groups 1 to 256); a zoo "
+    "of real grouped layers (AlexNet, ResNeXt-50, ShuffleNet, MobileNetV2, ConvNeXt, RegNet, 1-D, 3-D, "
+    "transposed); each forward and forward+backward against PyTorch channels-first and channels-last, forward "
+    "against ONNX Runtime, with each layer's roofline floor; and a training step of two networks. Takes about 8 "
+    "minutes on 2 cores; keep the machine otherwise idle. Threads: torch.get_num_threads() (set OMP_NUM_THREADS "
+    "to change them)."
+)
+_EXAMPLES = """examples:
+  groupconv bench                          # the full run, writes docs/benchmarks.md and docs/images/
+  groupconv bench --quick --out /tmp/b.md  # tiny layers and few repeats: seconds, to check it works
+  groupconv bench --json > bench.json      # the numbers as JSON too (schema groupconv.bench/1)"""
+
+
+def register(commands) -> None:
+    """Add ``bench`` to ``commands`` (argparse subparsers)."""
+    bench = commands.add_parser(
+        "bench",
+        help="time groupconv against PyTorch, ONNX Runtime and the machine's floors",
+        description=textwrap.fill(_DESCRIPTION, 79),
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        metavar="FILE",
+        help="the Markdown report to write; the plot goes to images/bench-groups.png beside it (default: %(default)s)",
+    )
+    bench.add_argument("--quick", action="store_true", help="tiny layers and few repeats (seconds): a smoke test")
+    bench.add_argument("--json", action="store_true", help="also print every measurement as JSON on stdout")
+    bench.set_defaults(run=_bench)
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from ..formatting import to_json
+    from . import run, write
+
+    results = run(quick=args.quick, command=_command_line(args))
+    report, plot = write(results, args.out)
+    if args.json:
+        print(to_json(results.to_dict()))
+    else:
+        print(f"wrote {report} and {plot} in {results.wall_s:.0f} s")
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces this run, for the report."""
+    words = ["groupconv", "bench", *(["--quick"] if args.quick else [])]
+    if args.out != DEFAULT_OUT:
+        words += ["--out", args.out]
+    return shlex.join(words)

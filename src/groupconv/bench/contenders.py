@@ -1,0 +1,164 @@
+"""The contenders timed on each layer, all built from the same weights and input.
+
+    torch_cf     ``torch.nn`` conv, channels-first (the reference every other is checked against)
+    torch_cl     the same module and input in channels-last (2-D and 3-D only)
+    groupconv    the ``groupconv.nn`` twin, tuned on this exact shape
+    onnxruntime  one standard ONNX ``Conv``/``ConvTranspose`` node in an InferenceSession (forward only)
+
+Each contender has a ``forward`` call, returning the output, and (except ONNX Runtime) a
+``forward_backward`` call, returning the input's and weight's gradients of ``(y * ȳ).sum()``
+for a fixed random ȳ.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .. import nn as gnn
+from ..spec import ConvSpec
+from .layers import Layer
+
+NAMES = {
+    "torch_cf": "PyTorch channels-first",
+    "torch_cl": "PyTorch channels-last",
+    "groupconv": "groupconv",
+    "onnxruntime": "ONNX Runtime",
+}
+_CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
+_TORCH_CLASSES = {
+    (False, 1): torch.nn.Conv1d,
+    (False, 2): torch.nn.Conv2d,
+    (False, 3): torch.nn.Conv3d,
+    (True, 1): torch.nn.ConvTranspose1d,
+    (True, 2): torch.nn.ConvTranspose2d,
+    (True, 3): torch.nn.ConvTranspose3d,
+}
+
+
+@dataclasses.dataclass
+class Contender:
+    """A way to compute one layer: ``forward() -> y`` and ``forward_backward() -> (x̄, w̄)`` or None."""
+
+    name: str
+    forward: Callable[[], torch.Tensor]
+    forward_backward: Callable[[], tuple[torch.Tensor, ...]] | None = None
+
+
+def build(layer: Layer, tuned: bool = True, seed: int = 0) -> list[Contender]:
+    """Every contender for ``layer``, PyTorch channels-first first; weights and data from ``seed``;
+    groupconv tuned on the layer's shape unless not ``tuned`` (then it runs its heuristic choice)."""
+    torch.manual_seed(seed)
+    module = torch_module(layer.spec)
+    x = torch.randn(layer.input_shape)
+    grad_y = torch.randn(layer.spec.output_shape(layer.input_shape))
+    contenders = [module_contender("torch_cf", module, x, grad_y)]
+    memory_format = _CHANNELS_LAST.get(layer.spec.dims)
+    if memory_format is not None:
+        channels_last = copy.deepcopy(module).to(memory_format=memory_format)
+        contenders.append(
+            module_contender(
+                "torch_cl",
+                channels_last,
+                x.contiguous(memory_format=memory_format),
+                grad_y.contiguous(memory_format=memory_format),
+            )
+        )
+    twin = gnn.convert(copy.deepcopy(module))
+    if tuned:
+        tune(twin, x)
+    contenders.append(module_contender("groupconv", twin, x, grad_y))
+    contenders.append(onnxruntime_contender(layer.spec, module.weight.detach(), x))
+    return contenders
+
+
+def tune(layer: torch.nn.Module, example_input: torch.Tensor) -> None:
+    """Let groupconv pick its formulations for this shape.
+
+    SWITCH HERE once ``groupconv.tune`` lands: until then the layer runs groupconv's
+    default choice (the getattr goes away then).
+    """
+    import groupconv
+
+    tuner = getattr(groupconv, "tune", None)
+    if tuner is not None:
+        tuner(layer, example_input)
+
+
+def torch_module(spec: ConvSpec) -> torch.nn.Module:
+    """The ``torch.nn`` conv module of ``spec``, initialised as PyTorch does."""
+    layer = dict(
+        in_channels=spec.in_channels,
+        out_channels=spec.out_channels,
+        kernel_size=spec.kernel_size,
+        stride=spec.stride,
+        padding=spec.padding,
+        dilation=spec.dilation,
+        groups=spec.groups,
+        bias=spec.bias,
+        padding_mode=spec.padding_mode,
+    )
+    if spec.transposed:
+        layer["output_padding"] = spec.output_padding
+    return _TORCH_CLASSES[spec.transposed, spec.dims](**layer)
+
+
+def module_contender(name: str, module: torch.nn.Module, x: torch.Tensor, grad_y: torch.Tensor) -> Contender:
+    """A module's forward (no autograd) and forward+backward on ``x``; gradients are cleared
+    before each call so none accumulates."""
+    leaf = x.detach().clone(memory_format=torch.preserve_format).requires_grad_()
+
+    def forward() -> torch.Tensor:
+        with torch.no_grad():
+            return module(x)
+
+    def forward_backward() -> tuple[torch.Tensor, ...]:
+        leaf.grad = module.weight.grad = None
+        module(leaf).backward(grad_y)
+        return leaf.grad, module.weight.grad
+
+    return Contender(name, forward, forward_backward)
+
+
+def onnxruntime_contender(spec: ConvSpec, weight: torch.Tensor, x: torch.Tensor) -> Contender:
+    """One ONNX conv node holding ``weight``, run by ONNX Runtime on as many threads as torch uses."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(
+        onnx_conv_model(spec, weight.numpy(), tuple(x.shape)), options, providers=["CPUExecutionProvider"]
+    )
+    feed = {"x": x.numpy()}
+    return Contender("onnxruntime", lambda: torch.from_numpy(session.run(None, feed)[0]))
+
+
+def onnx_conv_model(spec: ConvSpec, weight: np.ndarray, input_shape: tuple[int, ...]) -> bytes:
+    """A serialized ONNX model of one ``Conv`` (or ``ConvTranspose``) node: input ``x``,
+    output ``y``, the weight an initializer. Zero padding only, as ONNX's conv has."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    attributes = dict(
+        group=spec.groups,
+        kernel_shape=list(spec.kernel_size),
+        strides=list(spec.stride),
+        dilations=list(spec.dilation),
+        pads=[lo for lo, _ in spec.padding_pairs] + [hi for _, hi in spec.padding_pairs],
+    )
+    if spec.transposed:
+        attributes["output_padding"] = list(spec.output_padding)
+    node = helper.make_node("ConvTranspose" if spec.transposed else "Conv", ["x", "w"], ["y"], **attributes)
+    graph = helper.make_graph(
+        [node],
+        "grouped_conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(input_shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(spec.output_shape(input_shape)))],
+        initializer=[numpy_helper.from_array(np.ascontiguousarray(weight), "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return model.SerializeToString()

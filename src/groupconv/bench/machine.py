@@ -1,0 +1,43 @@
+"""The machine a benchmark ran on: CPU, cores, threads, library versions and date."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+import platform
+
+import torch
+
+_LIBRARIES = ("torch", "numpy", "numba", "onnxruntime", "groupconv")
+
+
+def describe() -> dict[str, object]:
+    """CPU model, cores, ``torch.get_num_threads()``, versions and the UTC date, as plain values."""
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "versions": {name: _version(name) for name in _LIBRARIES},
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def cpu_model() -> str:
+    """The first ``model name`` in /proc/cpuinfo (Linux), else what ``platform`` says."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"

@@ -1,0 +1,161 @@
+"""The whole benchmark: floors, sweep, zoo and end-to-end steps, measured under one progress bar.
+
+Each contender's result is checked against PyTorch channels-first once before it is
+timed; a contender that disagrees is reported as a mismatch and not timed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+from tqdm import tqdm
+
+from . import contenders as contenders_module
+from . import endtoend, floors, layers, machine
+from .contenders import Contender
+from .floors import Floors
+from .layers import Layer
+from .timing import FULL, QUICK, TimerSettings, Timing, interleaved
+
+MISMATCH_TOLERANCE = 1e-4  # max |error| / max |reference|: float32 sums of thousands of terms stay well under
+
+
+@dataclasses.dataclass
+class LayerResult:
+    """One layer's timings per mode (``forward``, ``forward_backward``) and contender, its floors
+    and which of compute or memory sets them."""
+
+    name: str
+    source: str
+    spec: str
+    groups: int
+    input_shape: tuple[int, ...]
+    flops: int
+    floors_s: dict[str, float]
+    bound: str
+    timings: dict[str, dict[str, Timing]]
+    mismatches: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Results:
+    """Everything one run measured, with the machine and the command that ran it."""
+
+    machine: dict[str, object]
+    command: str
+    floors: Floors
+    sweep: list[LayerResult]
+    zoo: list[LayerResult]
+    end_to_end: list[endtoend.StepResult]
+    tuned: bool
+    wall_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"schema": "groupconv.bench/1", **dataclasses.asdict(self)}
+
+
+def run(quick: bool = False, command: str = "groupconv bench", progress: bool = True) -> Results:
+    """Measure everything; ``quick`` uses tiny layers and few repeats, and skips tuning (seconds, for tests)."""
+    started = time.perf_counter()
+    tuned = not quick
+    settings = QUICK if quick else FULL
+    sweep, zoo = layers.sweep(quick), layers.zoo(quick)
+    networks = endtoend.networks(quick)
+    steps = 1 + len(sweep) + len(zoo) + len(networks)
+    with tqdm(total=steps, desc="groupconv bench", unit="step", disable=not progress, file=sys.stderr) as bar:
+        bar.set_postfix_str("machine floors")
+        machine_floors = floors.measure(settings, quick)
+        bar.update()
+        measured = {}
+        for kind, group in (("sweep", sweep), ("zoo", zoo)):
+            measured[kind] = []
+            for layer in group:
+                bar.set_postfix_str(layer.name)
+                built = contenders_module.build(layer, tuned)
+                measured[kind].append(measure_layer(layer, built, machine_floors, settings))
+                bar.update()
+        end_to_end = []
+        for network in networks:
+            bar.set_postfix_str(f"training step: {network.name}")
+            end_to_end.append(endtoend.measure(network, settings, tuned))
+            bar.update()
+    return Results(
+        machine.describe(),
+        command,
+        machine_floors,
+        measured["sweep"],
+        measured["zoo"],
+        end_to_end,
+        tuned,
+        time.perf_counter() - started,
+    )
+
+
+def measure_layer(
+    layer: Layer, contenders: list[Contender], machine_floors: Floors, settings: TimerSettings
+) -> LayerResult:
+    """Check each contender against the first (the reference) once, then time those that agree."""
+    reference, *others = contenders
+    mismatches = {}
+    timings = {}
+    for mode in floors.MODES:
+        expected = _call(reference, mode)
+        agreeing = {reference.name: _mode_call(reference, mode)}
+        for contender in others:
+            call = _mode_call(contender, mode)
+            if call is None or contender.name in mismatches:
+                continue
+            error = mismatch(expected, _call(contender, mode))
+            if error is None:
+                agreeing[contender.name] = call
+            else:
+                mismatches[contender.name] = f"{mode}: {error}"
+                print(f"groupconv bench: MISMATCH {layer.name}, {contender.name} {mode}: {error}", file=sys.stderr)
+        timings[mode] = interleaved(agreeing, settings)
+    return LayerResult(
+        layer.name,
+        layer.source,
+        layers.describe(layer.spec),
+        layer.spec.groups,
+        layer.input_shape,
+        layer.spec.flops(layer.input_shape),
+        {mode: floors.roofline_s(layer.spec, layer.input_shape, mode, machine_floors) for mode in floors.MODES},
+        floors.bound(layer.spec, layer.input_shape, machine_floors),
+        timings,
+        mismatches,
+    )
+
+
+def mismatch(expected: tuple[torch.Tensor, ...], got: tuple[torch.Tensor, ...]) -> str | None:
+    """None when every tensor matches its expected one (relative to its largest entry), else why not.
+
+    Example:
+        >>> mismatch((torch.ones(2),), (torch.tensor([1.0, 1.5]),))
+        'result 0: max |error| 0.5 is 0.5 of max |expected| 1 (tolerance 0.0001)'
+    """
+    for index, (want, have) in enumerate(zip(expected, got)):
+        if have.shape != want.shape:
+            return f"result {index}: shape {tuple(have.shape)}, expected {tuple(want.shape)}"
+        scale = want.abs().max().item() or 1.0
+        error = (have.double() - want.double()).abs().max().item()
+        if not error <= MISMATCH_TOLERANCE * scale:  # also catches NaN
+            return (
+                f"result {index}: max |error| {error:.3g} is {error / scale:.3g} of max |expected| {scale:.3g} "
+                f"(tolerance {MISMATCH_TOLERANCE})"
+            )
+    return None
+
+
+def _mode_call(contender: Contender, mode: str) -> Callable[[], object] | None:
+    return contender.forward if mode == "forward" else contender.forward_backward
+
+
+def _call(contender: Contender, mode: str) -> tuple[torch.Tensor, ...]:
+    """The contender's results in ``mode``, as a tuple of tensors copied out of its buffers."""
+    result = _mode_call(contender, mode)()
+    results = result if isinstance(result, tuple) else (result,)
+    return tuple(tensor.detach().clone() for tensor in results)

@@ -1,0 +1,87 @@
+"""One timer for every measurement: warm-up, then contenders interleaved round-robin.
+
+Timing contenders side by side in one process, one call each per round, means a load
+drift on a shared machine (another process waking up, the clock throttling) lands on
+all of them alike; each round also starts with a different contender, so none always
+runs on caches the previous one warmed. Each contender's time is the median of its
+rounds, with the interquartile range as its spread. Threads are whatever
+``torch.get_num_threads()`` says: the timer never changes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable, Mapping
+
+
+@dataclasses.dataclass(frozen=True)
+class TimerSettings:
+    """How long to measure: ``warmup`` untimed calls each, then rounds until ``budget_s``
+    has passed (at least ``min_repeats``, at most ``max_repeats`` rounds)."""
+
+    warmup: int = 2
+    min_repeats: int = 5
+    max_repeats: int = 40
+    budget_s: float = 2.0
+
+
+FULL = TimerSettings()
+QUICK = TimerSettings(warmup=1, min_repeats=2, max_repeats=3, budget_s=0.02)
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """One contender's seconds per call: the median and the quartiles around it.
+
+    Example:
+        >>> Timing.of([0.3, 0.1, 0.2, 0.9, 0.2]).median_s
+        0.2
+    """
+
+    median_s: float
+    q25_s: float
+    q75_s: float
+    repeats: int
+
+    @classmethod
+    def of(cls, samples: list[float]) -> Timing:
+        if len(samples) == 1:
+            return cls(samples[0], samples[0], samples[0], 1)
+        q25, _, q75 = statistics.quantiles(samples, n=4, method="inclusive")
+        return cls(statistics.median(samples), q25, q75, len(samples))
+
+    @property
+    def spread(self) -> float:
+        """The interquartile range relative to the median (0.05: the middle half lies within 5%)."""
+        return (self.q75_s - self.q25_s) / self.median_s if self.median_s else 0.0
+
+
+def interleaved(
+    contenders: Mapping[str, Callable[[], object]],
+    settings: TimerSettings = FULL,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, Timing]:
+    """Time each contender (a call with no arguments) round-robin; their :class:`Timing` by name.
+
+    Example:
+        >>> timings = interleaved({"sum": lambda: sum(range(100))}, QUICK)
+        >>> timings["sum"].repeats >= QUICK.min_repeats
+        True
+    """
+    calls = list(contenders.items())
+    for _ in range(settings.warmup):
+        for _, call in calls:
+            call()
+    samples: dict[str, list[float]] = {name: [] for name, _ in calls}
+    start = clock()
+    rounds = 0
+    while rounds < settings.max_repeats and (rounds < settings.min_repeats or clock() - start < settings.budget_s):
+        first = rounds % len(calls)
+        for name, call in calls[first:] + calls[:first]:
+            began = clock()
+            call()
+            samples[name].append(clock() - began)
+        rounds += 1
+    return {name: Timing.of(times) for name, times in samples.items()}

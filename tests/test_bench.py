@@ -1,0 +1,204 @@
+"""``groupconv bench``: the quick run end to end, the floors by hand, the timer on a fake clock,
+and a wrong contender caught before it is timed. No timing is asserted."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from groupconv import ConvSpec
+from groupconv import nn as gnn
+from groupconv.bench import contenders, endtoend, floors, layers, report, suite, timing
+from groupconv.cli import main
+from groupconv.models import resnext
+
+# Quick run -------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """``groupconv bench --quick --json`` into a temporary directory, once for the module."""
+    directory = tmp_path_factory.mktemp("bench")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GROUPCONV_CACHE", str(directory / "tune.json"))
+        results = suite.run(quick=True, command="groupconv bench --quick", progress=False)
+    out, plot = report.write(results, directory / "benchmarks.md")
+    return results, out.read_text(), plot
+
+
+def test_quick_run_writes_every_section(quick_run):
+    _, text, _ = quick_run
+    for heading in ("# Benchmarks", "## Machine", "## Floors", "## Group sweep", "## Zoo of real layers",
+                    "## End to end: one training step", "## Targets (issue 4)"):  # fmt: skip
+        assert heading in text
+    assert "groupconv bench --quick" in text
+    assert "MISMATCH" not in text
+    assert "](images/bench-groups.png)" in text
+
+
+def test_quick_run_times_every_contender_and_agrees_with_pytorch(quick_run):
+    results, _, _ = quick_run
+    assert [r.groups for r in results.sweep] == [1, 2, 4, 8, 16]
+    for result in results.sweep + results.zoo:
+        assert result.mismatches == {}, result.name  # groupconv and ONNX Runtime agree with PyTorch
+        expected = {"torch_cf", "groupconv", "onnxruntime"} | ({"torch_cl"} if "1-D" not in result.name else set())
+        assert set(result.timings["forward"]) == expected
+        assert set(result.timings["forward_backward"]) == expected - {"onnxruntime"}
+        assert 0 < result.floors_s["forward"] < result.floors_s["forward_backward"]
+    assert all(step.loss_difference < 1e-5 for step in results.end_to_end)
+
+
+def test_quick_run_writes_a_two_panel_plot(quick_run):
+    _, _, plot = quick_run
+    with Image.open(plot) as image:
+        assert image.format == "PNG" and image.width > image.height > 300
+
+
+def test_json_output_names_its_schema(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GROUPCONV_CACHE", str(tmp_path / "tune.json"))
+    zoo, sweep = layers.zoo, layers.sweep  # a smaller quick run: this test is about the command
+    monkeypatch.setattr(layers, "zoo", lambda quick: zoo(quick)[:1])
+    monkeypatch.setattr(layers, "sweep", lambda quick: sweep(quick)[:2])
+    monkeypatch.setattr(endtoend, "networks", lambda quick: [])
+    assert main(["bench", "--quick", "--json", "--out", str(tmp_path / "b.md")]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["schema"] == "groupconv.bench/1"
+    assert document["machine"]["torch_threads"] == torch.get_num_threads()
+    assert (tmp_path / "images" / "bench-groups.png").is_file()
+
+
+# Floors ------------------------------------------------------------------------------------------------------------
+
+TINY = ConvSpec(4, 8, 3, groups=2, bias=False)  # on (1, 4, 6, 6): output (1, 8, 4, 4)
+
+
+def test_direction_bytes_count_input_weight_and_output_once():
+    input_elements, weight_elements, output_elements = 1 * 4 * 6 * 6, 8 * 2 * 3 * 3, 1 * 8 * 4 * 4
+    assert floors.direction_bytes(TINY, (1, 4, 6, 6)) == 4 * (input_elements + weight_elements + output_elements)
+    assert floors.direction_bytes(TINY, (1, 4, 6, 6), itemsize=8) == 8 * (144 + 144 + 128)
+
+
+@pytest.mark.parametrize(
+    "gflops, gbps, forward_s, bound",
+    [
+        (1.0, 1.0, 2 * 2304 / 1e9, "compute"),  # 2304 MACs: 8 outputs x 16 positions x 2 channels x 9 taps
+        (1000.0, 1.0, 1664 / 1e9, "memory"),  # 1664 bytes at 1 GB/s beat 4608 FLOPs at 1 TFLOP/s
+    ],
+)
+def test_roofline_is_the_larger_term_per_direction(gflops, gbps, forward_s, bound):
+    machine = floors.Floors(gemm_gflops=gflops, copy_gbps=gbps, gemm_size=0, copy_bytes=0)
+    assert floors.roofline_s(TINY, (1, 4, 6, 6), "forward", machine) == pytest.approx(forward_s)
+    assert floors.roofline_s(TINY, (1, 4, 6, 6), "forward_backward", machine) == pytest.approx(3 * forward_s)
+    assert floors.bound(TINY, (1, 4, 6, 6), machine) == bound
+
+
+def test_transposed_floor_counts_its_larger_output():
+    spec = ConvSpec(4, 2, 2, stride=2, groups=2, bias=False, transposed=True)  # (1, 4, 3, 3) -> (1, 2, 6, 6)
+    assert floors.direction_bytes(spec, (1, 4, 3, 3)) == 4 * (36 + 4 * 1 * 4 + 72)
+
+
+# Timer -------------------------------------------------------------------------------------------------------------
+
+
+class FakeClock:
+    """A clock that moves only when a fake contender says how long it took."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.order: list[str] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def contender(self, name: str, durations: list[float]):
+        remaining = iter(durations)
+
+        def call():
+            self.order.append(name)
+            self.now += next(remaining)
+
+        return call
+
+
+def test_timer_takes_the_median_and_quartiles_after_warmup():
+    clock = FakeClock()
+    settings = timing.TimerSettings(warmup=1, min_repeats=5, max_repeats=5, budget_s=0.0)
+    timings = timing.interleaved(
+        {"a": clock.contender("a", [50, 3, 1, 2, 100, 2]), "b": clock.contender("b", [50, 4, 4, 4, 4, 4])},
+        settings,
+        clock,
+    )
+    assert timings["a"] == timing.Timing(median_s=2, q25_s=2, q75_s=3, repeats=5)  # the warm-up 50 is not counted
+    assert timings["a"].spread == 0.5
+    assert timings["b"].median_s == 4 and timings["b"].spread == 0
+
+
+def test_timer_interleaves_round_robin_starting_with_each_in_turn():
+    clock = FakeClock()
+    settings = timing.TimerSettings(warmup=0, min_repeats=3, max_repeats=3, budget_s=0.0)
+    names = "abc"
+    timing.interleaved({name: clock.contender(name, [1, 1, 1]) for name in names}, settings, clock)
+    assert "".join(clock.order) == "abc" + "bca" + "cab"
+
+
+def test_timer_stops_at_its_budget_after_the_minimum():
+    clock = FakeClock()
+    settings = timing.TimerSettings(warmup=0, min_repeats=1, max_repeats=100, budget_s=10.0)
+    timings = timing.interleaved({"slow": clock.contender("slow", [3] * 100)}, settings, clock)
+    assert timings["slow"].repeats == 4  # rounds end at 3, 6, 9, 12 s: the fourth crosses the budget
+
+
+# Correctness checks ----------------------------------------------------------------------------------------------
+
+
+def _tiny_layer_contenders():
+    layer = layers.Layer("tiny", TINY, (1, 4, 6, 6))
+    torch.manual_seed(0)
+    module = contenders.torch_module(TINY)
+    x, grad_y = torch.randn(layer.input_shape), torch.randn(TINY.output_shape(layer.input_shape))
+    return layer, contenders.module_contender("torch_cf", module, x, grad_y)
+
+
+def test_a_wrong_forward_is_reported_and_not_timed(capsys):
+    layer, reference = _tiny_layer_contenders()
+    wrong = dataclasses.replace(reference, name="groupconv", forward=lambda: reference.forward() * 1.01)
+    machine = floors.Floors(1.0, 1.0, 0, 0)
+    result = suite.measure_layer(layer, [reference, wrong], machine, timing.QUICK)
+    assert set(result.mismatches) == {"groupconv"} and result.mismatches["groupconv"].startswith("forward:")
+    assert set(result.timings["forward"]) == set(result.timings["forward_backward"]) == {"torch_cf"}
+    assert "MISMATCH tiny, groupconv forward" in capsys.readouterr().err
+    results = suite.Results({}, "", machine, [], [result], [], tuned=True)
+    assert "**MISMATCH**" in report._zoo_section(results) and "MISMATCHES" in report._mismatches_section(results)
+
+
+def test_a_wrong_weight_gradient_is_reported():
+    layer, reference = _tiny_layer_contenders()
+
+    def wrong_gradients():
+        grad_x, grad_w = reference.forward_backward()
+        return grad_x, grad_w.flip(0)
+
+    wrong = dataclasses.replace(reference, name="groupconv", forward_backward=wrong_gradients)
+    result = suite.measure_layer(layer, [reference, wrong], floors.Floors(1.0, 1.0, 0, 0), timing.QUICK)
+    assert result.mismatches["groupconv"].startswith("forward_backward: result 1")
+    assert "groupconv" in result.timings["forward"] and "groupconv" not in result.timings["forward_backward"]
+
+
+def test_onnx_model_matches_pytorch_on_a_transposed_layer():
+    spec = ConvSpec(6, 4, 3, stride=2, padding=1, output_padding=1, groups=2, bias=False, transposed=True)
+    torch.manual_seed(0)
+    module, x = contenders.torch_module(spec), torch.randn(2, 6, 5, 5)
+    got = contenders.onnxruntime_contender(spec, module.weight.detach(), x).forward()
+    assert suite.mismatch((module(x).detach(),), (got,)) is None
+
+
+def test_to_torch_undoes_convert():
+    model = resnext()
+    endtoend.to_torch(model)
+    assert not any(isinstance(module, tuple(gnn.TWINS.values())) for module in model.modules())
+    gnn.convert(model)
+    assert any(isinstance(module, gnn.Conv2d) for module in model.modules())
