@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 DATA_PACKAGES := dataset-fashion-mnist fonts-noto-color-emoji unicode-data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test data experiments clean
+.PHONY: run test data experiments bench clean
 
 run: $(INSTALLED) data
 	$(VENV)/bin/groupconv demo
@@ -23,6 +23,10 @@ data:
 experiments: $(INSTALLED) data
 	$(VENV)/bin/groupconv experiment groups --out docs/experiments/groups --train-subset 20000 --jobs 2
 	$(VENV)/bin/groupconv experiment specialisation --out docs/experiments/specialisation --jobs 2
+
+# docs/benchmarks.md and docs/images/bench-groups.png (about 8 minutes on 2 cores; keep the machine idle).
+bench: $(INSTALLED)
+	$(VENV)/bin/groupconv bench --out docs/benchmarks.md
 
 # torch first, pinned: this machine holds the 2.13.0 CPU wheel; an unpinned torch pulls a CUDA build.
 $(INSTALLED): pyproject.toml
