@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 
 import pytest
 import torch
 from PIL import Image
 
-from groupconv import ConvSpec
+from groupconv import ConvSpec, GroupConvError
 from groupconv import nn as gnn
 from groupconv.bench import contenders, endtoend, floors, layers, report, suite, timing
 from groupconv.cli import main
@@ -202,3 +203,9 @@ def test_to_torch_undoes_convert():
     assert not any(isinstance(module, tuple(gnn.TWINS.values())) for module in model.modules())
     gnn.convert(model)
     assert any(isinstance(module, gnn.Conv2d) for module in model.modules())
+
+
+def test_missing_onnxruntime_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
+    with pytest.raises(GroupConvError, match=r"pip install 'groupconv\[bench\]'"):
+        contenders.onnxruntime_contender(TINY, torch.zeros(TINY.weight_shape), torch.zeros(1, 4, 6, 6))

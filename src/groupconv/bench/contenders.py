@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from .. import nn as gnn
+from ..errors import GroupConvError
 from ..spec import ConvSpec
 from .layers import Layer
 
@@ -126,8 +128,7 @@ def module_contender(name: str, module: torch.nn.Module, x: torch.Tensor, grad_y
 
 def onnxruntime_contender(spec: ConvSpec, weight: torch.Tensor, x: torch.Tensor) -> Contender:
     """One ONNX conv node holding ``weight``, run by ONNX Runtime on as many threads as torch uses."""
-    import onnxruntime
-
+    onnxruntime = _import("onnxruntime")
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
@@ -141,7 +142,8 @@ def onnxruntime_contender(spec: ConvSpec, weight: torch.Tensor, x: torch.Tensor)
 def onnx_conv_model(spec: ConvSpec, weight: np.ndarray, input_shape: tuple[int, ...]) -> bytes:
     """A serialized ONNX model of one ``Conv`` (or ``ConvTranspose``) node: input ``x``,
     output ``y``, the weight an initializer. Zero padding only, as ONNX's conv has."""
-    from onnx import TensorProto, helper, numpy_helper
+    onnx = _import("onnx")
+    TensorProto, helper, numpy_helper = onnx.TensorProto, onnx.helper, onnx.numpy_helper
 
     attributes = dict(
         group=spec.groups,
@@ -162,3 +164,14 @@ def onnx_conv_model(spec: ConvSpec, weight: np.ndarray, input_shape: tuple[int, 
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     return model.SerializeToString()
+
+
+def _import(name: str):
+    """ONNX and ONNX Runtime are the ``bench`` extra's: say how to install them when missing."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise GroupConvError(
+            f"groupconv bench times ONNX Runtime too, and {name} is not installed; "
+            "install it with: pip install 'groupconv[bench]'"
+        ) from None
