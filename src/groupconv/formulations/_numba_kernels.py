@@ -1,0 +1,296 @@
+"""The raw Numba kernels behind :mod:`groupconv.formulations.numba_direct`.
+
+Every kernel sees 3-D data, channels first and C-contiguous: x (N, C, D, H, W), y (N, O, OD, OH, OW),
+weight (O, Cg, KD, KH, KW); 1-D and 2-D convolutions arrive with leading spatial dims of 1.
+``stride``, ``dilation`` and ``pad`` (the zero padding before each dim) are 3-tuples.
+
+The three directions walk the same loop nest: a row of output positions meets a row of input
+positions, tap by tap, and the innermost loop runs along that row, clipped per tap so it needs
+no test for padding (the SIMD loop). Only the innermost statement differs:
+
+    forward       y[o, row]  += w[o, c, tap] * x[c, row']
+    input_grad    x[c, row'] += w[o, c, tap] * y[o, row]      (the adjoint: a scatter)
+    weight_grad   w[o, c, tap] += sum(y[o, row] * x[c, row'])
+
+Flat indices are unsigned so that Numba emits no negative-index wraparound, which keeps
+LLVM vectorising; arrays are indexed in full inside the parallel loops because a view
+there costs an atomic reference count shared by all threads.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange, uint64
+
+_OPTIONS = {"cache": True, "nogil": True, "fastmath": {"reassoc", "contract"}}  # NaN and inf stay exact
+
+
+@numba.njit(**_OPTIONS)
+def _tap_range(out_size, in_size, stride, shift):
+    """The output positions [lo, hi) whose input position ``o * stride + shift`` lies in [0, in_size)."""
+    lo = max(0, -(shift // stride))
+    hi = min(out_size, (in_size - 1 - shift) // stride + 1)
+    return lo, max(lo, hi)
+
+
+@numba.njit(**_OPTIONS)
+def _axpy(target, target_start, target_step, source, source_start, source_step, scale, count):
+    """target[target_start + i * target_step] += scale * source[source_start + i * source_step], i < count."""
+    if target_step == 1 and source_step == 1:  # the common case, in its own contiguous SIMD loop
+        for i in range(uint64(count)):
+            target[uint64(target_start) + i] += scale * source[uint64(source_start) + i]
+    else:
+        for i in range(uint64(count)):
+            target[uint64(target_start) + i * uint64(target_step)] += (
+                scale * source[uint64(source_start) + i * uint64(source_step)]
+            )
+
+
+@numba.njit(**_OPTIONS)
+def _dot(a, a_start, b, b_start, b_step, count):
+    """sum(a[a_start + i] * b[b_start + i * b_step]), i < count."""
+    total = a.dtype.type(0)
+    if b_step == 1:
+        for i in range(uint64(count)):
+            total += a[uint64(a_start) + i] * b[uint64(b_start) + i]
+    else:
+        for i in range(uint64(count)):
+            total += a[uint64(a_start) + i] * b[uint64(b_start) + i * uint64(b_step)]
+    return total
+
+
+@numba.njit(parallel=True, **_OPTIONS)
+def forward(x, weight, y, stride, dilation, pad):
+    """y = conv(x, weight); each (sample, group) is one task that owns its output channels."""
+    n_batch, channels, in_d, in_h, in_w = x.shape
+    out_channels, cg, k_d, k_h, k_w = weight.shape
+    out_d, out_h, out_w = y.shape[2], y.shape[3], y.shape[4]
+    groups = channels // cg
+    og = out_channels // groups
+    xf, yf = x.ravel(), y.ravel()
+    for task in prange(n_batch * groups):
+        n, g = task // groups, task % groups
+        for o in range(g * og, g * og + og):
+            for od in range(out_d):
+                for oh in range(out_h):
+                    y_row = ((n * out_channels + o) * out_d + od) * out_h * out_w + oh * out_w
+                    for ow in range(uint64(out_w)):
+                        yf[uint64(y_row) + ow] = 0
+                    for c in range(cg):
+                        for kd in range(k_d):
+                            i_d = od * stride[0] + kd * dilation[0] - pad[0]
+                            if i_d < 0 or i_d >= in_d:
+                                continue
+                            for kh in range(k_h):
+                                i_h = oh * stride[1] + kh * dilation[1] - pad[1]
+                                if i_h < 0 or i_h >= in_h:
+                                    continue
+                                x_row = (((n * channels + g * cg + c) * in_d + i_d) * in_h + i_h) * in_w
+                                for kw in range(k_w):
+                                    shift = kw * dilation[2] - pad[2]
+                                    lo, hi = _tap_range(out_w, in_w, stride[2], shift)
+                                    _axpy(
+                                        yf, y_row + lo, 1, xf, x_row + lo * stride[2] + shift, stride[2],
+                                        weight[o, c, kd, kh, kw], hi - lo,
+                                    )  # fmt: skip
+
+
+@numba.njit(parallel=True, **_OPTIONS)
+def input_grad(grad_y, weight, grad_x, stride, dilation, pad):
+    """grad_x = the adjoint of ``forward`` applied to grad_y; each (sample, group) owns its input channels."""
+    n_batch, channels, in_d, in_h, in_w = grad_x.shape
+    out_channels, cg, k_d, k_h, k_w = weight.shape
+    out_d, out_h, out_w = grad_y.shape[2], grad_y.shape[3], grad_y.shape[4]
+    groups = channels // cg
+    og = out_channels // groups
+    gxf, gyf = grad_x.ravel(), grad_y.ravel()
+    plane = in_d * in_h * in_w
+    for task in prange(n_batch * groups):
+        n, g = task // groups, task % groups
+        start = (n * channels + g * cg) * plane
+        for i in range(uint64(cg * plane)):
+            gxf[uint64(start) + i] = 0
+        for o in range(g * og, g * og + og):
+            for od in range(out_d):
+                for oh in range(out_h):
+                    y_row = ((n * out_channels + o) * out_d + od) * out_h * out_w + oh * out_w
+                    for c in range(cg):
+                        for kd in range(k_d):
+                            i_d = od * stride[0] + kd * dilation[0] - pad[0]
+                            if i_d < 0 or i_d >= in_d:
+                                continue
+                            for kh in range(k_h):
+                                i_h = oh * stride[1] + kh * dilation[1] - pad[1]
+                                if i_h < 0 or i_h >= in_h:
+                                    continue
+                                x_row = (((n * channels + g * cg + c) * in_d + i_d) * in_h + i_h) * in_w
+                                for kw in range(k_w):
+                                    shift = kw * dilation[2] - pad[2]
+                                    lo, hi = _tap_range(out_w, in_w, stride[2], shift)
+                                    _axpy(
+                                        gxf, x_row + lo * stride[2] + shift, stride[2], gyf, y_row + lo, 1,
+                                        weight[o, c, kd, kh, kw], hi - lo,
+                                    )  # fmt: skip
+
+
+@numba.njit(parallel=True, **_OPTIONS)
+def weight_grad(x, grad_y, partial, stride, dilation, pad):
+    """partial[chunk] = this chunk of the batch's weight gradient; a task is one (group, chunk)."""
+    n_batch, channels, in_d, in_h, in_w = x.shape
+    chunks, out_channels, cg, k_d, k_h, k_w = partial.shape
+    out_d, out_h, out_w = grad_y.shape[2], grad_y.shape[3], grad_y.shape[4]
+    groups = channels // cg
+    og = out_channels // groups
+    xf, gyf = x.ravel(), grad_y.ravel()
+    for task in prange(groups * chunks):
+        g, chunk = task // chunks, task % chunks
+        for n in range(chunk * n_batch // chunks, (chunk + 1) * n_batch // chunks):
+            for o in range(g * og, g * og + og):
+                for c in range(cg):
+                    for kd in range(k_d):
+                        for kh in range(k_h):
+                            for kw in range(k_w):
+                                shift = kw * dilation[2] - pad[2]
+                                lo, hi = _tap_range(out_w, in_w, stride[2], shift)
+                                total = partial.dtype.type(0)
+                                for od in range(out_d):
+                                    i_d = od * stride[0] + kd * dilation[0] - pad[0]
+                                    if i_d < 0 or i_d >= in_d:
+                                        continue
+                                    for oh in range(out_h):
+                                        i_h = oh * stride[1] + kh * dilation[1] - pad[1]
+                                        if i_h < 0 or i_h >= in_h:
+                                            continue
+                                        y_row = ((n * out_channels + o) * out_d + od) * out_h * out_w + oh * out_w
+                                        x_row = (((n * channels + g * cg + c) * in_d + i_d) * in_h + i_h) * in_w
+                                        total += _dot(
+                                            gyf, y_row + lo, xf, x_row + lo * stride[2] + shift, stride[2], hi - lo
+                                        )
+                                partial[chunk, o, c, kd, kh, kw] += total
+
+
+# --- stride 1: whole planes. A row of 28 pixels is too short for SIMD loops to pay, so each
+# sample's group of input planes is first copied into zero-bordered scratch planes of row pitch
+# P = OW + (KW - 1) * DW. Output row oh, column ow then reads scratch position (oh + kh*dh) * P +
+# ow + kw*dw: one tap is one long contiguous loop over all OH * P positions of an output plane.
+# The P - OW columns past each row's end are garbage (they wrap onto the next row) and are never
+# copied out.
+
+
+@numba.njit(**_OPTIONS)
+def _copy_rows(target, target_start, target_pitch, source, source_start, source_pitch, rows, width):
+    """target[target_start + r * target_pitch + i] = source[source_start + r * source_pitch + i]."""
+    for r in range(rows):
+        t, s = uint64(target_start + r * target_pitch), uint64(source_start + r * source_pitch)
+        for i in range(uint64(max(0, width))):
+            target[t + i] = source[s + i]
+
+
+@numba.njit(**_OPTIONS)
+def _pad_planes(source, n, first_channel, count, pad, scratch, depth, height, pitch):
+    """scratch[c] = source[n, first_channel + c] shifted by ``pad`` into a (depth, height, pitch) box.
+
+    Only the box's data region is written: its borders stay as they were (zero, from ``np.zeros``).
+    """
+    src_d, src_h, src_w = source.shape[2], source.shape[3], source.shape[4]
+    flat = source.ravel()
+    plane = depth * height * pitch
+    w_lo, w_hi = max(0, -pad[2]), max(0, min(src_w, pitch - pad[2]))
+    for c in range(count):
+        for d in range(max(0, -pad[0]), min(src_d, depth - pad[0])):
+            for h in range(max(0, -pad[1]), min(src_h, height - pad[1])):
+                start = (((n * source.shape[1] + first_channel + c) * src_d + d) * src_h + h) * src_w
+                target = c * plane + ((d + pad[0]) * height + h + pad[1]) * pitch + pad[2]
+                _copy_rows(scratch, target + w_lo, 0, flat, start + w_lo, 0, 1, w_hi - w_lo)
+
+
+@numba.njit(parallel=True, **_OPTIONS)
+def plane_forward(source, weight, out, dilation, pad, threads):
+    """out = conv(source, weight) at stride 1; ``pad`` (before each dim) may be negative: a crop.
+
+    Each of ``threads`` workers takes an even share of the (sample, group) tasks and its own scratch.
+    """
+    n_batch, channels = source.shape[0], source.shape[1]
+    out_channels, cg, k_d, k_h, k_w = weight.shape
+    out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
+    groups = channels // cg
+    og = out_channels // groups
+    depth, height = out_d + (k_d - 1) * dilation[0], out_h + (k_h - 1) * dilation[1]
+    pitch = out_w + (k_w - 1) * dilation[2]
+    plane = depth * height * pitch
+    span = out_h * pitch  # the positions of one output slice
+    out_flat = out.ravel()
+    tasks = n_batch * groups
+    workers = min(tasks, threads)
+    for worker in prange(workers):
+        scratch = np.zeros(cg * plane + (k_w - 1) * dilation[2], source.dtype)
+        total = np.empty(span, source.dtype)
+        for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
+            n, g = task // groups, task % groups
+            _pad_planes(source, n, g * cg, cg, pad, scratch, depth, height, pitch)
+            for o in range(g * og, g * og + og):
+                for od in range(out_d):
+                    for i in range(span):
+                        total[i] = 0
+                    for c in range(cg):
+                        for kd in range(k_d):
+                            for kh in range(k_h):
+                                row = c * plane + ((od + kd * dilation[0]) * height + kh * dilation[1]) * pitch
+                                for kw in range(k_w):
+                                    _axpy(
+                                        total, 0, 1, scratch, row + kw * dilation[2], 1, weight[o, c, kd, kh, kw], span
+                                    )
+                    start = ((n * out_channels + o) * out_d + od) * out_h * out_w
+                    _copy_rows(out_flat, start, out_w, total, 0, pitch, out_h, out_w)
+
+
+@numba.njit(parallel=True, **_OPTIONS)
+def plane_weight_grad(x, grad_y, partial, dilation, pad):
+    """partial[chunk] = this chunk of the batch's weight gradient at stride 1; a task is one (group, chunk).
+
+    grad_y is copied to the scratch's row pitch; a mask keeps the garbage columns out of the
+    sums (a select, not a multiplication by zero, so an inf there cannot become a NaN).
+    """
+    n_batch, channels = x.shape[0], x.shape[1]
+    chunks, out_channels, cg, k_d, k_h, k_w = partial.shape
+    out_d, out_h, out_w = grad_y.shape[2], grad_y.shape[3], grad_y.shape[4]
+    groups = channels // cg
+    og = out_channels // groups
+    depth, height = out_d + (k_d - 1) * dilation[0], out_h + (k_h - 1) * dilation[1]
+    pitch = out_w + (k_w - 1) * dilation[2]
+    plane = depth * height * pitch
+    span = out_h * pitch
+    valid = np.empty(span, np.bool_)
+    for i in range(span):
+        valid[i] = i % pitch < out_w
+    zero = (0, 0, 0)
+    for task in prange(groups * chunks):
+        g, chunk = task // chunks, task % chunks
+        scratch = np.zeros(cg * plane + (k_w - 1) * dilation[2], x.dtype)
+        grads = np.zeros(og * out_d * span, x.dtype)
+        for n in range(chunk * n_batch // chunks, (chunk + 1) * n_batch // chunks):
+            _pad_planes(x, n, g * cg, cg, pad, scratch, depth, height, pitch)
+            _pad_planes(grad_y, n, g * og, og, zero, grads, out_d, out_h, pitch)
+            for o in range(og):
+                for c in range(cg):
+                    for kd in range(k_d):
+                        for kh in range(k_h):
+                            for kw in range(k_w):
+                                total = x.dtype.type(0)
+                                for od in range(out_d):
+                                    row = c * plane + ((od + kd * dilation[0]) * height + kh * dilation[1]) * pitch
+                                    total += _masked_dot(
+                                        grads, (o * out_d + od) * span, scratch, row + kw * dilation[2], valid
+                                    )
+                                partial[chunk, g * og + o, c, kd, kh, kw] += total
+
+
+@numba.njit(**_OPTIONS)
+def _masked_dot(a, a_start, b, b_start, valid):
+    """sum(a[a_start + i] * b[b_start + i] where valid[i]), i < len(valid)."""
+    total = a.dtype.type(0)
+    for i in range(uint64(valid.size)):
+        product = a[uint64(a_start) + i] * b[uint64(b_start) + i]
+        total += product if valid[i] else 0
+    return total

@@ -1,0 +1,150 @@
+"""Narrow groups computed directly by groupconv's own CPU kernels, compiled with Numba.
+
+When each group has few channels (``Cg``, ``Og`` <= 16; depthwise has one), a grouped
+convolution is many tiny matrix products, which GEMM-based libraries run far below
+the machine's speed. Here every direction is a direct convolution on channels-first
+memory (the kernels are in :mod:`._numba_kernels`): one task per (sample, group), so each
+thread owns the output channels it writes and needs neither locks nor atomics, and the
+innermost loop runs along a row of pixels, vectorised by LLVM.
+
+The kernels compile once per machine (``cache=True``) for float32 and float64, and run
+on as many threads as ``torch.get_num_threads()``. Numba's default OpenMP threading
+layer fights PyTorch's own OpenMP pool (two threads ran 30-50x slower than one), so the
+``workqueue`` layer is chosen unless ``NUMBA_THREADING_LAYER`` says otherwise; a lock
+keeps two Python threads from entering it at once, which it does not support.
+
+Example:
+    >>> from groupconv import ConvSpec
+    >>> spec = ConvSpec(8, 8, 3, padding=1, groups=8)
+    >>> x, w = torch.randn(2, 8, 5, 5), torch.randn(8, 1, 3, 3)
+    >>> forward(x, w, spec).shape
+    torch.Size([2, 8, 5, 5])
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numba
+import numpy as np
+import torch
+
+from ..spec import ConvSpec
+from . import _numba_kernels as kernels
+
+MAX_GROUP_WIDTH = 16  # channels per group, in and out; wider groups are GEMM's strength
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+_KERNEL_LOCK = threading.Lock()
+
+
+def supports(spec: ConvSpec, x: torch.Tensor) -> bool:
+    """CPU float32/float64 tensors of 1-, 2- or 3-D convolutions with at most 16 channels per group."""
+    return (
+        x.device.type == "cpu"
+        and x.layout == torch.strided
+        and x.dtype in (torch.float32, torch.float64)
+        and x.dim() == spec.dims + 2
+        and max(spec.in_per_group, spec.out_per_group) <= MAX_GROUP_WIDTH
+    )
+
+
+def forward(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
+    """y = conv(x, weight): (N, C, *S) x (O, Cg, *K) -> (N, O, *L)."""
+    output_size = _conv_output_size(x.shape[2:], spec)
+    y = x.new_empty(x.shape[0], weight.shape[0], *output_size)
+    if _unit_stride(spec):
+        _run(kernels.plane_forward, _volume(x), _volume(weight), _volume(y), (*_geometry(spec)[1:], _threads()))
+    else:
+        _run(kernels.forward, _volume(x), _volume(weight), _volume(y), _geometry(spec))
+    return y
+
+
+def input_grad(grad_y: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, input_size) -> torch.Tensor:
+    """dL/dx of conv(x, weight) for spatial input size S: (N, O, *L) -> (N, C, *S); also the
+    transposed convolution of ``grad_y``."""
+    channels = weight.shape[1] * spec.groups
+    grad_x = grad_y.new_empty(grad_y.shape[0], channels, *input_size)
+    if _unit_stride(spec):  # a stride-1 convolution of grad_y with the flipped kernel, in and out swapped
+        _, dilation, pad = _geometry(spec)
+        reach = [d * (k - 1) for d, k in zip(dilation, _kernel_3d(weight))]
+        flipped = [r - p for r, p in zip(reach, pad)]
+        _run(
+            kernels.plane_forward,
+            _volume(grad_y),
+            _volume(_adjoint_weight(weight, spec)),
+            _volume(grad_x),
+            (dilation, tuple(flipped), _threads()),
+        )
+    else:
+        _run(kernels.input_grad, _volume(grad_y), _volume(weight), _volume(grad_x), _geometry(spec))
+    return grad_x
+
+
+def weight_grad(x: torch.Tensor, grad_y: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
+    """dL/dweight of conv(x, weight): (N, C, *S), (N, O, *L) -> (O, Cg, *K).
+
+    The batch is cut into chunks, each summed into its own partial gradient, so that
+    groups x chunks tasks keep every thread busy even with few groups.
+    """
+    chunks = max(1, min(x.shape[0], -(-2 * _threads() // spec.groups)))
+    partial = x.new_zeros(
+        chunks, grad_y.shape[1], x.shape[1] // spec.groups, *(1,) * (3 - spec.dims), *spec.kernel_size
+    )
+    if _unit_stride(spec):
+        _run(kernels.plane_weight_grad, _volume(x), _volume(grad_y), partial.numpy(), _geometry(spec)[1:])
+    else:
+        _run(kernels.weight_grad, _volume(x), _volume(grad_y), partial.numpy(), _geometry(spec))
+    return partial.sum(0).reshape(grad_y.shape[1], -1, *spec.kernel_size)
+
+
+def _run(kernel, a: np.ndarray, b: np.ndarray, out: np.ndarray, geometry) -> None:
+    """Run ``kernel`` on torch's thread count."""
+    with _KERNEL_LOCK:
+        numba.set_num_threads(_threads())
+        kernel(a, b, out, *geometry)
+
+
+def _unit_stride(spec: ConvSpec) -> bool:
+    return all(s == 1 for s in spec.stride)
+
+
+def _geometry(spec: ConvSpec) -> tuple[tuple[int, int, int], ...]:
+    """(stride, dilation, padding before), each padded to 3-D."""
+    fill = 3 - spec.dims
+    stride = (1,) * fill + spec.stride
+    dilation = (1,) * fill + spec.dilation
+    pad = (0,) * fill + tuple(lo for lo, _ in spec.padding_pairs)
+    return stride, dilation, pad
+
+
+def _kernel_3d(weight: torch.Tensor) -> tuple[int, int, int]:
+    return (1,) * (5 - weight.dim()) + tuple(weight.shape[2:])
+
+
+def _adjoint_weight(weight: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
+    """(O, Cg, *K) -> (C, Og, *K) flipped in space: the kernel that convolves grad_y into grad_x."""
+    per_group = weight.unflatten(0, (spec.groups, -1))  # (G, Og, Cg, *K)
+    spatial = list(range(3, weight.dim() + 1))
+    return per_group.transpose(1, 2).flip(spatial).flatten(0, 1)
+
+
+def _threads() -> int:
+    return min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+
+
+def _volume(t: torch.Tensor) -> np.ndarray:
+    """(N, C, *S) as a C-contiguous (N, C, D, H, W) array (no copy when ``t`` is contiguous)."""
+    t = t.detach().contiguous()
+    return t.reshape(*t.shape[:2], *(1,) * (5 - t.dim()), *t.shape[2:]).numpy()
+
+
+def _conv_output_size(input_size, spec: ConvSpec) -> tuple[int, ...]:
+    """The forward convolution's output size (for a transposed ``spec`` too, whose
+    backward runs this forward convolution: ``spec.output_size`` gives the transposed one)."""
+    return tuple(
+        (s + lo + hi - d * (k - 1) - 1) // st + 1
+        for s, (lo, hi), d, k, st in zip(input_size, spec.padding_pairs, spec.dilation, spec.kernel_size, spec.stride)
+    )
