@@ -73,6 +73,20 @@ def test_compiled_channels_last_model_matches_pytorch():
     assert compiled(x).stride() == model(x).stride()  # the fake implementations' layouts are the real ones
 
 
+def test_double_backward_under_the_eager_backend_matches_pytorch():
+    """The gradient of a gradient norm. (AOTAutograd backends refuse double backward, for any model.)"""
+    model, oracle = _groupconv_and_oracle()
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    x = torch.randn(2, 4, 9, 9, dtype=torch.float64, requires_grad=True)
+
+    def grad_of_grad_norm(model):
+        (grad_x,) = torch.autograd.grad(model(x).square().sum(), x, create_graph=True)
+        return torch.autograd.grad(grad_x.square().sum(), [x, *model.parameters()])
+
+    for got, want in zip(grad_of_grad_norm(compiled), grad_of_grad_norm(oracle), strict=True):
+        torch.testing.assert_close(got, want)
+
+
 def test_compiled_graph_runs_groupconv_ops_not_pytorch_convolution():
     graphs = []
 
