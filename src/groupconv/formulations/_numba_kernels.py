@@ -205,6 +205,38 @@ def _pad_planes(source, n, first_channel, count, pad, scratch, depth, height, pi
                 _copy_rows(scratch, target + w_lo, 0, flat, start + w_lo, 0, 1, w_hi - w_lo)
 
 
+@numba.njit(**_OPTIONS)
+def _tap_offsets(offsets, cg, kernel, dilation, height, pitch, plane):
+    """offsets[t] = where tap t = (c, kd, kh, kw), in weight order, starts reading the scratch."""
+    t = 0
+    for c in range(cg):
+        for kd in range(kernel[0]):
+            for kh in range(kernel[1]):
+                for kw in range(kernel[2]):
+                    offsets[t] = c * plane + (kd * dilation[0] * height + kh * dilation[1]) * pitch + kw * dilation[2]
+                    t += 1
+
+
+@numba.njit(**_OPTIONS)
+def _sum_taps(total, scratch, base, offsets, weights, span):
+    """total[i] = sum over taps t of weights[t] * scratch[base + offsets[t] + i], i < span.
+
+    Four taps share a pass over ``total``: one load and store of it per four multiply-adds.
+    """
+    for i in range(uint64(span)):
+        total[i] = 0
+    taps, t = offsets.size, 0
+    while t + 4 <= taps:
+        a, b = uint64(base + offsets[t]), uint64(base + offsets[t + 1])
+        c, d = uint64(base + offsets[t + 2]), uint64(base + offsets[t + 3])
+        wa, wb, wc, wd = weights[t], weights[t + 1], weights[t + 2], weights[t + 3]
+        for i in range(uint64(span)):
+            total[i] += wa * scratch[a + i] + wb * scratch[b + i] + wc * scratch[c + i] + wd * scratch[d + i]
+        t += 4
+    for rest in range(t, taps):
+        _axpy(total, 0, 1, scratch, base + offsets[rest], 1, weights[rest], span)
+
+
 @numba.njit(parallel=True, **_OPTIONS)
 def plane_forward(source, weight, out, dilation, pad, threads):
     """out = conv(source, weight) at stride 1; ``pad`` (before each dim) may be negative: a crop.
@@ -226,64 +258,87 @@ def plane_forward(source, weight, out, dilation, pad, threads):
     for worker in prange(workers):
         scratch = np.zeros(cg * plane + (k_w - 1) * dilation[2], source.dtype)
         total = np.empty(span, source.dtype)
+        offsets = np.empty(cg * k_d * k_h * k_w, np.int64)
+        weights = np.empty(offsets.size, source.dtype)
+        _tap_offsets(offsets, cg, (k_d, k_h, k_w), dilation, height, pitch, plane)
         for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
             n, g = task // groups, task % groups
             _pad_planes(source, n, g * cg, cg, pad, scratch, depth, height, pitch)
             for o in range(g * og, g * og + og):
+                _copy_rows(weights, 0, 0, weight.ravel(), o * weights.size, 0, 1, weights.size)
                 for od in range(out_d):
-                    for i in range(span):
-                        total[i] = 0
-                    for c in range(cg):
-                        for kd in range(k_d):
-                            for kh in range(k_h):
-                                row = c * plane + ((od + kd * dilation[0]) * height + kh * dilation[1]) * pitch
-                                for kw in range(k_w):
-                                    _axpy(
-                                        total, 0, 1, scratch, row + kw * dilation[2], 1, weight[o, c, kd, kh, kw], span
-                                    )
+                    _sum_taps(total, scratch, od * height * pitch, offsets, weights, span)
                     start = ((n * out_channels + o) * out_d + od) * out_h * out_w
                     _copy_rows(out_flat, start, out_w, total, 0, pitch, out_h, out_w)
 
 
 @numba.njit(parallel=True, **_OPTIONS)
-def plane_weight_grad(x, grad_y, partial, dilation, pad):
-    """partial[chunk] = this chunk of the batch's weight gradient at stride 1; a task is one (group, chunk).
+def plane_weight_grad(x, grad_y, partial, kernel, dilation, pad):
+    """partial[chunk, o, t] = this chunk of the batch's gradient of weight[o] (flattened) at stride 1;
+    a task is one (group, chunk).
 
-    grad_y is copied to the scratch's row pitch; a mask keeps the garbage columns out of the
-    sums (a select, not a multiplication by zero, so an inf there cannot become a NaN).
+    grad_y is copied to the scratch's row pitch, with zeros in the garbage columns. They meet x
+    values that no true product uses, which is harmless unless one is inf or NaN (0 * inf is NaN):
+    a sum that comes out non-finite is redone with those columns masked out.
     """
     n_batch, channels = x.shape[0], x.shape[1]
-    chunks, out_channels, cg, k_d, k_h, k_w = partial.shape
+    chunks, out_channels, taps = partial.shape
     out_d, out_h, out_w = grad_y.shape[2], grad_y.shape[3], grad_y.shape[4]
+    cg = taps // (kernel[0] * kernel[1] * kernel[2])
     groups = channels // cg
     og = out_channels // groups
-    depth, height = out_d + (k_d - 1) * dilation[0], out_h + (k_h - 1) * dilation[1]
-    pitch = out_w + (k_w - 1) * dilation[2]
+    depth, height = out_d + (kernel[0] - 1) * dilation[0], out_h + (kernel[1] - 1) * dilation[1]
+    pitch = out_w + (kernel[2] - 1) * dilation[2]
     plane = depth * height * pitch
     span = out_h * pitch
     valid = np.empty(span, np.bool_)
     for i in range(span):
         valid[i] = i % pitch < out_w
-    zero = (0, 0, 0)
     for task in prange(groups * chunks):
         g, chunk = task // chunks, task % chunks
-        scratch = np.zeros(cg * plane + (k_w - 1) * dilation[2], x.dtype)
+        scratch = np.zeros(cg * plane + (kernel[2] - 1) * dilation[2], x.dtype)
         grads = np.zeros(og * out_d * span, x.dtype)
+        offsets = np.zeros((taps + 3) // 4 * 4, np.int64)  # whole fours: the spare taps read offset 0
+        _tap_offsets(offsets, cg, kernel, dilation, height, pitch, plane)
+        sums = np.empty(4, x.dtype)
         for n in range(chunk * n_batch // chunks, (chunk + 1) * n_batch // chunks):
             _pad_planes(x, n, g * cg, cg, pad, scratch, depth, height, pitch)
-            _pad_planes(grad_y, n, g * og, og, zero, grads, out_d, out_h, pitch)
+            _pad_planes(grad_y, n, g * og, og, (0, 0, 0), grads, out_d, out_h, pitch)
             for o in range(og):
-                for c in range(cg):
-                    for kd in range(k_d):
-                        for kh in range(k_h):
-                            for kw in range(k_w):
-                                total = x.dtype.type(0)
-                                for od in range(out_d):
-                                    row = c * plane + ((od + kd * dilation[0]) * height + kh * dilation[1]) * pitch
-                                    total += _masked_dot(
-                                        grads, (o * out_d + od) * span, scratch, row + kw * dilation[2], valid
-                                    )
-                                partial[chunk, g * og + o, c, kd, kh, kw] += total
+                for t in range(0, taps, 4):
+                    sums[:] = 0
+                    for od in range(out_d):
+                        _correlate4(
+                            sums, grads, (o * out_d + od) * span, scratch, od * height * pitch, offsets, t, span
+                        )
+                    for j in range(min(4, taps - t)):
+                        total = sums[j]
+                        if not np.isfinite(total):
+                            total = 0
+                            for od in range(out_d):
+                                x_start = od * height * pitch + offsets[t + j]
+                                total += _masked_dot(grads, (o * out_d + od) * span, scratch, x_start, valid)
+                        partial[chunk, g * og + o, t + j] += total
+
+
+@numba.njit(**_OPTIONS)
+def _correlate4(sums, grads, grads_start, scratch, base, offsets, t, span):
+    """sums[j] += sum(grads[grads_start + i] * scratch[base + offsets[t + j] + i]), j < 4, i < span:
+    four taps share each load of grads."""
+    a, b = uint64(base + offsets[t]), uint64(base + offsets[t + 1])
+    c, d = uint64(base + offsets[t + 2]), uint64(base + offsets[t + 3])
+    g0 = uint64(grads_start)
+    sa = sb = sc = sd = sums.dtype.type(0)
+    for i in range(uint64(span)):
+        gradient = grads[g0 + i]
+        sa += gradient * scratch[a + i]
+        sb += gradient * scratch[b + i]
+        sc += gradient * scratch[c + i]
+        sd += gradient * scratch[d + i]
+    sums[0] += sa
+    sums[1] += sb
+    sums[2] += sc
+    sums[3] += sd
 
 
 @numba.njit(**_OPTIONS)

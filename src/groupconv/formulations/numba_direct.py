@@ -94,7 +94,9 @@ def weight_grad(x: torch.Tensor, grad_y: torch.Tensor, spec: ConvSpec) -> torch.
         chunks, grad_y.shape[1], x.shape[1] // spec.groups, *(1,) * (3 - spec.dims), *spec.kernel_size
     )
     if _unit_stride(spec):
-        _run(kernels.plane_weight_grad, _volume(x), _volume(grad_y), partial.numpy(), _geometry(spec)[1:])
+        kernel = _kernel_3d(partial[0])
+        flat = partial.flatten(2).numpy()  # a view: tap t of weight[o] is partial[chunk, o, t]
+        _run(kernels.plane_weight_grad, _volume(x), _volume(grad_y), flat, (kernel, *_geometry(spec)[1:]))
     else:
         _run(kernels.weight_grad, _volume(x), _volume(grad_y), partial.numpy(), _geometry(spec))
     return partial.sum(0).reshape(grad_y.shape[1], -1, *spec.kernel_size)
