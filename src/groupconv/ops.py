@@ -38,6 +38,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -74,16 +75,23 @@ def decode(geometry: Geometry, in_channels: int, out_channels: int) -> ConvSpec:
         True
     """
     # int() pins any symbolic int torch.compile passes in (an int argument that varied): ConvSpec takes ints
-    kernel_size, stride, padding, dilation = (tuple(map(int, values)) for values in geometry[:4])
+    *sizes, groups = geometry
+    kernel_size, stride, padding, dilation = (tuple(map(int, values)) for values in sizes)
+    return _spec(kernel_size, stride, padding, dilation, int(groups), int(in_channels), int(out_channels))
+
+
+@functools.lru_cache(maxsize=4096)
+def _spec(kernel_size, stride, padding, dilation, groups, in_channels, out_channels) -> ConvSpec:
+    """:func:`decode`'s work, once per geometry: validating a ConvSpec takes longer than a small convolution."""
     before, after = padding[::2], padding[1::2]
     spec = ConvSpec(
-        int(in_channels),
-        int(out_channels),
+        in_channels,
+        out_channels,
         kernel_size,
         stride,
         before if before == after else "same",  # only "same" pads one side more
         dilation,
-        int(geometry.groups),
+        groups,
         bias=False,
         dims=len(kernel_size),
     )
