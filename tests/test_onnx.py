@@ -71,3 +71,15 @@ def test_export_gives_standard_conv_nodes_that_onnxruntime_runs_alike(net, dynam
 
 def _group(node) -> int:
     return next((attribute.i for attribute in node.attribute if attribute.name == "group"), 1)
+
+
+def test_export_with_a_dynamic_batch_runs_other_batch_sizes(tmp_path):
+    torch.manual_seed(0)
+    model, path = Net2d().eval(), tmp_path / "model.onnx"
+    torch.onnx.export(model, (Net2d.example_input(),), path, dynamic_shapes=({0: "batch"},))
+
+    x = torch.randn(5, 4, 9, 9)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(got), model(x), rtol=1e-5, atol=1e-5)

@@ -136,8 +136,11 @@ def _conv_transpose(input, weight, bias, dims, stride, padding, output_padding, 
 
 
 def _sizes(t: torch.Tensor) -> Sequence[int]:
-    """``t.shape``, in ints also under torch.jit's tracer (ONNX export with ``dynamo=False``), which gives tensors."""
-    return [int(size) for size in t.shape] if torch.jit.is_tracing() else t.shape
+    """``t.shape`` as ints, for validation: torch.jit's tracer (ONNX export with ``dynamo=False``) gives tensors,
+    and torch.export (ONNX export's default) symbolic sizes, checked at the example input's values."""
+    if torch.compiler.is_dynamo_compiling():
+        return t.shape  # dynamo traces the checks on symbolic sizes itself
+    return [size.node.hint if isinstance(size, torch.SymInt) else int(size) for size in t.shape]
 
 
 def check_is_tensor(name: str, value: object) -> None:
