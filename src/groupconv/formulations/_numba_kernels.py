@@ -136,16 +136,17 @@ def input_grad(grad_y, weight, grad_x, stride, dilation, pad):
 
 @numba.njit(parallel=True, **_OPTIONS)
 def weight_grad(x, grad_y, partial, stride, dilation, pad):
-    """partial[chunk] = this chunk of the batch's weight gradient; a task is one (group, chunk)."""
+    """partial[worker] = the weight gradient of one worker's share of the (sample, group) tasks."""
     n_batch, channels, in_d, in_h, in_w = x.shape
-    chunks, out_channels, cg, k_d, k_h, k_w = partial.shape
+    workers, out_channels, cg, k_d, k_h, k_w = partial.shape
     out_d, out_h, out_w = grad_y.shape[2], grad_y.shape[3], grad_y.shape[4]
     groups = channels // cg
     og = out_channels // groups
     xf, gyf = x.ravel(), grad_y.ravel()
-    for task in prange(groups * chunks):
-        g, chunk = task // chunks, task % chunks
-        for n in range(chunk * n_batch // chunks, (chunk + 1) * n_batch // chunks):
+    tasks = n_batch * groups
+    for worker in prange(workers):
+        for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
+            n, g = task // groups, task % groups
             for o in range(g * og, g * og + og):
                 for c in range(cg):
                     for kd in range(k_d):
@@ -167,7 +168,7 @@ def weight_grad(x, grad_y, partial, stride, dilation, pad):
                                         total += _dot(
                                             gyf, y_row + lo, xf, x_row + lo * stride[2] + shift, stride[2], hi - lo
                                         )
-                                partial[chunk, o, c, kd, kh, kw] += total
+                                partial[worker, o, c, kd, kh, kw] += total
 
 
 # --- stride 1: whole planes. A row of 28 pixels is too short for SIMD loops to pay, so each
@@ -274,15 +275,15 @@ def plane_forward(source, weight, out, dilation, pad, threads):
 
 @numba.njit(parallel=True, **_OPTIONS)
 def plane_weight_grad(x, grad_y, partial, kernel, dilation, pad):
-    """partial[chunk, o, t] = this chunk of the batch's gradient of weight[o] (flattened) at stride 1;
-    a task is one (group, chunk).
+    """partial[worker, o, t] = the gradient of weight[o] (flattened) at stride 1 from one worker's share
+    of the (sample, group) tasks, taken in memory order so that the hardware prefetches the planes.
 
     grad_y is copied to the scratch's row pitch, with zeros in the garbage columns. They meet x
     values that no true product uses, which is harmless unless one is inf or NaN (0 * inf is NaN):
     a sum that comes out non-finite is redone with those columns masked out.
     """
     n_batch, channels = x.shape[0], x.shape[1]
-    chunks, out_channels, taps = partial.shape
+    workers, out_channels, taps = partial.shape
     out_d, out_h, out_w = grad_y.shape[2], grad_y.shape[3], grad_y.shape[4]
     cg = taps // (kernel[0] * kernel[1] * kernel[2])
     groups = channels // cg
@@ -294,14 +295,15 @@ def plane_weight_grad(x, grad_y, partial, kernel, dilation, pad):
     valid = np.empty(span, np.bool_)
     for i in range(span):
         valid[i] = i % pitch < out_w
-    for task in prange(groups * chunks):
-        g, chunk = task // chunks, task % chunks
+    tasks = n_batch * groups
+    for worker in prange(workers):
         scratch = np.zeros(cg * plane + (kernel[2] - 1) * dilation[2], x.dtype)
         grads = np.zeros(og * out_d * span, x.dtype)
         offsets = np.zeros((taps + 3) // 4 * 4, np.int64)  # whole fours: the spare taps read offset 0
         _tap_offsets(offsets, cg, kernel, dilation, height, pitch, plane)
         sums = np.empty(4, x.dtype)
-        for n in range(chunk * n_batch // chunks, (chunk + 1) * n_batch // chunks):
+        for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
+            n, g = task // groups, task % groups
             _pad_planes(x, n, g * cg, cg, pad, scratch, depth, height, pitch)
             _pad_planes(grad_y, n, g * og, og, (0, 0, 0), grads, out_d, out_h, pitch)
             for o in range(og):
@@ -318,7 +320,7 @@ def plane_weight_grad(x, grad_y, partial, kernel, dilation, pad):
                             for od in range(out_d):
                                 x_start = od * height * pitch + offsets[t + j]
                                 total += _masked_dot(grads, (o * out_d + od) * span, scratch, x_start, valid)
-                        partial[chunk, g * og + o, t + j] += total
+                        partial[worker, g * og + o, t + j] += total
 
 
 @numba.njit(**_OPTIONS)

@@ -86,16 +86,15 @@ def input_grad(grad_y: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, input
 def weight_grad(x: torch.Tensor, grad_y: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
     """dL/dweight of conv(x, weight): (N, C, *S), (N, O, *L) -> (O, Cg, *K).
 
-    The batch is cut into chunks, each summed into its own partial gradient, so that
-    groups x chunks tasks keep every thread busy even with few groups.
+    Each thread sums its share of the (sample, group) tasks into a partial gradient of its own.
     """
-    chunks = max(1, min(x.shape[0], -(-2 * _threads() // spec.groups)))
+    workers = max(1, min(_threads(), x.shape[0] * spec.groups))
     partial = x.new_zeros(
-        chunks, grad_y.shape[1], x.shape[1] // spec.groups, *(1,) * (3 - spec.dims), *spec.kernel_size
+        workers, grad_y.shape[1], x.shape[1] // spec.groups, *(1,) * (3 - spec.dims), *spec.kernel_size
     )
     if _unit_stride(spec):
         kernel = _kernel_3d(partial[0])
-        flat = partial.flatten(2).numpy()  # a view: tap t of weight[o] is partial[chunk, o, t]
+        flat = partial.flatten(2).numpy()  # a view: tap t of weight[o] is partial[worker, o, t]
         _run(kernels.plane_weight_grad, _volume(x), _volume(grad_y), flat, (kernel, *_geometry(spec)[1:]))
     else:
         _run(kernels.weight_grad, _volume(x), _volume(grad_y), partial.numpy(), _geometry(spec))
