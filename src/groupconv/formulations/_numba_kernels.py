@@ -222,17 +222,21 @@ def _tap_offsets(offsets, cg, kernel, dilation, height, pitch, plane):
 def _sum_taps(total, scratch, base, offsets, weights, span):
     """total[i] = sum over taps t of weights[t] * scratch[base + offsets[t] + i], i < span.
 
-    Four taps share a pass over ``total``: one load and store of it per four multiply-adds.
+    Four taps share a pass over ``total``: one load and store of it per four multiply-adds;
+    the first pass writes it without reading.
     """
-    for i in range(uint64(span)):
-        total[i] = 0
     taps, t = offsets.size, 0
+    if taps < 4:
+        for i in range(uint64(span)):
+            total[i] = 0
     while t + 4 <= taps:
         a, b = uint64(base + offsets[t]), uint64(base + offsets[t + 1])
         c, d = uint64(base + offsets[t + 2]), uint64(base + offsets[t + 3])
         wa, wb, wc, wd = weights[t], weights[t + 1], weights[t + 2], weights[t + 3]
+        first = t == 0
         for i in range(uint64(span)):
-            total[i] += wa * scratch[a + i] + wb * scratch[b + i] + wc * scratch[c + i] + wd * scratch[d + i]
+            value = wa * scratch[a + i] + wb * scratch[b + i] + wc * scratch[c + i] + wd * scratch[d + i]
+            total[i] = value if first else total[i] + value
         t += 4
     for rest in range(t, taps):
         _axpy(total, 0, 1, scratch, base + offsets[rest], 1, weights[rest], span)
