@@ -19,7 +19,7 @@ _DESCRIPTION = (
 _EXAMPLES = """examples:
   groupconv bench                          # the full run, writes docs/benchmarks.md and docs/images/
   groupconv bench --quick --out /tmp/b.md  # tiny layers and few repeats: seconds, to check it works
-  groupconv bench --json > bench.json      # the numbers as JSON too (schema groupconv.bench/1)"""
+  groupconv bench --json > bench.json      # the numbers as JSON too; the report is written all the same"""
 
 
 def register(commands) -> None:
@@ -38,7 +38,11 @@ def register(commands) -> None:
         help="the Markdown report to write; the plot goes to images/bench-groups.png beside it (default: %(default)s)",
     )
     bench.add_argument("--quick", action="store_true", help="tiny layers and few repeats (seconds): a smoke test")
-    bench.add_argument("--json", action="store_true", help="also print every measurement as JSON on stdout")
+    bench.add_argument(
+        "--json",
+        action="store_true",
+        help="print every measurement as JSON (schema groupconv.bench/1) instead of the one-line summary",
+    )
     bench.set_defaults(run=_bench)
 
 

@@ -48,7 +48,7 @@ class StepResult:
 
 def networks(quick: bool = False) -> list[Network]:
     """A ResNeXt-style and a ShuffleNet-style network from :mod:`groupconv.models` on
-    CIFAR-sized colour images, batch 32 (quick: tiny ones, batch 2)."""
+    CIFAR-sized colour images, batch 16 (quick: tiny ones, batch 2)."""
     if quick:
         return [
             Network("ResNeXt (tiny)", partial(resnext, in_channels=3, cardinality=4, stages=((16, 1), (32, 2))),
@@ -57,11 +57,11 @@ def networks(quick: bool = False) -> list[Network]:
                     (2, 3, 16, 16)),
         ]  # fmt: skip
     return [
-        Network("ResNeXt 8x4d, 3 blocks (groupconv.models.resnext)", partial(resnext, in_channels=3), (32, 3, 32, 32)),
+        Network("ResNeXt 8x4d, 3 blocks (groupconv.models.resnext)", partial(resnext, in_channels=3), (16, 3, 32, 32)),
         Network(
-            "ShuffleNet 1x g=8 (groupconv.models.shufflenet)",
-            partial(shufflenet, groups=8, in_channels=3, width=1.0),
-            (32, 3, 32, 32),
+            "ShuffleNet 0.5x g=8 (groupconv.models.shufflenet)",
+            partial(shufflenet, groups=8, in_channels=3, width=0.5),
+            (16, 3, 32, 32),
         ),
     ]
 

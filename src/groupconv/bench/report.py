@@ -107,6 +107,8 @@ def _floors_section(results: Results) -> str:
 - SGEMM ({floors.gemm_size} x {floors.gemm_size}, `torch.matmul`): **{floors.gemm_gflops:.1f} GFLOP/s**
 - copy ({floors.copy_bytes / 2**21:.0f} MiB read + written, `Tensor.copy_`): **{floors.copy_gbps:.1f} GB/s**
 
+Each is the fastest of its rounds (a floor is what the machine can do at best), not the median.
+
 A layer's floor, per direction, is max(FLOPs / SGEMM rate, bytes / copy rate), where the bytes are the
 direction's input, weight and output, each touched once; forward+backward is three such directions (forward,
 input gradient, weight gradient). "bound" says which term sets it."""
@@ -287,6 +289,8 @@ def _timing_text(timing: Timing) -> str:
 
 def _ms(seconds: float) -> str:
     milliseconds = seconds * 1e3
+    if milliseconds >= 100:
+        return f"{milliseconds:.0f}"
     return f"{milliseconds:.3g}" if milliseconds >= 0.01 else f"{milliseconds:.2g}"
 
 

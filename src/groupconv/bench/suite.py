@@ -10,17 +10,19 @@ import dataclasses
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
 
 import torch
 from tqdm import tqdm
 
-from . import contenders as contenders_module
 from . import endtoend, floors, layers, machine
-from .contenders import Contender
+from .contenders import Contender, build
 from .floors import Floors
 from .layers import Layer
 from .timing import FULL, QUICK, TimerSettings, Timing, interleaved
 
+T = TypeVar("T")
 MISMATCH_TOLERANCE = 1e-4  # max |error| / max |reference|: float32 sums of thousands of terms stay well under
 
 
@@ -63,36 +65,30 @@ def run(quick: bool = False, command: str = "groupconv bench", progress: bool = 
     started = time.perf_counter()
     tuned = not quick
     settings = QUICK if quick else FULL
-    sweep, zoo = layers.sweep(quick), layers.zoo(quick)
-    networks = endtoend.networks(quick)
+    sweep, zoo, networks = layers.sweep(quick), layers.zoo(quick), endtoend.networks(quick)
     steps = 1 + len(sweep) + len(zoo) + len(networks)
     with tqdm(total=steps, desc="groupconv bench", unit="step", disable=not progress, file=sys.stderr) as bar:
-        bar.set_postfix_str("machine floors")
-        machine_floors = floors.measure(settings, quick)
-        bar.update()
-        measured = {}
-        for kind, group in (("sweep", sweep), ("zoo", zoo)):
-            measured[kind] = []
-            for layer in group:
-                bar.set_postfix_str(layer.name)
-                built = contenders_module.build(layer, tuned)
-                measured[kind].append(measure_layer(layer, built, machine_floors, settings))
-                bar.update()
-        end_to_end = []
-        for network in networks:
-            bar.set_postfix_str(f"training step: {network.name}")
-            end_to_end.append(endtoend.measure(network, settings, tuned))
-            bar.update()
-    return Results(
-        machine.describe(),
-        command,
-        machine_floors,
-        measured["sweep"],
-        measured["zoo"],
-        end_to_end,
-        tuned,
-        time.perf_counter() - started,
-    )
+        machine_floors = _step(bar, "machine floors", partial(floors.measure, settings, quick))
+
+        def measure(layer: Layer) -> LayerResult:
+            return measure_layer(layer, build(layer, tuned), machine_floors, settings)
+
+        sweep_results = [_step(bar, layer.name, partial(measure, layer)) for layer in sweep]
+        zoo_results = [_step(bar, layer.name, partial(measure, layer)) for layer in zoo]
+        end_to_end = [
+            _step(bar, f"training step: {network.name}", partial(endtoend.measure, network, settings, tuned))
+            for network in networks
+        ]
+    wall_s = time.perf_counter() - started
+    return Results(machine.describe(), command, machine_floors, sweep_results, zoo_results, end_to_end, tuned, wall_s)
+
+
+def _step(bar: tqdm, label: str, measure: Callable[[], T]) -> T:
+    """Run one measurement under the progress bar, showing its label."""
+    bar.set_postfix_str(label)
+    result = measure()
+    bar.update()
+    return result
 
 
 def measure_layer(

@@ -19,10 +19,11 @@ from collections.abc import Callable, Mapping
 @dataclasses.dataclass(frozen=True)
 class TimerSettings:
     """How long to measure: ``warmup`` untimed calls each, then rounds until ``budget_s``
-    has passed (at least ``min_repeats``, at most ``max_repeats`` rounds)."""
+    has passed (at least ``min_repeats``, at most ``max_repeats`` rounds). Fast layers get
+    many rounds; a contender taking seconds a call gets the minimum."""
 
-    warmup: int = 2
-    min_repeats: int = 5
+    warmup: int = 1
+    min_repeats: int = 3
     max_repeats: int = 40
     budget_s: float = 2.0
 
@@ -33,7 +34,7 @@ QUICK = TimerSettings(warmup=1, min_repeats=2, max_repeats=3, budget_s=0.02)
 
 @dataclasses.dataclass(frozen=True)
 class Timing:
-    """One contender's seconds per call: the median and the quartiles around it.
+    """One contender's seconds per call: the median, the quartiles around it and the fastest round.
 
     Example:
         >>> Timing.of([0.3, 0.1, 0.2, 0.9, 0.2]).median_s
@@ -43,14 +44,15 @@ class Timing:
     median_s: float
     q25_s: float
     q75_s: float
+    best_s: float
     repeats: int
 
     @classmethod
     def of(cls, samples: list[float]) -> Timing:
         if len(samples) == 1:
-            return cls(samples[0], samples[0], samples[0], 1)
+            return cls(samples[0], samples[0], samples[0], samples[0], 1)
         q25, _, q75 = statistics.quantiles(samples, n=4, method="inclusive")
-        return cls(statistics.median(samples), q25, q75, len(samples))
+        return cls(statistics.median(samples), q25, q75, min(samples), len(samples))
 
     @property
     def spread(self) -> float:
