@@ -26,7 +26,10 @@ passes no translation table for them. So while ONNX export traces the model
 :func:`torch_convolution`, PyTorch's own convolution, which both exporters (the default
 ``dynamo=True`` and the TorchScript one, ``dynamo=False``) write as standard ONNX
 ``Conv`` / ``ConvTranspose`` nodes with a ``group`` attribute. The exported model
-computes the same convolution as groupconv, within float rounding.
+computes the same convolution as groupconv, within float rounding. (Should the default
+exporter's non-strict ``torch.export`` fail on some model and fall back to strict
+tracing, dynamo reads ``is_in_onnx_export()`` as False and these ops reach the ONNX
+translator, which rejects them: the fallback, not this path, is what failed.)
 
 Example:
     >>> import torch, groupconv
