@@ -10,11 +10,13 @@ import sys
 import pytest
 import torch
 from PIL import Image
+from test_cli import SCHEMAS, schema_errors  # the validator of docs/cli-json.md's schemas
 
 from groupconv import ConvSpec, GroupConvError
 from groupconv import nn as gnn
 from groupconv.bench import contenders, endtoend, floors, layers, report, suite, timing
 from groupconv.cli import main
+from groupconv.formatting import to_json
 from groupconv.models import resnext
 
 # Quick run -------------------------------------------------------------------------------------------------------
@@ -67,9 +69,19 @@ def test_json_output_names_its_schema(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(endtoend, "networks", lambda quick: [])
     assert main(["bench", "--quick", "--json", "--out", str(tmp_path / "b.md")]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert document["schema"] == "groupconv.bench/1"
+    assert schema_errors(document, SCHEMAS["groupconv.bench/1"], SCHEMAS["groupconv.bench/1"]) == []
     assert document["machine"]["torch_threads"] == torch.get_num_threads()
     assert (tmp_path / "images" / "bench-groups.png").is_file()
+
+
+def test_quick_run_json_follows_its_documented_schema(quick_run):
+    results, _, _ = quick_run
+    document = json.loads(to_json(results.to_dict()))
+    assert schema_errors(document, SCHEMAS["groupconv.bench/1"], SCHEMAS["groupconv.bench/1"]) == []
+    one_d = next(layer for layer in document["zoo"] if "1-D" in layer["name"])
+    assert (
+        one_d["timings"]["forward"]["torch_cl"] is None and one_d["timings"]["forward_backward"]["onnxruntime"] is None
+    )
 
 
 # Floors ------------------------------------------------------------------------------------------------------------

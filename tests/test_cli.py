@@ -133,7 +133,8 @@ def test_every_documented_object_requires_every_field_it_lists():
         for node in objects(schema):
             assert set(node["required"]) == set(node["properties"]) and node["additionalProperties"] is False
     assert set(SCHEMAS) == {
-        "groupconv.spec/1", "groupconv.explain/1", "groupconv.diagram/1", "groupconv.summary/1", "groupconv.demo/1"
+        "groupconv.spec/1", "groupconv.explain/1", "groupconv.diagram/1", "groupconv.summary/1", "groupconv.demo/1",
+        "groupconv.bench/1",
     }  # fmt: skip
 
 
@@ -268,14 +269,14 @@ def test_the_installed_command_exits_2_with_one_line(tmp_path):
 # Help and the README ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["demo", "explain", "diagram", "summary"])
+@pytest.mark.parametrize("command", ["demo", "explain", "diagram", "summary", "bench"])
 def test_each_subcommand_has_help_and_json(command, capsys):
     status, out, _ = run([command, "--help"], capsys)
     assert status == 0 and out.startswith(f"usage: groupconv {command} ")
     assert re.search(r"^  --json +print JSON \(schema: docs/cli-json.md\) instead of text$", out, flags=re.M)
 
 
-@pytest.mark.parametrize("command", ["explain", "diagram", "summary"])
+@pytest.mark.parametrize("command", ["explain", "diagram", "summary", "bench"])
 def test_each_new_subcommand_has_help_with_examples(command, capsys):
     status, out, _ = run([command, "--help"], capsys)
     assert status == 0

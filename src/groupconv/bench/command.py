@@ -38,11 +38,7 @@ def register(commands) -> None:
         help="the Markdown report to write; the plot goes to images/bench-groups.png beside it (default: %(default)s)",
     )
     bench.add_argument("--quick", action="store_true", help="tiny layers and few repeats (seconds): a smoke test")
-    bench.add_argument(
-        "--json",
-        action="store_true",
-        help="print every measurement as JSON (schema groupconv.bench/1) instead of the one-line summary",
-    )
+    bench.add_argument("--json", action="store_true", help="print JSON (schema: docs/cli-json.md) instead of text")
     bench.set_defaults(run=_bench)
 
 

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from . import endtoend, floors, layers, machine
-from .contenders import Contender, build
+from .contenders import NAMES, Contender, build
 from .floors import Floors
 from .layers import Layer
 from .timing import FULL, QUICK, TimerSettings, Timing, interleaved
@@ -57,7 +57,15 @@ class Results:
     wall_s: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"schema": "groupconv.bench/1", **dataclasses.asdict(self)}
+        """Plain JSON types (schema ``groupconv.bench/1`` in docs/cli-json.md): every contender is
+        listed per layer and mode, None where it was not timed or did not mismatch."""
+        document = {"schema": "groupconv.bench/1", **dataclasses.asdict(self)}
+        for result in document["sweep"] + document["zoo"]:
+            result["timings"] = {
+                mode: {name: got.get(name) for name in NAMES} for mode, got in result["timings"].items()
+            }
+            result["mismatches"] = {name: result["mismatches"].get(name) for name in NAMES}
+        return document
 
 
 def run(quick: bool = False, command: str = "groupconv bench", progress: bool = True) -> Results:
