@@ -159,13 +159,3 @@ def test_supports_only_narrow_groups_of_float_cpu_tensors():
     assert not numba_direct.supports(ConvSpec(34, 34, 3, groups=2), torch.randn(1, 34, 8, 8))  # Cg = 17
     assert not numba_direct.supports(ConvSpec(16, 34, 3, groups=2), torch.randn(1, 16, 8, 8))  # Og = 17
     assert not numba_direct.supports(ConvSpec(32, 32, 3, dims=1), torch.randn(1, 32, 8))
-
-
-def test_channels_last_is_read_and_written_in_place():
-    spec = ConvSpec(8, 8, 3, padding=1, groups=4)
-    x = torch.randn(2, 8, 6, 7).contiguous(memory_format=torch.channels_last)
-    weight = torch.randn(spec.weight_shape)
-    y = numba_direct.forward(x, weight, spec)
-    assert y.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(y, F.conv2d(x, weight, padding=1, groups=4))
-    assert numba_direct.input_grad(y, weight, spec, (6, 7)).is_contiguous(memory_format=torch.channels_last)

@@ -180,33 +180,30 @@ def weight_grad(x, grad_y, partial, stride, dilation, pad):
 
 
 @numba.njit(**_OPTIONS)
-def _copy(target, target_start, target_step, source, source_start, source_step, count):
-    """target[target_start + i * target_step] = source[source_start + i * source_step], i < count."""
-    t0, s0 = uint64(target_start), uint64(source_start)
-    if target_step == 1 and source_step == 1:  # contiguous: its own SIMD loop
-        for i in range(uint64(max(0, count))):
-            target[t0 + i] = source[s0 + i]
-    else:
-        for i in range(uint64(max(0, count))):
-            target[t0 + i * uint64(target_step)] = source[s0 + i * uint64(source_step)]
+def _copy_rows(target, target_start, target_pitch, source, source_start, source_pitch, rows, width):
+    """target[target_start + r * target_pitch + i] = source[source_start + r * source_pitch + i]."""
+    for r in range(rows):
+        t, s = uint64(target_start + r * target_pitch), uint64(source_start + r * source_pitch)
+        for i in range(uint64(max(0, width))):
+            target[t + i] = source[s + i]
 
 
 @numba.njit(**_OPTIONS)
-def _pad_planes(flat, shape, strides, n, first_channel, count, pad, scratch, depth, height, pitch):
-    """scratch[c] = the source's [n, first_channel + c] shifted by ``pad`` into a (depth, height, pitch) box.
+def _pad_planes(source, n, first_channel, count, pad, scratch, depth, height, pitch):
+    """scratch[c] = source[n, first_channel + c] shifted by ``pad`` into a (depth, height, pitch) box.
 
-    The source is a strided view: flat memory, (N, C, D, H, W) shape and element strides, so that
-    channels-last and sliced tensors are read in place. Only the box's data region is written:
-    its borders stay as they were (zero, from ``np.zeros``).
+    Only the box's data region is written: its borders stay as they were (zero, from ``np.zeros``).
     """
+    src_d, src_h, src_w = source.shape[2], source.shape[3], source.shape[4]
+    flat = source.ravel()
     plane = depth * height * pitch
-    w_lo, w_hi = max(0, -pad[2]), max(0, min(shape[4], pitch - pad[2]))
+    w_lo, w_hi = max(0, -pad[2]), max(0, min(src_w, pitch - pad[2]))
     for c in range(count):
-        for d in range(max(0, -pad[0]), min(shape[2], depth - pad[0])):
-            for h in range(max(0, -pad[1]), min(shape[3], height - pad[1])):
-                start = n * strides[0] + (first_channel + c) * strides[1] + d * strides[2] + h * strides[3]
+        for d in range(max(0, -pad[0]), min(src_d, depth - pad[0])):
+            for h in range(max(0, -pad[1]), min(src_h, height - pad[1])):
+                start = (((n * source.shape[1] + first_channel + c) * src_d + d) * src_h + h) * src_w
                 target = c * plane + ((d + pad[0]) * height + h + pad[1]) * pitch + pad[2]
-                _copy(scratch, target + w_lo, 1, flat, start + w_lo * strides[4], strides[4], w_hi - w_lo)
+                _copy_rows(scratch, target + w_lo, 0, flat, start + w_lo, 0, 1, w_hi - w_lo)
 
 
 @numba.njit(**_OPTIONS)
@@ -248,39 +245,36 @@ def _sum_taps(total, scratch, base, offsets, weights, span):
 @numba.njit(parallel=True, **_OPTIONS)
 def plane_forward(source, weight, out, dilation, pad, threads):
     """out = conv(source, weight) at stride 1; ``pad`` (before each dim) may be negative: a crop.
-    ``source`` and ``out`` are strided views (see ``_pad_planes``).
 
     Each of ``threads`` workers takes an even share of the (sample, group) tasks and its own scratch.
     """
-    source_flat, source_shape, source_strides = source  # unpacked: a parallel loop takes no nested tuples
-    n_batch, channels = source_shape[0], source_shape[1]
-    out_flat, out_shape, out_strides = out
+    n_batch, channels = source.shape[0], source.shape[1]
     out_channels, cg, k_d, k_h, k_w = weight.shape
-    out_d, out_h, out_w = out_shape[2], out_shape[3], out_shape[4]
+    out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
     groups = channels // cg
     og = out_channels // groups
     depth, height = out_d + (k_d - 1) * dilation[0], out_h + (k_h - 1) * dilation[1]
     pitch = out_w + (k_w - 1) * dilation[2]
     plane = depth * height * pitch
     span = out_h * pitch  # the positions of one output slice
+    out_flat = out.ravel()
     tasks = n_batch * groups
     workers = min(tasks, threads)
     for worker in prange(workers):
-        scratch = np.zeros(cg * plane + (k_w - 1) * dilation[2], weight.dtype)
-        total = np.empty(span, weight.dtype)
+        scratch = np.zeros(cg * plane + (k_w - 1) * dilation[2], source.dtype)
+        total = np.empty(span, source.dtype)
         offsets = np.empty(cg * k_d * k_h * k_w, np.int64)
-        weights = np.empty(offsets.size, weight.dtype)
+        weights = np.empty(offsets.size, source.dtype)
         _tap_offsets(offsets, cg, (k_d, k_h, k_w), dilation, height, pitch, plane)
         for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
             n, g = task // groups, task % groups
-            _pad_planes(source_flat, source_shape, source_strides, n, g * cg, cg, pad, scratch, depth, height, pitch)
+            _pad_planes(source, n, g * cg, cg, pad, scratch, depth, height, pitch)
             for o in range(g * og, g * og + og):
-                _copy(weights, 0, 1, weight.ravel(), o * weights.size, 1, weights.size)
+                _copy_rows(weights, 0, 0, weight.ravel(), o * weights.size, 0, 1, weights.size)
                 for od in range(out_d):
                     _sum_taps(total, scratch, od * height * pitch, offsets, weights, span)
-                    start = n * out_strides[0] + o * out_strides[1] + od * out_strides[2]
-                    for oh in range(out_h):
-                        _copy(out_flat, start + oh * out_strides[3], out_strides[4], total, oh * pitch, 1, out_w)
+                    start = ((n * out_channels + o) * out_d + od) * out_h * out_w
+                    _copy_rows(out_flat, start, out_w, total, 0, pitch, out_h, out_w)
 
 
 @numba.njit(parallel=True, **_OPTIONS)
@@ -290,14 +284,11 @@ def plane_weight_grad(x, grad_y, partial, kernel, dilation, pad):
 
     grad_y is copied to the scratch's row pitch, with zeros in the garbage columns. They meet x
     values that no true product uses, which is harmless unless one is inf or NaN (0 * inf is NaN):
-    a sum that comes out non-finite is redone with those columns masked out. ``x`` and ``grad_y``
-    are strided views (see ``_pad_planes``).
+    a sum that comes out non-finite is redone with those columns masked out.
     """
-    x_flat, x_shape, x_strides = x  # unpacked: a parallel loop takes no nested tuples
-    y_flat, y_shape, y_strides = grad_y
-    n_batch, channels = x_shape[0], x_shape[1]
+    n_batch, channels = x.shape[0], x.shape[1]
     workers, out_channels, taps = partial.shape
-    out_d, out_h, out_w = y_shape[2], y_shape[3], y_shape[4]
+    out_d, out_h, out_w = grad_y.shape[2], grad_y.shape[3], grad_y.shape[4]
     cg = taps // (kernel[0] * kernel[1] * kernel[2])
     groups = channels // cg
     og = out_channels // groups
@@ -310,15 +301,15 @@ def plane_weight_grad(x, grad_y, partial, kernel, dilation, pad):
         valid[i] = i % pitch < out_w
     tasks = n_batch * groups
     for worker in prange(workers):
-        scratch = np.zeros(cg * plane + (kernel[2] - 1) * dilation[2], partial.dtype)
-        grads = np.zeros(og * out_d * span, partial.dtype)
+        scratch = np.zeros(cg * plane + (kernel[2] - 1) * dilation[2], x.dtype)
+        grads = np.zeros(og * out_d * span, x.dtype)
         offsets = np.zeros((taps + 3) // 4 * 4, np.int64)  # whole fours: the spare taps read offset 0
         _tap_offsets(offsets, cg, kernel, dilation, height, pitch, plane)
-        sums = np.empty(4, partial.dtype)
+        sums = np.empty(4, x.dtype)
         for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
             n, g = task // groups, task % groups
-            _pad_planes(x_flat, x_shape, x_strides, n, g * cg, cg, pad, scratch, depth, height, pitch)
-            _pad_planes(y_flat, y_shape, y_strides, n, g * og, og, (0, 0, 0), grads, out_d, out_h, pitch)
+            _pad_planes(x, n, g * cg, cg, pad, scratch, depth, height, pitch)
+            _pad_planes(grad_y, n, g * og, og, (0, 0, 0), grads, out_d, out_h, pitch)
             for o in range(og):
                 for t in range(0, taps, 4):
                     sums[:] = 0

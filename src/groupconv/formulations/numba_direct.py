@@ -52,28 +52,34 @@ def supports(spec: ConvSpec, x: torch.Tensor) -> bool:
 
 
 def forward(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
-    """y = conv(x, weight): (N, C, *S) x (O, Cg, *K) -> (N, O, *L), in x's memory format."""
-    y = _empty_output(x, (x.shape[0], weight.shape[0], *_conv_output_size(x.shape[2:], spec)), spec)
-    stride, dilation, pad = _geometry(spec)
+    """y = conv(x, weight): (N, C, *S) x (O, Cg, *K) -> (N, O, *L)."""
+    output_size = _conv_output_size(x.shape[2:], spec)
+    y = x.new_empty(x.shape[0], weight.shape[0], *output_size)
     if _unit_stride(spec):
-        _run(kernels.plane_forward, _view(x), _volume(weight), _view(y), dilation, pad, _threads())
+        _run(kernels.plane_forward, _volume(x), _volume(weight), _volume(y), (*_geometry(spec)[1:], _threads()))
     else:
-        _run(kernels.forward, _volume(x), _volume(weight), _volume(y), stride, dilation, pad)
+        _run(kernels.forward, _volume(x), _volume(weight), _volume(y), _geometry(spec))
     return y
 
 
 def input_grad(grad_y: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, input_size) -> torch.Tensor:
-    """dL/dx of conv(x, weight) for spatial input size S: (N, O, *L) -> (N, C, *S), in grad_y's
-    memory format; also the transposed convolution of ``grad_y``."""
-    grad_x = _empty_output(grad_y, (grad_y.shape[0], weight.shape[1] * spec.groups, *input_size), spec)
-    stride, dilation, pad = _geometry(spec)
+    """dL/dx of conv(x, weight) for spatial input size S: (N, O, *L) -> (N, C, *S); also the
+    transposed convolution of ``grad_y``."""
+    channels = weight.shape[1] * spec.groups
+    grad_x = grad_y.new_empty(grad_y.shape[0], channels, *input_size)
     if _unit_stride(spec):  # a stride-1 convolution of grad_y with the flipped kernel, in and out swapped
+        _, dilation, pad = _geometry(spec)
         reach = [d * (k - 1) for d, k in zip(dilation, _kernel_3d(weight))]
-        flipped_pad = tuple(r - p for r, p in zip(reach, pad))
-        adjoint = _volume(_adjoint_weight(weight, spec))
-        _run(kernels.plane_forward, _view(grad_y), adjoint, _view(grad_x), dilation, flipped_pad, _threads())
+        flipped = [r - p for r, p in zip(reach, pad)]
+        _run(
+            kernels.plane_forward,
+            _volume(grad_y),
+            _volume(_adjoint_weight(weight, spec)),
+            _volume(grad_x),
+            (dilation, tuple(flipped), _threads()),
+        )
     else:
-        _run(kernels.input_grad, _volume(grad_y), _volume(weight), _volume(grad_x), stride, dilation, pad)
+        _run(kernels.input_grad, _volume(grad_y), _volume(weight), _volume(grad_x), _geometry(spec))
     return grad_x
 
 
@@ -86,20 +92,20 @@ def weight_grad(x: torch.Tensor, grad_y: torch.Tensor, spec: ConvSpec) -> torch.
     partial = x.new_zeros(
         workers, grad_y.shape[1], x.shape[1] // spec.groups, *(1,) * (3 - spec.dims), *spec.kernel_size
     )
-    stride, dilation, pad = _geometry(spec)
     if _unit_stride(spec):
-        taps = partial.flatten(2).numpy()  # a view: tap t of weight[o] is partial[worker, o, t]
-        _run(kernels.plane_weight_grad, _view(x), _view(grad_y), taps, _kernel_3d(partial[0]), dilation, pad)
+        kernel = _kernel_3d(partial[0])
+        flat = partial.flatten(2).numpy()  # a view: tap t of weight[o] is partial[worker, o, t]
+        _run(kernels.plane_weight_grad, _volume(x), _volume(grad_y), flat, (kernel, *_geometry(spec)[1:]))
     else:
-        _run(kernels.weight_grad, _volume(x), _volume(grad_y), partial.numpy(), stride, dilation, pad)
+        _run(kernels.weight_grad, _volume(x), _volume(grad_y), partial.numpy(), _geometry(spec))
     return partial.sum(0).reshape(grad_y.shape[1], -1, *spec.kernel_size)
 
 
-def _run(kernel, *args) -> None:
+def _run(kernel, a: np.ndarray, b: np.ndarray, out: np.ndarray, geometry) -> None:
     """Run ``kernel`` on torch's thread count."""
     with _KERNEL_LOCK:
         numba.set_num_threads(_threads())
-        kernel(*args)
+        kernel(a, b, out, *geometry)
 
 
 def _unit_stride(spec: ConvSpec) -> bool:
@@ -134,28 +140,6 @@ def _volume(t: torch.Tensor) -> np.ndarray:
     """(N, C, *S) as a C-contiguous (N, C, D, H, W) array (no copy when ``t`` is contiguous)."""
     t = t.detach().contiguous()
     return t.reshape(*t.shape[:2], *(1,) * (5 - t.dim()), *t.shape[2:]).numpy()
-
-
-def _view(t: torch.Tensor) -> tuple[np.ndarray, tuple[int, ...], tuple[int, ...]]:
-    """(N, C, *S) in any layout as the plane kernels' strided view, without copying: its memory
-    as a flat array from its first element, its (N, C, D, H, W) shape and its element strides."""
-    t = t.detach()
-    t = t[(slice(None), slice(None), *(None,) * (5 - t.dim()))]
-    extent = 1 + sum((size - 1) * step for size, step in zip(t.shape, t.stride())) if t.numel() else 0
-    return t.as_strided((extent,), (1,)).numpy(), tuple(t.shape), tuple(t.stride())
-
-
-def _empty_output(like: torch.Tensor, shape, spec: ConvSpec) -> torch.Tensor:
-    """An empty tensor of ``shape`` stored channels-last if ``like`` is and the plane kernels
-    (stride 1) write it; else contiguous, as the row kernels write."""
-    channels_last = {4: torch.channels_last, 5: torch.channels_last_3d}.get(like.dim())
-    keep = (
-        _unit_stride(spec)
-        and channels_last is not None
-        and like.is_contiguous(memory_format=channels_last)
-        and not like.is_contiguous()
-    )
-    return torch.empty(shape, dtype=like.dtype, memory_format=channels_last if keep else torch.contiguous_format)
 
 
 def _conv_output_size(input_size, spec: ConvSpec) -> tuple[int, ...]:
