@@ -4,13 +4,18 @@ Every kernel sees 3-D data, channels first and C-contiguous: x (N, C, D, H, W), 
 weight (O, Cg, KD, KH, KW); 1-D and 2-D convolutions arrive with leading spatial dims of 1.
 ``stride``, ``dilation`` and ``pad`` (the zero padding before each dim) are 3-tuples.
 
-The three directions walk the same loop nest: a row of output positions meets a row of input
-positions, tap by tap, and the innermost loop runs along that row, clipped per tap so it needs
-no test for padding (the SIMD loop). Only the innermost statement differs:
+Two families. The row kernels (``forward``, ``input_grad``, ``weight_grad``; any stride) walk
+one loop nest: a row of output positions meets a row of input positions, tap by tap, and the
+innermost loop runs along that row, clipped per tap so it needs no test for padding. Only the
+innermost statement differs:
 
     forward       y[o, row]  += w[o, c, tap] * x[c, row']
     input_grad    x[c, row'] += w[o, c, tap] * y[o, row]      (the adjoint: a scatter)
     weight_grad   w[o, c, tap] += sum(y[o, row] * x[c, row'])
+
+The plane kernels (``plane_forward``, ``plane_weight_grad``; stride 1) work on whole planes of
+zero-bordered scratch, described below, where rows of a few dozen pixels would be too short
+for SIMD loops to pay.
 
 Flat indices are unsigned so that Numba emits no negative-index wraparound, which keeps
 LLVM vectorising; arrays are indexed in full inside the parallel loops because a view

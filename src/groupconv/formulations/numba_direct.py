@@ -3,9 +3,17 @@
 When each group has few channels (``Cg``, ``Og`` <= 16; depthwise has one), a grouped
 convolution is many tiny matrix products, which GEMM-based libraries run far below
 the machine's speed. Here every direction is a direct convolution on channels-first
-memory (the kernels are in :mod:`._numba_kernels`): one task per (sample, group), so each
-thread owns the output channels it writes and needs neither locks nor atomics, and the
-innermost loop runs along a row of pixels, vectorised by LLVM.
+memory (the kernels are in :mod:`._numba_kernels`), split among threads by (sample, group),
+so each thread owns the output channels it writes and needs neither locks nor atomics:
+
+* stride 1 (most layers, and every input gradient of one): a sample's group of input planes
+  is copied into zero-bordered scratch planes, after which each kernel tap is one long
+  contiguous SIMD loop over a whole output plane, four taps per pass; the transposed
+  direction is the same kernel with the weight flipped and its channels swapped;
+* other strides: row by row, each tap's loop clipped to the pixels it reaches.
+
+Inputs in other layouts (channels-last, slices) are made contiguous first: reading them in
+place through their strides was measured slower than torch's conversion.
 
 The kernels compile once per machine (``cache=True``) for float32 and float64, and run
 on as many threads as ``torch.get_num_threads()``. Numba's default OpenMP threading
