@@ -221,3 +221,13 @@ def test_missing_onnxruntime_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
     with pytest.raises(GroupConvError, match=r"pip install 'groupconv\[bench\]'"):
         contenders.onnxruntime_contender(TINY, torch.zeros(TINY.weight_shape), torch.zeros(1, 4, 6, 6))
+
+
+def test_tuned_groupconv_contender_fills_the_cache_and_agrees(tmp_path, monkeypatch):
+    monkeypatch.setenv("GROUPCONV_CACHE", str(tmp_path / "tune.json"))
+    layer = layers.zoo(quick=True)[0]
+    reference, *others = contenders.build(layer, tuned=True)
+    twin = next(contender for contender in others if contender.name == "groupconv")
+    assert suite.mismatch(reference.forward_backward(), twin.forward_backward()) is None
+    entries = json.loads((tmp_path / "tune.json").read_text())["entries"]
+    assert {key.split()[0] for key in entries} == {"forward", "input_grad", "weight_grad"}

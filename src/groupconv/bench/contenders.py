@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .. import nn as gnn
+from .. import tuning
 from ..errors import GroupConvError
 from ..spec import ConvSpec
 from .layers import Layer
@@ -72,23 +73,10 @@ def build(layer: Layer, tuned: bool = True, seed: int = 0) -> list[Contender]:
         )
     twin = gnn.convert(copy.deepcopy(module))
     if tuned:
-        tune(twin, x)
+        tuning.tune(twin, x)  # times groupconv's formulations on this shape; cached on disk for the next run
     contenders.append(module_contender("groupconv", twin, x, grad_y))
     contenders.append(onnxruntime_contender(layer.spec, module.weight.detach(), x))
     return contenders
-
-
-def tune(layer: torch.nn.Module, example_input: torch.Tensor) -> None:
-    """Let groupconv pick its formulations for this shape.
-
-    SWITCH HERE once ``groupconv.tune`` lands: until then the layer runs groupconv's
-    default choice (the getattr goes away then).
-    """
-    import groupconv
-
-    tuner = getattr(groupconv, "tune", None)
-    if tuner is not None:
-        tuner(layer, example_input)
 
 
 def torch_module(spec: ConvSpec) -> torch.nn.Module:

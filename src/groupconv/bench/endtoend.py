@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import nn as gnn
+from .. import tuning
 from ..models import resnext, shufflenet
-from .contenders import tune
 from .timing import TimerSettings, Timing, interleaved
 
 _TORCH_OF_TWIN = {twin: torch_class for torch_class, twin in gnn.TWINS.items()}
@@ -75,7 +75,7 @@ def measure(network: Network, settings: TimerSettings, tuned: bool = True, seed:
     x = torch.randn(network.input_shape)
     labels = torch.randint(_CLASSES, network.input_shape[:1])
     if tuned:
-        tune(twin, x)
+        tuning.tune(twin, x)
     loss_difference = abs(F.cross_entropy(plain(x), labels).item() - F.cross_entropy(twin(x), labels).item())
     timings = interleaved({"pytorch": training_step(plain, x, labels), "groupconv": training_step(twin, x, labels)},
                           settings)  # fmt: skip

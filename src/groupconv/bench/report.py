@@ -260,8 +260,8 @@ def plot(results: Results, path: Path) -> None:
     for axis, mode in zip(axes, _MODE_TITLES):
         timed = [name for name in NAMES if all(name in result.timings[mode] for result in results.sweep)]
         for name in timed:
-            axis.plot(groups, [result.timings[mode][name].median_s * 1e3 for result in results.sweep], "o-",
-                      label=NAMES[name])  # fmt: skip
+            times_ms = [result.timings[mode][name].median_s * 1e3 for result in results.sweep]
+            axis.plot(groups, times_ms, "o-", label=NAMES[name], linewidth=3 if name == "groupconv" else 1.5)
         fastest_first = min(results.sweep[0].timings[mode][name].median_s for name in timed) * 1e3
         axis.plot(groups, [fastest_first / g for g in groups], ":", color="grey", label="ideal 1/g (fastest at g=1)")
         axis.plot(groups, [result.floors_s[mode] * 1e3 for result in results.sweep], "--", color="black",
