@@ -9,6 +9,7 @@ roofline floor (1 would be perfect).
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 from .contenders import NAMES
@@ -19,6 +20,7 @@ PLOT_NAME = "images/bench-groups.png"
 NEVER_SLOWER = 1.05  # the issue's targets: zoo, groupconv <= 1.05 x the faster PyTorch layout
 SWEEP_SPEEDUP = {"torch_cf": 3.0, "torch_cl": 1.5}  # forward+backward at the three largest group counts
 FLOOR_FACTOR = {"forward": 2.0, "forward_backward": 3.0}  # sweep, groupconv within this factor of its floor
+NOISY = 0.10  # a median spread above this: the machine was busy
 _MODE_TITLES = {"forward": "forward", "forward_backward": "forward+backward"}
 _PYTORCH = ("torch_cf", "torch_cl")
 
@@ -91,7 +93,26 @@ time over the layer's roofline floor. All layers are float32 without bias; {_tun
 | `torch.get_num_threads()` (ONNX Runtime's intra-op threads too) | {machine["torch_threads"]} |
 | Python | {machine["python"]} |
 | versions | {versions} |
-| command | `{results.command}` |"""
+| command | `{results.command}` |
+
+{_noise_text(results)}"""
+
+
+def _noise_text(results: Results) -> str:
+    """The median spread of every timing, and whether it says the machine was busy."""
+    spreads = [
+        timing.spread
+        for result in results.sweep + results.zoo
+        for timings in result.timings.values()
+        for timing in timings.values()
+    ]
+    spread = statistics.median(spreads) if spreads else 0.0
+    verdict = (
+        "the machine was quiet enough for differences of ~10% to mean something"
+        if spread <= NOISY
+        else "**the machine was busy**: differences smaller than the spreads are noise; rerun on an idle machine"
+    )
+    return f"Median spread of all layer timings: {spread:.0%}; {verdict}."
 
 
 def _tuning_text(results: Results) -> str:
