@@ -247,6 +247,29 @@ def _sum_taps(total, scratch, base, offsets, weights, span):
         _axpy(total, 0, 1, scratch, base + offsets[rest], 1, weights[rest], span)
 
 
+@numba.njit(**_OPTIONS)
+def _sum_taps_pair(total, scratch, base, offsets, weights, span):
+    """``_sum_taps`` for two output channels at once: total[k * span + i] with weights[k * taps + t],
+    k < 2, so that each load of the scratch feeds two multiply-adds."""
+    taps, t = offsets.size, 0
+    for i in range(uint64(2 * span)):
+        total[i] = 0
+    second = uint64(span)
+    while t + 4 <= taps:
+        a, b = uint64(base + offsets[t]), uint64(base + offsets[t + 1])
+        c, d = uint64(base + offsets[t + 2]), uint64(base + offsets[t + 3])
+        wa, wb, wc, wd = weights[t], weights[t + 1], weights[t + 2], weights[t + 3]
+        va, vb, vc, vd = weights[taps + t], weights[taps + t + 1], weights[taps + t + 2], weights[taps + t + 3]
+        for i in range(uint64(span)):
+            sa, sb, sc, sd = scratch[a + i], scratch[b + i], scratch[c + i], scratch[d + i]
+            total[i] += wa * sa + wb * sb + wc * sc + wd * sd
+            total[second + i] += va * sa + vb * sb + vc * sc + vd * sd
+        t += 4
+    for rest in range(t, taps):
+        _axpy(total, 0, 1, scratch, base + offsets[rest], 1, weights[rest], span)
+        _axpy(total, span, 1, scratch, base + offsets[rest], 1, weights[taps + rest], span)
+
+
 @numba.njit(parallel=True, **_OPTIONS)
 def plane_forward(source, weight, out, dilation, pad, threads):
     """out = conv(source, weight) at stride 1; ``pad`` (before each dim) may be negative: a crop.
@@ -267,19 +290,24 @@ def plane_forward(source, weight, out, dilation, pad, threads):
     workers = min(tasks, threads)
     for worker in prange(workers):
         scratch = np.zeros(cg * plane + (k_w - 1) * dilation[2], source.dtype)
-        total = np.empty(span, source.dtype)
-        offsets = np.empty(cg * k_d * k_h * k_w, np.int64)
-        weights = np.empty(offsets.size, source.dtype)
+        total = np.empty(2 * span, source.dtype)
+        taps = cg * k_d * k_h * k_w
+        offsets = np.empty(taps, np.int64)
         _tap_offsets(offsets, cg, (k_d, k_h, k_w), dilation, height, pitch, plane)
         for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
             n, g = task // groups, task % groups
             _pad_planes(source, n, g * cg, cg, pad, scratch, depth, height, pitch)
-            for o in range(g * og, g * og + og):
-                _copy_rows(weights, 0, 0, weight.ravel(), o * weights.size, 0, 1, weights.size)
+            for o in range(g * og, g * og + og, 2):  # output channels in pairs, and an odd one alone
+                pair = min(2, g * og + og - o)
+                weights = weight.ravel()[o * taps : (o + pair) * taps]
                 for od in range(out_d):
-                    _sum_taps(total, scratch, od * height * pitch, offsets, weights, span)
-                    start = ((n * out_channels + o) * out_d + od) * out_h * out_w
-                    _copy_rows(out_flat, start, out_w, total, 0, pitch, out_h, out_w)
+                    if pair == 2:
+                        _sum_taps_pair(total, scratch, od * height * pitch, offsets, weights, span)
+                    else:
+                        _sum_taps(total, scratch, od * height * pitch, offsets, weights, span)
+                    for k in range(pair):
+                        start = ((n * out_channels + o + k) * out_d + od) * out_h * out_w
+                        _copy_rows(out_flat, start, out_w, total, k * span, pitch, out_h, out_w)
 
 
 @numba.njit(parallel=True, **_OPTIONS)
