@@ -112,3 +112,16 @@ def test_convert_gradients_match_torch():
 def test_convert_a_bare_conv_module():
     conv = torch.nn.Conv1d(4, 4, 3, groups=4)
     assert type(groupconv.nn.convert(conv)) is groupconv.nn.Conv1d
+
+
+def test_flop_counter_counts_groupconv_layers_as_pytorch_does():
+    """torch.utils.flop_counter sees groupconv's custom ops: forward and backward, the same FLOPs as torch.nn's."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def flops(module):
+        layer = module.Conv2d(8, 16, 3, groups=4, padding=1, stride=2)
+        with FlopCounterMode(display=False) as counter:
+            layer(torch.randn(2, 8, 10, 10, requires_grad=True)).sum().backward()
+        return counter.get_total_flops()
+
+    assert flops(groupconv.nn) == flops(torch.nn) == 3 * 2 * (2 * 16 * 5 * 5) * (2 * 3 * 3)

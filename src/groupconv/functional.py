@@ -22,7 +22,6 @@ from . import autograd, ops
 from .errors import GroupConvError
 from .spec import ConvSpec
 
-_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 _HALF = (torch.float16, torch.bfloat16)
 
 
@@ -99,10 +98,7 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
         y = autograd.conv(x, weight, spec)
     if bias is not None:
         y = y + bias.view(-1, *(1,) * spec.dims)
-    layout = _CHANNELS_LAST.get(x.dim())
-    if layout is not None and x.is_contiguous(memory_format=layout) and not x.is_contiguous():
-        y = y.contiguous(memory_format=layout)
-    return y if batched else y.squeeze(0)
+    return y if batched else y.squeeze(0)  # the ops answer in x's layout: channels-last in, channels-last out
 
 
 def _conv(input, weight, bias, *, dims, stride, padding, dilation, groups):

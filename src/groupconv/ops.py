@@ -42,11 +42,13 @@ Example:
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import register_flop_formula
 
 from . import dispatch
 from .errors import GroupConvError
@@ -187,6 +189,23 @@ def _conv_input_grad_fake(grad_y, weight, kernel_size, stride, padding, dilation
 def _conv_weight_grad_fake(x, grad_y, kernel_size, stride, padding, dilation, groups):
     shape = (grad_y.shape[1], x.shape[1] // groups, *kernel_size)
     return _empty(shape, x, torch.contiguous_format)
+
+
+# FlopCounterMode counts aten's convolutions; it counts these alike: 2 x MACs, and each direction
+# has the forward's MACs, (elements of y or grad_y) x (Cg x kernel taps).
+@register_flop_formula(torch.ops.groupconv.conv_forward)
+def _forward_flops(x_shape, weight_shape, *geometry, out_shape, **_) -> int:
+    return 2 * math.prod(out_shape) * math.prod(weight_shape[1:])
+
+
+@register_flop_formula(torch.ops.groupconv.conv_input_grad)
+def _input_grad_flops(grad_y_shape, weight_shape, *geometry, out_shape, **_) -> int:
+    return 2 * math.prod(grad_y_shape) * math.prod(weight_shape[1:])
+
+
+@register_flop_formula(torch.ops.groupconv.conv_weight_grad)
+def _weight_grad_flops(x_shape, grad_y_shape, *geometry, out_shape, **_) -> int:
+    return 2 * math.prod(grad_y_shape) * math.prod(out_shape[1:])
 
 
 def _spec_of_weight(geometry: Geometry, weight: torch.Tensor) -> ConvSpec:
