@@ -114,19 +114,22 @@ def test_convert_a_bare_conv_module():
     assert type(groupconv.nn.convert(conv)) is groupconv.nn.Conv1d
 
 
-def test_flop_counter_counts_groupconv_layers_as_pytorch_does():
-    """torch.utils.flop_counter sees groupconv's custom ops: forward and backward, the same FLOPs as torch.nn's.
+def test_flop_counter_counts_groupconv_layers():
+    """torch.utils.flop_counter sees groupconv's custom ops: the forward as torch.nn's, the backward right.
 
-    (Stride 1: for strided layers torch counts the input gradient over the input's larger grid;
-    groupconv counts the multiply-adds done, the forward's.)
+    torch 2.13 counts a grouped layer's weight gradient ``groups`` times over (it leaves the
+    groups out of that formula); groupconv counts the multiply-adds each direction does.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    def flops(module):
-        layer = module.Conv2d(8, 16, 3, groups=4, padding=1)
+    def flops(module, backward: bool):
+        layer = module.Conv2d(8, 16, 3, groups=4, padding=1, stride=2)
         with FlopCounterMode(display=False) as counter:
-            layer(torch.randn(2, 8, 10, 10, requires_grad=True)).sum().backward()
+            y = layer(torch.randn(2, 8, 10, 10, requires_grad=True))
+            if backward:
+                y.sum().backward()
         return counter.get_total_flops()
 
-    macs = (2 * 16 * 10 * 10) * (2 * 3 * 3)  # output elements x (in channels per group x taps)
-    assert flops(groupconv.nn) == flops(torch.nn) == 3 * 2 * macs  # forward, input and weight gradients
+    macs = (2 * 16 * 5 * 5) * (2 * 3 * 3)  # output elements x (in channels per group x taps)
+    assert flops(groupconv.nn, backward=False) == flops(torch.nn, backward=False) == 2 * macs
+    assert flops(groupconv.nn, backward=True) == 3 * 2 * macs  # forward, input and weight gradients
