@@ -336,7 +336,7 @@ def plane_weight_grad(x, grad_y, partial, kernel, dilation, pad):
     for worker in prange(workers):
         scratch = np.zeros(cg * plane + (kernel[2] - 1) * dilation[2], x.dtype)
         grads = np.zeros(og * out_d * span, x.dtype)
-        offsets = np.zeros((taps + 3) // 4 * 4, np.int64)  # whole fours: the spare taps read offset 0
+        offsets = np.empty(taps, np.int64)
         _tap_offsets(offsets, cg, kernel, dilation, height, pitch, plane)
         sums = np.empty(4, x.dtype)
         for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
@@ -344,13 +344,17 @@ def plane_weight_grad(x, grad_y, partial, kernel, dilation, pad):
             _pad_planes(x, n, g * cg, cg, pad, scratch, depth, height, pitch)
             _pad_planes(grad_y, n, g * og, og, (0, 0, 0), grads, out_d, out_h, pitch)
             for o in range(og):
-                for t in range(0, taps, 4):
+                for t in range(0, taps, 4):  # four taps per pass, then the last one to three one by one
+                    count = min(4, taps - t)
                     sums[:] = 0
                     for od in range(out_d):
-                        _correlate4(
-                            sums, grads, (o * out_d + od) * span, scratch, od * height * pitch, offsets, t, span
-                        )
-                    for j in range(min(4, taps - t)):
+                        grads_start, x_start = (o * out_d + od) * span, od * height * pitch
+                        if count == 4:
+                            _correlate4(sums, grads, grads_start, scratch, x_start, offsets, t, span)
+                        else:
+                            for j in range(count):
+                                sums[j] += _dot(grads, grads_start, scratch, x_start + offsets[t + j], 1, span)
+                    for j in range(count):
                         total = sums[j]
                         if not np.isfinite(total):
                             total = 0
