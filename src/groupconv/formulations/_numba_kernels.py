@@ -338,30 +338,40 @@ def plane_weight_grad(x, grad_y, partial, kernel, dilation, pad):
         grads = np.zeros(og * out_d * span, x.dtype)
         offsets = np.empty(taps, np.int64)
         _tap_offsets(offsets, cg, kernel, dilation, height, pitch, plane)
-        sums = np.empty(4, x.dtype)
+        sums = np.empty(8, x.dtype)
         for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
             n, g = task // groups, task % groups
             _pad_planes(x, n, g * cg, cg, pad, scratch, depth, height, pitch)
             _pad_planes(grad_y, n, g * og, og, (0, 0, 0), grads, out_d, out_h, pitch)
-            for o in range(og):
-                for t in range(0, taps, 4):  # four taps per pass, then the last one to three one by one
+            for o in range(0, og, 2):  # output channels in pairs (and an odd one alone), four taps per pass
+                pair = min(2, og - o)
+                for t in range(0, taps, 4):
                     count = min(4, taps - t)
                     sums[:] = 0
                     for od in range(out_d):
-                        grads_start, x_start = (o * out_d + od) * span, od * height * pitch
+                        first, x_start = (o * out_d + od) * span, od * height * pitch
+                        if count == 4 and pair == 2:
+                            _correlate4_pair(
+                                sums, grads, first, first + out_d * span, scratch, x_start, offsets, t, span
+                            )
+                            continue
                         if count == 4:
-                            _correlate4(sums, grads, grads_start, scratch, x_start, offsets, t, span)
-                        else:
-                            for j in range(count):
-                                sums[j] += _dot(grads, grads_start, scratch, x_start + offsets[t + j], 1, span)
-                    for j in range(count):
-                        total = sums[j]
-                        if not np.isfinite(total):
-                            total = 0
-                            for od in range(out_d):
-                                x_start = od * height * pitch + offsets[t + j]
-                                total += _masked_dot(grads, (o * out_d + od) * span, scratch, x_start, valid)
-                        partial[worker, g * og + o, t + j] += total
+                            _correlate4(sums, grads, first, scratch, x_start, offsets, t, span)
+                            continue
+                        for k in range(pair):
+                            for j in range(count):  # the last one to three taps: plain dot products
+                                tap_start = x_start + offsets[t + j]
+                                sums[4 * k + j] += _dot(grads, first + k * out_d * span, scratch, tap_start, 1, span)
+                    for k in range(pair):
+                        for j in range(count):
+                            total = sums[4 * k + j]
+                            if not np.isfinite(total):
+                                total = 0
+                                for od in range(out_d):
+                                    x_start = od * height * pitch + offsets[t + j]
+                                    grads_start = ((o + k) * out_d + od) * span
+                                    total += _masked_dot(grads, grads_start, scratch, x_start, valid)
+                            partial[worker, g * og + o + k, t + j] += total
 
 
 @numba.njit(**_OPTIONS)
@@ -382,6 +392,35 @@ def _correlate4(sums, grads, grads_start, scratch, base, offsets, t, span):
     sums[1] += sb
     sums[2] += sc
     sums[3] += sd
+
+
+@numba.njit(**_OPTIONS)
+def _correlate4_pair(sums, grads, first, second, scratch, base, offsets, t, span):
+    """sums[4 * k + j] += sum(grads[start_k + i] * scratch[base + offsets[t + j] + i]), j < 4, i < span,
+    for the two grad_y planes starting at ``first`` and ``second``: each load feeds two or four products."""
+    a, b = uint64(base + offsets[t]), uint64(base + offsets[t + 1])
+    c, d = uint64(base + offsets[t + 2]), uint64(base + offsets[t + 3])
+    f0, f1 = uint64(first), uint64(second)
+    sa = sb = sc = sd = ta = tb = tc = td = sums.dtype.type(0)
+    for i in range(uint64(span)):
+        xa, xb, xc, xd = scratch[a + i], scratch[b + i], scratch[c + i], scratch[d + i]
+        g0, g1 = grads[f0 + i], grads[f1 + i]
+        sa += g0 * xa
+        sb += g0 * xb
+        sc += g0 * xc
+        sd += g0 * xd
+        ta += g1 * xa
+        tb += g1 * xb
+        tc += g1 * xc
+        td += g1 * xd
+    sums[0] += sa
+    sums[1] += sb
+    sums[2] += sc
+    sums[3] += sd
+    sums[4] += ta
+    sums[5] += tb
+    sums[6] += tc
+    sums[7] += td
 
 
 @numba.njit(**_OPTIONS)
