@@ -48,7 +48,8 @@ def test_quick_run_times_every_contender_and_agrees_with_pytorch(quick_run):
     assert [r.groups for r in results.sweep] == [1, 2, 4, 8, 16]
     for result in results.sweep + results.zoo:
         assert result.mismatches == {}, result.name  # groupconv and ONNX Runtime agree with PyTorch
-        expected = {"torch_cf", "groupconv", "onnxruntime"} | ({"torch_cl"} if "1-D" not in result.name else set())
+        channels_last = {"torch_cl", "groupconv_cl"} if "1-D" not in result.name else set()
+        expected = {"torch_cf", "groupconv", "onnxruntime"} | channels_last
         assert set(result.timings["forward"]) == expected
         assert set(result.timings["forward_backward"]) == expected - {"onnxruntime"}
         assert 0 < result.floors_s["forward"] < result.floors_s["forward_backward"]
@@ -69,7 +70,7 @@ def test_json_output_names_its_schema(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(endtoend, "networks", lambda quick: [])
     assert main(["bench", "--quick", "--json", "--out", str(tmp_path / "b.md")]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert schema_errors(document, SCHEMAS["groupconv.bench/1"], SCHEMAS["groupconv.bench/1"]) == []
+    assert schema_errors(document, SCHEMAS["groupconv.bench/2"], SCHEMAS["groupconv.bench/2"]) == []
     assert document["machine"]["torch_threads"] == torch.get_num_threads()
     assert (tmp_path / "images" / "bench-groups.png").is_file()
 
@@ -77,11 +78,10 @@ def test_json_output_names_its_schema(tmp_path, monkeypatch, capsys):
 def test_quick_run_json_follows_its_documented_schema(quick_run):
     results, _, _ = quick_run
     document = json.loads(to_json(results.to_dict()))
-    assert schema_errors(document, SCHEMAS["groupconv.bench/1"], SCHEMAS["groupconv.bench/1"]) == []
+    assert schema_errors(document, SCHEMAS["groupconv.bench/2"], SCHEMAS["groupconv.bench/2"]) == []
     one_d = next(layer for layer in document["zoo"] if "1-D" in layer["name"])
-    assert (
-        one_d["timings"]["forward"]["torch_cl"] is None and one_d["timings"]["forward_backward"]["onnxruntime"] is None
-    )
+    assert one_d["timings"]["forward"]["torch_cl"] is None and one_d["timings"]["forward"]["groupconv_cl"] is None
+    assert one_d["timings"]["forward_backward"]["onnxruntime"] is None
 
 
 # Floors ------------------------------------------------------------------------------------------------------------
@@ -165,6 +165,17 @@ def test_timer_stops_at_its_budget_after_the_minimum():
     assert timings["slow"].repeats == 4  # rounds end at 3, 6, 9, 12 s: the fourth crosses the budget
 
 
+def test_timer_stops_early_once_every_contender_is_steady():
+    clock = FakeClock()
+    settings = timing.TimerSettings(warmup=0, min_repeats=3, max_repeats=40, budget_s=1e9, steady_repeats=8)
+    noisy = [1, 2] * 5 + [1] * 30  # spread 100% for ten rounds, then narrowing
+    timings = timing.interleaved(
+        {"steady": clock.contender("steady", [1] * 40), "noisy": clock.contender("noisy", noisy)}, settings, clock
+    )
+    assert 8 < timings["steady"].repeats < 40  # waits for the noisy one, not for the budget
+    assert timings["noisy"].spread <= settings.steady_spread
+
+
 # Correctness checks ----------------------------------------------------------------------------------------------
 
 
@@ -223,11 +234,76 @@ def test_missing_onnxruntime_says_how_to_install(monkeypatch):
         contenders.onnxruntime_contender(TINY, torch.zeros(TINY.weight_shape), torch.zeros(1, 4, 6, 6))
 
 
-def test_tuned_groupconv_contender_fills_the_cache_and_agrees(tmp_path, monkeypatch):
+def test_tuned_groupconv_contenders_fill_the_cache_per_layout_and_agree(tmp_path, monkeypatch):
     monkeypatch.setenv("GROUPCONV_CACHE", str(tmp_path / "tune.json"))
-    layer = layers.zoo(quick=True)[0]
+    layer = layers.zoo(quick=True)[0]  # 2-D: groupconv runs in both layouts
     reference, *others = contenders.build(layer, tuned=True)
-    twin = next(contender for contender in others if contender.name == "groupconv")
-    assert suite.mismatch(reference.forward_backward(), twin.forward_backward()) is None
+    twins = {contender.name: contender for contender in others if contender.name in report.GROUPCONV}
+    assert set(twins) == {"groupconv", "groupconv_cl"}
+    for twin in twins.values():
+        assert suite.mismatch(reference.forward_backward(), twin.forward_backward()) is None
+    assert twins["groupconv_cl"].forward().is_contiguous(memory_format=torch.channels_last)
     entries = json.loads((tmp_path / "tune.json").read_text())["entries"]
-    assert {key.split()[0] for key in entries} == {"forward", "input_grad", "weight_grad"}
+    for layout in ("contiguous", "channels_last"):  # each layout tuned on its own
+        tuned = {key.split()[0] for key in entries if f" {layout} " in key}
+        assert tuned == {"forward", "input_grad", "weight_grad"}, layout
+
+
+# Ratios and targets ------------------------------------------------------------------------------------------------
+
+
+def _layer_result(name: str, groups: int, milliseconds: dict[str, float]) -> suite.LayerResult:
+    """A layer result whose every timing (both modes) is the given milliseconds, and whose floor is 1 ms."""
+    timings = {name: timing.Timing.of([ms / 1e3]) for name, ms in milliseconds.items()}
+    return suite.LayerResult(
+        name, "", "", groups, (1, 4, 6, 6), 0, {"forward": 1e-3, "forward_backward": 1e-3}, "compute",
+        {"forward": timings, "forward_backward": dict(timings)},
+    )  # fmt: skip
+
+
+def test_speedups_compare_each_layout_and_best_with_best():
+    result = _layer_result("x", 2, {"torch_cf": 8.0, "torch_cl": 4.0, "groupconv": 2.0, "groupconv_cl": 1.0})
+    assert report.speedup(result, "forward", ("torch_cf",), ("groupconv",)) == pytest.approx(4.0)
+    assert report.speedup(result, "forward", ("torch_cl",), ("groupconv_cl",)) == pytest.approx(4.0)
+    assert report.speedup(result, "forward") == pytest.approx(4.0)  # 4 ms (PyTorch CL) over 1 ms (groupconv CL)
+    assert report.over_floor(result, "forward") == pytest.approx(1.0)
+    assert report.faster_layout(result, "forward", report.PYTORCH) == "CL"
+    one_d = _layer_result("1-D", 2, {"torch_cf": 3.0, "groupconv": 1.0})
+    assert report.speedup(one_d, "forward", ("torch_cl",), ("groupconv_cl",)) is None
+    assert report.speedup(one_d, "forward") == pytest.approx(3.0)
+
+
+def test_never_slower_target_lists_each_miss_per_layout():
+    zoo = [
+        _layer_result("fine", 2, {"torch_cf": 2.0, "torch_cl": 2.0, "groupconv": 1.0, "groupconv_cl": 1.0}),
+        # best against best met (1.0 vs 1.0); channels-first missed (2.0 vs 1.0); channels-last met
+        _layer_result("cf slow", 2, {"torch_cf": 1.0, "torch_cl": 1.0, "groupconv": 2.0, "groupconv_cl": 1.0}),
+        _layer_result("1-D", 2, {"torch_cf": 1.0, "groupconv": 1.04}),  # within 1.05x; no channels-last
+    ]
+    results = suite.Results({}, "", floors.Floors(1.0, 1.0, 0, 0), [], zoo, [], tuned=True)
+    text = report._never_slower_target(results)
+    best, first, last = (line for line in text.splitlines() if line.startswith("   - "))
+    assert "best against best" in best and "**met**, 6 of 6" in best
+    assert "CF against CF" in first and "**missed**, 4 of 6" in first
+    assert "CL against CL" in last and "**met**, 4 of 4" in last  # the 1-D layer has no channels-last
+    assert "     - missed: cf slow forward, groupconv 2.00 × PyTorch's time" in text
+    tables = report._zoo_section(results)
+    assert "| cf slow | **0.50** | 1.00 | 1.00 | CF, CL | 1.00 |" in tables
+
+
+def test_sweep_targets_compare_best_and_like_for_like():
+    sweep = [
+        _layer_result(f"g={g}", g, {"torch_cf": 4.0, "torch_cl": 2.0, "groupconv": 2.0, "groupconv_cl": 1.0})
+        for g in (64, 128, 256)
+    ]
+    results = suite.Results({}, "", floors.Floors(1.0, 1.0, 0, 0), sweep, [], [], tuned=True)
+    lines = report._sweep_speedup_target(results).splitlines()
+    assert "groups 64, 128, 256" in lines[0]
+    verdicts = {line.split(":")[0].strip("- "): "**met**" in line for line in lines[1:]}
+    assert verdicts == {
+        "best groupconv vs PyTorch channels-first ≥ 3.0×": True,  # 4 / 1
+        "groupconv channels-first vs PyTorch channels-first ≥ 3.0×": False,  # 4 / 2
+        "best groupconv vs PyTorch channels-last ≥ 1.5×": True,  # 2 / 1
+        "groupconv channels-last vs PyTorch channels-last ≥ 1.5×": True,  # 2 / 1
+    }
+    assert "the worst is short by 1.50×" in lines[2]

@@ -1,9 +1,13 @@
 """The contenders timed on each layer, all built from the same weights and input.
 
-    torch_cf     ``torch.nn`` conv, channels-first (the reference every other is checked against)
-    torch_cl     the same module and input in channels-last (2-D and 3-D only)
-    groupconv    the ``groupconv.nn`` twin, tuned on this exact shape
-    onnxruntime  one standard ONNX ``Conv``/``ConvTranspose`` node in an InferenceSession (forward only)
+    torch_cf      ``torch.nn`` conv, channels-first (the reference every other is checked against)
+    torch_cl      the same module and input in channels-last (2-D and 3-D only)
+    groupconv     the ``groupconv.nn`` twin, channels-first, tuned on this exact shape
+    groupconv_cl  the twin of the channels-last module on the channels-last input, tuned on that layout
+    onnxruntime   one standard ONNX ``Conv``/``ConvTranspose`` node in an InferenceSession (forward only)
+
+Both libraries run in both layouts, each given its input already in that layout (the
+conversion untimed), so each layout compares like with like.
 
 Each contender has a ``forward`` call, returning the output, and (except ONNX Runtime) a
 ``forward_backward`` call, returning the input's and weight's gradients of ``(y * ȳ).sum()``
@@ -29,7 +33,8 @@ from .layers import Layer
 NAMES = {
     "torch_cf": "PyTorch channels-first",
     "torch_cl": "PyTorch channels-last",
-    "groupconv": "groupconv",
+    "groupconv": "groupconv channels-first",
+    "groupconv_cl": "groupconv channels-last",
     "onnxruntime": "ONNX Runtime",
 }
 _CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
@@ -54,29 +59,34 @@ class Contender:
 
 def build(layer: Layer, tuned: bool = True, seed: int = 0) -> list[Contender]:
     """Every contender for ``layer``, PyTorch channels-first first; weights and data from ``seed``;
-    groupconv tuned on the layer's shape unless not ``tuned`` (then it runs its heuristic choice)."""
+    groupconv tuned on the layer's shape and layout unless not ``tuned`` (then it runs its heuristic choice)."""
     torch.manual_seed(seed)
     module = torch_module(layer.spec)
     x = torch.randn(layer.input_shape)
     grad_y = torch.randn(layer.spec.output_shape(layer.input_shape))
-    contenders = [module_contender("torch_cf", module, x, grad_y)]
+    contenders = [
+        module_contender("torch_cf", module, x, grad_y),
+        twin_contender("groupconv", module, x, grad_y, tuned),
+    ]
     memory_format = _CHANNELS_LAST.get(layer.spec.dims)
     if memory_format is not None:
         channels_last = copy.deepcopy(module).to(memory_format=memory_format)
-        contenders.append(
-            module_contender(
-                "torch_cl",
-                channels_last,
-                x.contiguous(memory_format=memory_format),
-                grad_y.contiguous(memory_format=memory_format),
-            )
-        )
-    twin = gnn.convert(copy.deepcopy(module))
-    if tuned:
-        tuning.tune(twin, x)  # times groupconv's formulations on this shape; cached on disk for the next run
-    contenders.append(module_contender("groupconv", twin, x, grad_y))
+        x_cl, grad_y_cl = (tensor.contiguous(memory_format=memory_format) for tensor in (x, grad_y))
+        contenders += [
+            module_contender("torch_cl", channels_last, x_cl, grad_y_cl),
+            twin_contender("groupconv_cl", channels_last, x_cl, grad_y_cl, tuned),
+        ]
     contenders.append(onnxruntime_contender(layer.spec, module.weight.detach(), x))
     return contenders
+
+
+def twin_contender(name: str, module: torch.nn.Module, x: torch.Tensor, grad_y: torch.Tensor, tuned: bool) -> Contender:
+    """The ``groupconv.nn`` twin of a copy of ``module``, tuned first on ``x`` (its shape and layout:
+    the tuning cache keeps each layout's choice apart) unless not ``tuned``."""
+    twin = gnn.convert(copy.deepcopy(module))
+    if tuned:
+        tuning.tune(twin, x)  # times groupconv's formulations on this call; cached on disk for the next run
+    return module_contender(name, twin, x, grad_y)
 
 
 def torch_module(spec: ConvSpec) -> torch.nn.Module:

@@ -57,9 +57,9 @@ class Results:
     wall_s: float = 0.0
 
     def to_dict(self) -> dict:
-        """Plain JSON types (schema ``groupconv.bench/1`` in docs/cli-json.md): every contender is
+        """Plain JSON types (schema ``groupconv.bench/2`` in docs/cli-json.md): every contender is
         listed per layer and mode, None where it was not timed or did not mismatch."""
-        document = {"schema": "groupconv.bench/1", **dataclasses.asdict(self)}
+        document = {"schema": "groupconv.bench/2", **dataclasses.asdict(self)}
         for result in document["sweep"] + document["zoo"]:
             result["timings"] = {
                 mode: {name: got.get(name) for name in NAMES} for mode, got in result["timings"].items()

@@ -20,12 +20,16 @@ from collections.abc import Callable, Mapping
 class TimerSettings:
     """How long to measure: ``warmup`` untimed calls each, then rounds until ``budget_s``
     has passed (at least ``min_repeats``, at most ``max_repeats`` rounds). Fast layers get
-    many rounds; a contender taking seconds a call gets the minimum."""
+    many rounds; a contender taking seconds a call gets the minimum. Rounds also stop
+    once ``steady_repeats`` of them have every contender's spread within ``steady_spread``:
+    more rounds of steady timings would not move their medians, only lengthen the run."""
 
     warmup: int = 1
     min_repeats: int = 3
     max_repeats: int = 40
     budget_s: float = 2.0
+    steady_repeats: int = 8
+    steady_spread: float = 0.03
 
 
 FULL = TimerSettings()
@@ -79,7 +83,9 @@ def interleaved(
     samples: dict[str, list[float]] = {name: [] for name, _ in calls}
     start = clock()
     rounds = 0
-    while rounds < settings.max_repeats and (rounds < settings.min_repeats or clock() - start < settings.budget_s):
+    while rounds < settings.max_repeats and (
+        rounds < settings.min_repeats or (clock() - start < settings.budget_s and not _steady(samples, settings))
+    ):
         first = rounds % len(calls)
         for name, call in calls[first:] + calls[:first]:
             began = clock()
@@ -87,3 +93,11 @@ def interleaved(
             samples[name].append(clock() - began)
         rounds += 1
     return {name: Timing.of(times) for name, times in samples.items()}
+
+
+def _steady(samples: dict[str, list[float]], settings: TimerSettings) -> bool:
+    """Whether every contender has ``steady_repeats`` rounds or more, each within ``steady_spread``."""
+    return all(
+        len(times) >= settings.steady_repeats and Timing.of(times).spread <= settings.steady_spread
+        for times in samples.values()
+    )
