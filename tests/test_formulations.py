@@ -78,3 +78,16 @@ def test_cached_choice_that_cannot_run_the_call_falls_back(tmp_path, monkeypatch
     assert dispatch.choose("forward", x, weight, spec) is formulations.load("im2col")
     expected = torch.nn.functional.conv2d(x, weight, padding="same", groups=2)
     torch.testing.assert_close(groupconv.functional.conv2d(x, weight, padding="same", groups=2), expected)
+
+
+@pytest.mark.parametrize(
+    ("groups", "layout", "expected"),
+    [(64, "contiguous", "numba_direct"), (256, "contiguous", "native"), (8, "contiguous", "native"),
+     (64, "channels_last", "native_channels_last"), (256, "channels_last", "native_channels_last")],
+)  # fmt: skip
+def test_default_heuristic(groups, layout, expected):
+    """Untuned, 2-4 channels per group on channels-first CPU input go to groupconv's kernels, the rest to oneDNN."""
+    x = torch.randn(1, 256, 6, 6)
+    x = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
+    spec = ConvSpec(256, 256, 3, groups=groups)
+    assert dispatch.default(spec, x) is formulations.load(expected)

@@ -26,7 +26,7 @@ from . import formulations, tuning
 from .errors import GroupConvError
 from .spec import ConvSpec
 
-NARROW = 16  # channels per group up to which groupconv's own kernels beat PyTorch's
+NARROW = range(2, 5)  # channels per group where groupconv's kernels beat PyTorch's untuned (see docs/benchmarks.md)
 
 _forced: contextvars.ContextVar[str | None] = contextvars.ContextVar("groupconv_forced", default=None)
 _LAYOUTS = {4: torch.channels_last, 5: torch.channels_last_3d}
@@ -52,12 +52,16 @@ def choose(direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *re
 
 
 def default(spec: ConvSpec, a: torch.Tensor) -> ModuleType:
-    """The heuristic choice: groupconv's kernels for narrow groups on CPU, else PyTorch's, in the input's layout."""
+    """The heuristic choice when nothing is tuned: PyTorch's kernels in the input's layout, except
+    groupconv's Numba kernels for channels-first CPU input with 2 to 4 channels per group, where
+    oneDNN is slowest. (Depthwise layers and wider groups are oneDNN's; tuning finds the exceptions.)"""
     out_per_group, in_per_group = spec.weight_shape[0] // spec.groups, spec.weight_shape[1]
-    narrow = spec.groups > 1 and max(in_per_group, out_per_group) <= NARROW
-    preferred = ["native_channels_last", "native"] if layout(a) == "channels_last" else ["native"]
-    if narrow and a.device.type == "cpu":
-        preferred.insert(0, "numba_direct")
+    if layout(a) == "channels_last":
+        preferred = ["native_channels_last", "native"]
+    elif a.device.type == "cpu" and in_per_group in NARROW and out_per_group in NARROW:
+        preferred = ["numba_direct", "native"]
+    else:
+        preferred = ["native"]
     candidates = (formulations.load(name) for name in [*preferred, formulations.REFERENCE])
     return next(module for module in candidates if module.supports(spec, a))  # the reference supports all
 
