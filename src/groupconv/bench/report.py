@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .contenders import NAMES
 from .suite import LayerResult, Results
-from .timing import Timing
+from .timing import FULL, Timing
 
 PLOT_NAME = "images/bench-groups.png"
 NEVER_SLOWER = 1.05  # the targets: zoo, groupconv <= 1.05 x PyTorch (best against best, and per layout)
@@ -88,7 +88,8 @@ def _header(results: Results) -> str:
 
 Written by `{results.command}` on {machine["date"]} in {results.wall_s / 60:.1f} minutes; `make bench` runs the full
 set. Times are milliseconds per call: the median of rounds in which every contender ran once, in turn, in one
-process (so load drifts hit all alike), after warm-up, with the spread (interquartile range / median) after ±.
+process (so load drifts hit all alike), after warm-up, with the spread (interquartile range / median) after ±;
+rounds end at a time budget, or once {FULL.steady_repeats} have every spread within {FULL.steady_spread:.0%}.
 Each contender's output and gradients were checked once against PyTorch channels-first before timing. PyTorch
 and groupconv each run in channels-first (CF) and channels-last (CL, 2-D and 3-D layers), each given its input
 already in that layout. A speedup is PyTorch's time over groupconv's (above 1: groupconv is faster): CF against
