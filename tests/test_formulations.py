@@ -75,7 +75,8 @@ def test_cached_choice_that_cannot_run_the_call_falls_back(tmp_path, monkeypatch
     x, weight = torch.randn(1, 4, 5, 5), torch.randn(4, 2, 2, 2)
     spec = ConvSpec(4, 4, 2, padding="same", groups=2)
     tuning.cache().put(dispatch.call_key("forward", x, weight, spec), "native")
-    assert dispatch.choose("forward", x, weight, spec) is formulations.load("im2col")
+    assert dispatch.choose("forward", x, weight, spec) is dispatch.default(spec, x)
+    assert dispatch.default(spec, x) is not formulations.load("native")
     expected = torch.nn.functional.conv2d(x, weight, padding="same", groups=2)
     torch.testing.assert_close(groupconv.functional.conv2d(x, weight, padding="same", groups=2), expected)
 
