@@ -146,6 +146,19 @@ def test_nan_and_inf_propagate_as_in_pytorch(stride):
         torch.testing.assert_close(got.double()[finite], expected[finite], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_nan_and_inf_in_the_weight_of_a_transposed_convolution(stride):
+    """Border outputs a NaN/inf tap never reaches stay finite, as in PyTorch (no 0 x inf from padding)."""
+    spec = ConvSpec(4, 4, 3, stride=stride, padding=1, groups=2, transposed=True)
+    x = torch.randn(1, 4, 6, 6, dtype=torch.float64)
+    weight = torch.randn(spec.weight_shape, dtype=torch.float64)
+    weight[0, 0, 1, 1], weight[3, 1, 0, 2] = float("nan"), float("inf")
+    expected = F.conv_transpose2d(x, weight, stride=stride, padding=1, groups=2)
+    actual = numba_direct.input_grad(x, weight, spec, spec.output_size(x.shape[2:]))
+    assert torch.equal(actual.isnan(), expected.isnan()) and torch.equal(actual.isinf(), expected.isinf())
+    assert expected.isfinite().any()
+
+
 def test_supports_only_narrow_groups_of_float_cpu_tensors():
     narrow = ConvSpec(32, 16, 3, groups=2)  # Cg = 16, Og = 8
     x = torch.randn(1, 32, 8, 8)

@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 
 import torch
@@ -49,7 +48,7 @@ class _GroupConvNd:
     @property
     def spec(self) -> ConvSpec:
         """The layer's :class:`~groupconv.ConvSpec`, read from its current attributes."""
-        return _spec(
+        return ConvSpec(
             self.in_channels,
             self.out_channels,
             self.kernel_size,
@@ -63,9 +62,6 @@ class _GroupConvNd:
             self.output_padding,
             dims=self._dims,
         )
-
-
-_spec = functools.lru_cache(maxsize=4096)(ConvSpec)  # validating a ConvSpec costs more than a small convolution
 
 
 class _GroupConv(_GroupConvNd):

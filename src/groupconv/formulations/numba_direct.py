@@ -75,7 +75,9 @@ def input_grad(grad_y: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, input
     transposed convolution of ``grad_y``."""
     channels = weight.shape[1] * spec.groups
     grad_x = grad_y.new_empty(grad_y.shape[0], channels, *input_size)
-    if _unit_stride(spec):  # a stride-1 convolution of grad_y with the flipped kernel, in and out swapped
+    # Stride 1: a convolution of zero-bordered grad_y with the flipped kernel, in and out swapped. A NaN or
+    # inf weight would meet the border's zeros (0 x inf = NaN) where PyTorch never multiplies: row by row then.
+    if _unit_stride(spec) and bool(weight.isfinite().all()):
         _, dilation, pad = _geometry(spec)
         reach = [d * (k - 1) for d, k in zip(dilation, _kernel_3d(weight))]
         flipped = [r - p for r, p in zip(reach, pad)]
