@@ -1,12 +1,12 @@
 """groupconv: grouped convolution with PyTorch's conventions, computed by its own code.
 
-    >>> import groupconv
-    >>> groupconv.valid_groups(4, 8)
-    [1, 2, 4]
-    >>> groupconv.ConvSpec(4, 8, 3, groups=2, bias=False).num_params
-    144
-    >>> groupconv.explain(groupconv.ConvSpec(3, 9, 3, groups=3)).weight_shape
-    (9, 1, 3, 3)
+>>> import groupconv
+>>> groupconv.valid_groups(4, 8)
+[1, 2, 4]
+>>> groupconv.ConvSpec(4, 8, 3, groups=2, bias=False).num_params
+144
+>>> groupconv.explain(groupconv.ConvSpec(3, 9, 3, groups=3)).weight_shape
+(9, 1, 3, 3)
 """
 
 from . import functional, nn, numpy
