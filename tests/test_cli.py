@@ -134,7 +134,7 @@ def test_every_documented_object_requires_every_field_it_lists():
             assert set(node["required"]) == set(node["properties"]) and node["additionalProperties"] is False
     assert set(SCHEMAS) == {
         "groupconv.spec/1", "groupconv.explain/1", "groupconv.diagram/1", "groupconv.summary/1", "groupconv.demo/1",
-        "groupconv.bench/2",
+        "groupconv.tune/1", "groupconv.bench/2",
     }  # fmt: skip
 
 
@@ -193,6 +193,18 @@ def test_summary_json_follows_its_schema(model, user_models, capsys):
     assert data["model"] == model and data["total_params"] == sum(row["params"] for row in data["rows"])
 
 
+def test_tune_json_follows_its_schema_and_fills_the_cache(user_models, monkeypatch, capsys):
+    monkeypatch.setenv("GROUPCONV_CACHE", str(user_models / "tune.json"))
+    status, out, err = run(["tune", "cli_models:build", "--input", "2,4,4,4", "--json"], capsys)
+    assert (status, err) == (0, "")
+    data = check(out, "groupconv.tune/1")
+    assert data["cache"] == str(user_models / "tune.json")
+    cached = json.loads((user_models / "tune.json").read_text())["entries"]
+    assert cached == {call["key"]: call["chosen"] for call in data["calls"]} and cached
+    status, out, _ = run(["tune", "cli_models:build", "--input", "2,4,4,4"], capsys)
+    assert status == 0 and out.endswith(f"0 calls tuned; cached in {user_models / 'tune.json'}\n")
+
+
 def test_demo_json_follows_its_schema(capsys):
     status, out, err = run(["demo", "--in-channels", "3", "--out-channels", "9", "--json"], capsys)
     assert (status, err) == (0, "")
@@ -239,6 +251,10 @@ BAD_ARGUMENTS = [
     (["summary", "cli_models:build"], "groupconv summary: error: model 'cli_models:build' has no default input "
      "shape; give --input N,C,H,W"),
     (["demo", "--size", "x"], "groupconv demo: error: argument --size: invalid int value: 'x'"),
+    (["tune"], "groupconv tune: error: the following arguments are required: MODEL"),
+    (["tune", "cli_models:build"], "groupconv tune: error: model 'cli_models:build' has no default input shape"),
+    (["tune", "cli_models:build", "--input", "2,4,6,6"], "groupconv tune: error: the model failed on an input of "
+     "shape (2, 4, 6, 6): mat1 and mat2 shapes cannot be multiplied"),
 ]  # fmt: skip
 
 
@@ -269,14 +285,14 @@ def test_the_installed_command_exits_2_with_one_line(tmp_path):
 # Help and the README ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["demo", "explain", "diagram", "summary", "bench"])
+@pytest.mark.parametrize("command", ["demo", "explain", "diagram", "summary", "tune", "bench"])
 def test_each_subcommand_has_help_and_json(command, capsys):
     status, out, _ = run([command, "--help"], capsys)
     assert status == 0 and out.startswith(f"usage: groupconv {command} ")
     assert re.search(r"^  --json +print JSON \(schema: docs/cli-json.md\) instead of text$", out, flags=re.M)
 
 
-@pytest.mark.parametrize("command", ["explain", "diagram", "summary", "bench"])
+@pytest.mark.parametrize("command", ["explain", "diagram", "summary", "tune", "bench"])
 def test_each_new_subcommand_has_help_with_examples(command, capsys):
     status, out, _ = run([command, "--help"], capsys)
     assert status == 0

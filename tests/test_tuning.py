@@ -124,3 +124,15 @@ def test_a_formulation_that_disagrees_is_never_chosen(cache_file, monkeypatch):
     with pytest.warns(UserWarning, match="'split' disagrees"):
         chosen = tuning.tune_call("k", "forward", x, weight, spec)
     assert chosen == "im2col"
+
+
+def test_retune_times_cached_calls_again(cache_file):
+    layer, x = groupconv.nn.Conv2d(4, 4, 3, groups=2), torch.randn(1, 4, 6, 6)
+    key = next(call.key for call in groupconv.tune(layer, x).calls if call.direction == "forward")
+    tuning.cache().put(key, "split")
+    assert groupconv.tune(layer, x).calls == []  # all cached: nothing timed
+    assert tuning.cache().get(key) == "split"
+    report = groupconv.tune(layer, x, retune=True)
+    assert sorted(call.direction for call in report.calls) == ["forward", "input_grad", "weight_grad"]
+    forward = next(call for call in report.calls if call.direction == "forward")
+    assert tuning.cache().get(key) == forward.chosen

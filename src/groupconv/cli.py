@@ -53,11 +53,12 @@ _TEXTS = {  # name: (one-line help, description, examples)
         "Run the model once forward and backward on random input of the given shape, its torch.nn convolutions "
         "replaced by groupconv's; time every formulation (PyTorch's channels-first and channels-last, groupconv's "
         "Numba kernels, im2col, per-group split) of every convolution direction on its real shape, check each "
-        "against the reference, and cache the fastest on disk, where every later run on this machine finds it.",
+        "against the reference, and cache the fastest on disk ($GROUPCONV_CACHE, else ~/.cache/groupconv/"
+        "tune.json), where every later run on this machine finds it.",
         """examples:
   groupconv tune resnext
   groupconv tune shufflenet --input 64,1,28,28 --json
-  GROUPCONV_CACHE=/tmp/tune.json groupconv tune mypackage.models:build --input 8,3,224,224""",
+  groupconv tune mypackage.models:build --input 8,3,224,224 --retune""",
     ),
 }
 
@@ -151,7 +152,9 @@ def _add_summary(commands) -> None:
 
 
 def _add_tune(commands) -> None:
-    _add_model_arguments(_subcommand(commands, "tune", [])).set_defaults(run=_tune)
+    tune = _add_model_arguments(_subcommand(commands, "tune", []))
+    tune.add_argument("--retune", action="store_true", help="time calls already in the cache again")
+    tune.set_defaults(run=_tune)
 
 
 def _add_model_arguments(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -320,11 +323,15 @@ def _tune(args: argparse.Namespace) -> None:
     import torch
 
     from . import nn, tuning
+    from .model_summary import model_failures_in_one_line
 
     model, input_shape = _model(args)
-    report = tuning.tune(nn.convert(model), torch.randn(input_shape))
+    with model_failures_in_one_line(input_shape):
+        report = tuning.tune(nn.convert(model), torch.randn(input_shape), retune=args.retune)
     if args.json:
-        print(json.dumps({"cache": str(tuning.cache_path()), "calls": [c.to_dict() for c in report.calls]}, indent=2))
+        calls = [call.to_dict() for call in report.calls]
+        document = {"schema": "groupconv.tune/1", "model": args.model, "input_shape": list(input_shape)}
+        print(json.dumps({**document, "cache": str(tuning.cache_path()), "calls": calls}, indent=2))
     else:
         print(f"{report}\n\n{len(report.calls)} calls tuned; cached in {tuning.cache_path()}")
 

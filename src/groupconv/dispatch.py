@@ -43,7 +43,7 @@ def choose(direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *re
     if forced is not None:
         return _checked(forced, spec, a)
     key = call_key(direction, a, b, spec, *rest)
-    name = tuning.cache().get(key)
+    name = tuning.cached(key)
     if name is None and tuning.enabled():
         name = tuning.tune_call(key, direction, a, b, spec, *rest)
     if name is not None and formulations.load(name).supports(spec, a):

@@ -17,12 +17,13 @@ What is counted:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
 import torch
@@ -189,14 +190,21 @@ def _run(model: nn.Module, input_shape: tuple[int, ...]) -> None:
     modes = {module: module.training for module in model.modules()}
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), model_failures_in_one_line(input_shape):
             model(torch.zeros(input_shape, **like))
-    except Exception as error:  # any model code can fail on a wrong shape: report it in one line
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise GroupConvError(f"the model failed on an input of shape {input_shape}: {reason}") from error
     finally:
         for module, training in modes.items():
             module.training = training
+
+
+@contextlib.contextmanager
+def model_failures_in_one_line(input_shape: tuple[int, ...]) -> Iterator[None]:
+    """Any model code can fail on a wrong shape: report it as one GroupConvError line."""
+    try:
+        yield
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise GroupConvError(f"the model failed on an input of shape {input_shape}: {reason}") from error
 
 
 def _rows(layers: Sequence[tuple[str, nn.Module]], calls: dict) -> tuple[LayerRow, ...]:

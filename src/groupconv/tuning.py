@@ -33,7 +33,7 @@ from . import formulations
 from .spec import ConvSpec
 
 FORMAT = 1
-_session: contextvars.ContextVar[list | None] = contextvars.ContextVar("groupconv_tuning", default=None)
+_session: contextvars.ContextVar[_Session | None] = contextvars.ContextVar("groupconv_tuning", default=None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +48,11 @@ class Tuned:
     chosen: str
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The JSON form (docs/cli-json.md, ``groupconv.tune/1``): timings as a list, in dispatch order."""
+        timings = [{"formulation": name, "seconds": seconds} for name, seconds in self.seconds.items()]
+        fields = dataclasses.asdict(self)
+        del fields["seconds"]
+        return {**fields, "timings": timings}
 
 
 @dataclasses.dataclass
@@ -67,17 +71,37 @@ class TuneReport:
         return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
 
 
+@dataclasses.dataclass
+class _Session:
+    """One :func:`tune` run: the calls it timed, and whether it times cached calls again."""
+
+    calls: list[Tuned]
+    retune: bool
+
+    def timed(self, key: str) -> bool:
+        return any(call.key == key for call in self.calls)
+
+
+def cached(key: str) -> str | None:
+    """The cached choice for ``key``; None inside a ``retune`` session until it has timed ``key`` itself."""
+    session = _session.get()
+    if session is not None and session.retune and not session.timed(key):
+        return None
+    return cache().get(key)
+
+
 def enabled() -> bool:
     """Whether a call missing from the cache is tuned now: inside :func:`tune`, or GROUPCONV_TUNE=1."""
     return _session.get() is not None or os.environ.get("GROUPCONV_TUNE", "") not in ("", "0")
 
 
-def tune(model: torch.nn.Module, example_input: torch.Tensor) -> TuneReport:
+def tune(model: torch.nn.Module, example_input: torch.Tensor, *, retune: bool = False) -> TuneReport:
     """Time every formulation of every convolution ``model`` runs on ``example_input`` —
     forward, input gradient and weight gradient — and cache the fastest for each.
 
     The model runs in eval mode (running statistics untouched) and its parameters'
-    ``.grad`` are left as they were. Calls already in the cache are not timed again.
+    ``.grad`` are left as they were. Calls already in the cache are not timed again,
+    unless ``retune`` (after the machine was busy, say): then each is timed anew.
 
     Example:
         >>> import groupconv, torch
@@ -86,8 +110,8 @@ def tune(model: torch.nn.Module, example_input: torch.Tensor) -> TuneReport:
         >>> sorted({call.key.split()[0] for call in report.calls})
         ['forward', 'input_grad', 'weight_grad']
     """
-    calls: list[Tuned] = []
-    token = _session.set(calls)
+    session = _Session([], retune)
+    token = _session.set(session)
     modes = {module: module.training for module in model.modules()}
     try:
         model.eval()
@@ -100,7 +124,7 @@ def tune(model: torch.nn.Module, example_input: torch.Tensor) -> TuneReport:
         _session.reset(token)
         for module, training in modes.items():
             module.training = training
-    return TuneReport(calls)
+    return TuneReport(session.calls)
 
 
 def tune_call(key: str, direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *rest) -> str:
@@ -122,7 +146,7 @@ def tune_call(key: str, direction: str, a: torch.Tensor, b: torch.Tensor, spec: 
     session = _session.get()
     if session is not None:
         operands = f"{tuple(a.shape)} x {tuple(b.shape)}"
-        session.append(Tuned(key, direction, operands, spec.groups, seconds, chosen))
+        session.calls.append(Tuned(key, direction, operands, spec.groups, seconds, chosen))
     return chosen
 
 
