@@ -106,7 +106,7 @@ def tune(model: torch.nn.Module, example_input: torch.Tensor, *, retune: bool = 
     Example:
         >>> import groupconv, torch
         >>> layer = groupconv.nn.Conv2d(8, 8, 3, groups=4)
-        >>> report = groupconv.tune(layer, torch.randn(2, 8, 10, 10))
+        >>> report = groupconv.tune(layer, torch.randn(2, 8, 10, 10), retune=True)
         >>> sorted({call.key.split()[0] for call in report.calls})
         ['forward', 'input_grad', 'weight_grad']
     """
