@@ -110,6 +110,60 @@ def test_named_layers_match_pytorch(in_channels, out_channels, groups, kernel, p
     run_case({"spec": spec, "batch": 2, "size": (9, 7), "dtype": torch.float32, "layout": "contiguous"}, 0)
 
 
+DEPTHWISE = [  # (dims, kernel, padding, dilation, size): stride 1, planes of one size in and out
+    (2, 3, 1, 1, (9, 7)),
+    (2, 3, 2, 2, (8, 9)),
+    (2, (2, 4), "same", 1, (7, 9)),  # even kernel: asymmetric padding
+    (2, 7, 3, 1, (9, 11)),
+    (2, 5, "same", (1, 2), (6, 12)),
+    (2, (1, 6), "same", 1, (3, 4)),  # taps reaching past the whole row
+    (1, 5, "same", 1, (13,)),
+    (3, 3, 1, 1, (4, 5, 6)),
+]
+
+
+@pytest.mark.parametrize(("dims", "kernel", "padding", "dilation", "size"), DEPTHWISE)
+@pytest.mark.parametrize(
+    ("batch", "dtype", "layout"),
+    [(3, torch.float32, "contiguous"), (2, torch.float64, "channels_last"), (1, torch.float32, "sliced")],
+)
+def test_depthwise_layers_match_pytorch(dims, kernel, padding, dilation, size, batch, dtype, layout):
+    spec = ConvSpec(5, 5, kernel, padding=padding, dilation=dilation, groups=5, dims=dims)
+    run_case({"spec": spec, "batch": batch, "size": size, "dtype": dtype, "layout": layout}, 2)
+
+
+def test_depthwise_of_an_empty_batch():
+    spec = ConvSpec(3, 3, 3, padding=1, groups=3)
+    run_case({"spec": spec, "batch": 0, "size": (5, 5), "dtype": torch.float32, "layout": "contiguous"}, 3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_depthwise_weight_gradient_of_a_border_inf_matches_pytorch(dtype):
+    """PyTorch (float64) multiplies an inf gradient at the border by the padding: NaN, which the depthwise
+    kernel leaves to the plane kernel."""
+    spec = ConvSpec(3, 3, 3, padding=1, groups=3)
+    x, grad_y = torch.randn(2, 3, 5, 5, dtype=dtype), torch.randn(2, 3, 5, 5, dtype=dtype)
+    grad_y[1, 2, 0, 3] = float("inf")
+    expected = oracle(x, torch.randn(spec.weight_shape), grad_y, spec)[2]
+    actual = numba_direct.weight_grad(x, grad_y, spec)
+    assert expected.isnan().any() and torch.equal(actual.isnan(), expected.isnan())
+    assert torch.equal(actual.isinf(), expected.isinf())
+
+
+def test_depthwise_layers_run_the_depthwise_kernels(monkeypatch):
+    spec = ConvSpec(4, 4, 3, padding=1, groups=4)
+    x, weight = torch.randn(2, 4, 6, 6), torch.randn(spec.weight_shape)
+    kernels = []
+    run = numba_direct._run
+    monkeypatch.setattr(
+        numba_direct, "_run", lambda kernel, *args: kernels.append(kernel.__name__) or run(kernel, *args)
+    )
+    numba_direct.forward(x, weight, spec)
+    numba_direct.input_grad(x, weight, spec, (6, 6))
+    numba_direct.weight_grad(x, x, spec)
+    assert kernels == ["depthwise_stencil", "depthwise_stencil", "depthwise_weight_grad"]
+
+
 def test_output_of_one_position():
     spec = ConvSpec(4, 4, (3, 5), dilation=(2, 1), groups=4)
     run_case({"spec": spec, "batch": 3, "size": (5, 5), "dtype": torch.float64, "layout": "contiguous"}, 1)
@@ -126,8 +180,9 @@ def test_transposed_convolution_with_output_padding(stride):
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_nan_and_inf_propagate_as_in_pytorch(stride):
-    spec = ConvSpec(4, 8, 3, stride=stride, padding=1, groups=4)
+@pytest.mark.parametrize("out_channels", [4, 8])  # depthwise, and a multiplier of 2
+def test_nan_and_inf_propagate_as_in_pytorch(stride, out_channels):
+    spec = ConvSpec(4, out_channels, 3, stride=stride, padding=1, groups=4)
     x = torch.randn(2, 4, 9, 9)
     x[0, 1, 4, 4], x[1, 2, 0, 8] = float("nan"), float("inf")
     weight = torch.randn(spec.weight_shape)
@@ -147,13 +202,14 @@ def test_nan_and_inf_propagate_as_in_pytorch(stride):
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_nan_and_inf_in_the_weight_of_a_transposed_convolution(stride):
+@pytest.mark.parametrize("groups", [2, 4])
+def test_nan_and_inf_in_the_weight_of_a_transposed_convolution(stride, groups):
     """Border outputs a NaN/inf tap never reaches stay finite, as in PyTorch (no 0 x inf from padding)."""
-    spec = ConvSpec(4, 4, 3, stride=stride, padding=1, groups=2, transposed=True)
+    spec = ConvSpec(4, 4, 3, stride=stride, padding=1, groups=groups, transposed=True)
     x = torch.randn(1, 4, 6, 6, dtype=torch.float64)
     weight = torch.randn(spec.weight_shape, dtype=torch.float64)
-    weight[0, 0, 1, 1], weight[3, 1, 0, 2] = float("nan"), float("inf")
-    expected = F.conv_transpose2d(x, weight, stride=stride, padding=1, groups=2)
+    weight[0, 0, 1, 1], weight[3, -1, 0, 2] = float("nan"), float("inf")
+    expected = F.conv_transpose2d(x, weight, stride=stride, padding=1, groups=groups)
     actual = numba_direct.input_grad(x, weight, spec, spec.output_size(x.shape[2:]))
     assert torch.equal(actual.isnan(), expected.isnan()) and torch.equal(actual.isinf(), expected.isinf())
     assert expected.isfinite().any()

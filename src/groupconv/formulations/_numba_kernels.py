@@ -4,7 +4,7 @@ Every kernel sees 3-D data, channels first and C-contiguous: x (N, C, D, H, W), 
 weight (O, Cg, KD, KH, KW); 1-D and 2-D convolutions arrive with leading spatial dims of 1.
 ``stride``, ``dilation`` and ``pad`` (the zero padding before each dim) are 3-tuples.
 
-Two families. The row kernels (``forward``, ``input_grad``, ``weight_grad``; any stride) walk
+Three families. The row kernels (``forward``, ``input_grad``, ``weight_grad``; any stride) walk
 one loop nest: a row of output positions meets a row of input positions, tap by tap, and the
 innermost loop runs along that row, clipped per tap so it needs no test for padding. Only the
 innermost statement differs:
@@ -15,7 +15,8 @@ innermost statement differs:
 
 The plane kernels (``plane_forward``, ``plane_weight_grad``; stride 1) work on whole planes of
 zero-bordered scratch, described below, where rows of a few dozen pixels would be too short
-for SIMD loops to pay.
+for SIMD loops to pay. The depthwise kernels (``depthwise_stencil``, ``depthwise_weight_grad``) are
+described where they start.
 
 Flat indices are unsigned so that Numba emits no negative-index wraparound, which keeps
 LLVM vectorising; arrays are indexed in full inside the parallel loops because a view
@@ -431,3 +432,215 @@ def _masked_dot(a, a_start, b, b_start, valid):
         product = a[uint64(a_start) + i] * b[uint64(b_start) + i]
         total += product if valid[i] else 0
     return total
+
+
+# --- depthwise (one input and one output channel per group) at stride 1 with same-size planes: each
+# (sample, channel) plane is one task and fits L1. As input and output share the row pitch, a tap that
+# shifts by (sd, sh, sw) reads source position p + sh * W + sw for output position p: one contiguous loop
+# over the output rows it reaches, four taps per pass, the positions whose column wraps onto a
+# neighbouring row masked out. The loops select products, never multiply a masked value: PyTorch's
+# transposed direction never multiplies padding.
+
+
+@numba.njit(**_OPTIONS)
+def _column_masks(shifts, k_w, height, width):
+    """masks[kw, p]: whether tap column kw (taps t with t % k_w == kw) reads inside the row at position p;
+    masks[k_w] is all false."""
+    masks = np.zeros((k_w + 1, height * width), np.bool_)
+    for kw in range(k_w):
+        for p in range(height * width):
+            masks[kw, p] = 0 <= p % width + shifts[kw, 2] < width
+    return masks
+
+
+@numba.njit(**_OPTIONS)
+def _tap_span(shifts, t, depth, height, width):
+    """Tap t's depth range [d_lo, d_hi), then the flat positions [lo, hi) it reaches in a slice."""
+    d_lo, d_hi = max(0, -shifts[t, 0]), min(depth, depth - shifts[t, 0])
+    h_lo, h_hi = max(0, -shifts[t, 1]), min(height, height - shifts[t, 1])
+    lo, hi = h_lo * width + max(0, -shifts[t, 2]), h_hi * width - max(0, shifts[t, 2])
+    if abs(shifts[t, 2]) >= width or lo >= hi:
+        d_hi = d_lo  # the tap reaches nothing
+    return d_lo, max(d_lo, d_hi), lo, hi
+
+
+@numba.njit(**_OPTIONS)
+def _plan(shifts, k_w, depth, height, width):
+    """How the taps run: four taps of one kernel row at a time, so that they reach the same rows.
+
+    Group g: shared[g] = (d_lo, d_hi, lo, hi), the part of each slice its taps all reach; taps[g, j],
+    offsets[g, j] and columns[g, j] the tap, where it reads from and its column mask (k_w: none, for the
+    slots past a row's end). The few positions only some of a group's taps reach are pieces
+    (g, j, d, lo, hi), each run alone.
+    """
+    taps, area = shifts.shape[0], height * width
+    chunks = (k_w + 3) // 4
+    groups = taps // k_w * chunks
+    shared = np.zeros((groups, 4), np.int64)
+    tap_table = np.zeros((groups, 4), np.int64)
+    offsets = np.zeros((groups, 4), np.int64)
+    columns = np.full((groups, 4), k_w, np.int64)
+    pieces = np.zeros((2 * taps * depth, 5), np.int64)
+    n = 0
+    for g in range(groups):
+        first = g // chunks * k_w + g % chunks * 4
+        last = min(first + 4, g // chunks * k_w + k_w)
+        d_lo, d_hi, lo, hi = 0, depth, 0, area
+        for t in range(first, last):
+            tap_table[g, t - first], columns[g, t - first] = t, t % k_w
+            offsets[g, t - first] = shifts[t, 0] * area + shifts[t, 1] * width + shifts[t, 2]
+            t_d_lo, t_d_hi, t_lo, t_hi = _tap_span(shifts, t, depth, height, width)
+            d_lo, d_hi, lo, hi = max(d_lo, t_d_lo), min(d_hi, t_d_hi), max(lo, t_lo), min(hi, t_hi)
+        for j in range(last - first, 4):  # an empty slot reads where the first tap does, masked out
+            tap_table[g, j], offsets[g, j] = first, offsets[g, 0]
+        if lo >= hi:
+            d_hi = d_lo  # nothing shared: every tap alone
+        shared[g, 0], shared[g, 1], shared[g, 2], shared[g, 3] = d_lo, max(d_lo, d_hi), lo, hi
+        for t in range(first, last):
+            t_d_lo, t_d_hi, t_lo, t_hi = _tap_span(shifts, t, depth, height, width)
+            for d in range(t_d_lo, t_d_hi):
+                inside = d_lo <= d < d_hi
+                for a, b in ((t_lo, lo), (hi, t_hi)) if inside else ((t_lo, t_hi), (0, 0)):
+                    if a < b:
+                        pieces[n, 0], pieces[n, 1], pieces[n, 2], pieces[n, 3], pieces[n, 4] = g, t - first, d, a, b
+                        n += 1
+    return shared, tap_table, offsets, columns, pieces[:n]
+
+
+@numba.njit(**_OPTIONS)
+def _column_axpy4(target, start, source, offsets, weights, channel, taps, masks, columns, g, first, count):
+    """target[start + i] += sum over j < 4 of weights[channel, taps[g, j]] *
+    source[start + offsets[g, j] + i] where masks[columns[g, j], first + i], i < count."""
+    t0, c0 = uint64(start), uint64(first)
+    a, b = uint64(start + offsets[g, 0]), uint64(start + offsets[g, 1])
+    c, d = uint64(start + offsets[g, 2]), uint64(start + offsets[g, 3])
+    ma, mb, mc, md = uint64(columns[g, 0]), uint64(columns[g, 1]), uint64(columns[g, 2]), uint64(columns[g, 3])
+    wa, wb = weights[channel, taps[g, 0]], weights[channel, taps[g, 1]]
+    wc, wd = weights[channel, taps[g, 2]], weights[channel, taps[g, 3]]
+    zero = target.dtype.type(0)
+    for i in range(uint64(count)):
+        k = c0 + i
+        va = wa * source[a + i] if masks[ma, k] else zero
+        vb = wb * source[b + i] if masks[mb, k] else zero
+        vc = wc * source[c + i] if masks[mc, k] else zero
+        vd = wd * source[d + i] if masks[md, k] else zero
+        target[t0 + i] += (va + vb) + (vc + vd)
+
+
+@numba.njit(**_OPTIONS)
+def _column_axpy(target, start, source, offset, scale, masks, column, first, count):
+    """target[start + i] += scale * source[start + offset + i] where masks[column, first + i], i < count."""
+    t0, s0, c0, m = uint64(start), uint64(start + offset), uint64(first), uint64(column)
+    zero = target.dtype.type(0)
+    for i in range(uint64(count)):
+        target[t0 + i] += scale * source[s0 + i] if masks[m, c0 + i] else zero
+
+
+@numba.njit(**_OPTIONS)
+def _column_dot(a, start, b, offset, masks, column, first, count):
+    """sum(a[start + i] * b[start + offset + i] where masks[column, first + i]), i < count."""
+    a0, b0, c0, m = uint64(start), uint64(start + offset), uint64(first), uint64(column)
+    zero, total = a.dtype.type(0), a.dtype.type(0)
+    for i in range(uint64(count)):
+        total += a[a0 + i] * b[b0 + i] if masks[m, c0 + i] else zero
+    return total
+
+
+@numba.njit(**_OPTIONS)
+def _column_dot4(sums, a, start, b, offsets, masks, columns, g, first, count):
+    """sums[j] += sum(a[start + i] * b[start + offsets[g, j] + i] where masks[columns[g, j], first + i]),
+    j < 4, i < count."""
+    a0, c0 = uint64(start), uint64(first)
+    ma, mb, mc, md = uint64(columns[g, 0]), uint64(columns[g, 1]), uint64(columns[g, 2]), uint64(columns[g, 3])
+    p, q = uint64(start + offsets[g, 0]), uint64(start + offsets[g, 1])
+    r, s = uint64(start + offsets[g, 2]), uint64(start + offsets[g, 3])
+    zero = sums.dtype.type(0)
+    sa = sb = sc = sd = zero
+    for i in range(uint64(count)):
+        k, value = c0 + i, a[a0 + i]
+        sa += value * b[p + i] if masks[ma, k] else zero
+        sb += value * b[q + i] if masks[mb, k] else zero
+        sc += value * b[r + i] if masks[mc, k] else zero
+        sd += value * b[s + i] if masks[md, k] else zero
+    sums[0] += sa
+    sums[1] += sb
+    sums[2] += sc
+    sums[3] += sd
+
+
+@numba.njit(parallel=True, **_OPTIONS)
+def depthwise_stencil(source, weight, out, shifts, k_w, threads):
+    """out[n, c, p] = sum over taps t of weight[c, t] * source[n, c, p + shifts[t]], the terms outside
+    the plane left out. Planes of the same size; ``weight`` is (C, taps), ``shifts`` (taps, 3) in weight
+    order, ``k_w`` the kernel's width.
+
+    The forward convolution with a finite weight (shifts: tap offset minus padding), and its input
+    gradient (the negated shifts).
+    """
+    n_batch, channels, depth, height, width = source.shape
+    area = height * width
+    plane = depth * area
+    masks = _column_masks(shifts, k_w, height, width)
+    shared, taps, offsets, columns, pieces = _plan(shifts, k_w, depth, height, width)
+    source_flat, out_flat = source.ravel(), out.ravel()
+    tasks = n_batch * channels
+    workers = max(1, min(tasks, threads))
+    for worker in prange(workers):
+        for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
+            c, base = task % channels, task * plane
+            for i in range(uint64(plane)):
+                out_flat[uint64(base) + i] = 0
+            for g in range(shared.shape[0]):
+                d_lo, d_hi, lo, hi = shared[g, 0], shared[g, 1], shared[g, 2], shared[g, 3]
+                for d in range(d_lo, d_hi):
+                    _column_axpy4(
+                        out_flat, base + d * area + lo, source_flat, offsets, weight, c, taps,
+                        masks, columns, g, lo, hi - lo,
+                    )  # fmt: skip
+            for k in range(pieces.shape[0]):
+                g, j, d, lo, hi = pieces[k, 0], pieces[k, 1], pieces[k, 2], pieces[k, 3], pieces[k, 4]
+                _column_axpy(
+                    out_flat, base + d * area + lo, source_flat, offsets[g, j], weight[c, taps[g, j]], masks,
+                    columns[g, j], lo, hi - lo,
+                )  # fmt: skip
+
+
+@numba.njit(parallel=True, **_OPTIONS)
+def depthwise_weight_grad(x, grad_y, partial, shifts, k_w, unfinished):
+    """partial[worker, c, t] = sum of grad_y[n, c, p] * x[n, c, p + shifts[t]] over one worker's share of
+    the planes, the terms outside the plane left out.
+
+    PyTorch multiplies those by zero padding, which matters only where grad_y is inf or NaN:
+    ``unfinished[worker]`` is set when the worker met one, and the caller must then take another path.
+    """
+    n_batch, channels, depth, height, width = x.shape
+    workers = partial.shape[0]
+    area = height * width
+    plane = depth * area
+    masks = _column_masks(shifts, k_w, height, width)
+    shared, taps, offsets, columns, pieces = _plan(shifts, k_w, depth, height, width)
+    x_flat, grad_flat = x.ravel(), grad_y.ravel()
+    tasks = n_batch * channels
+    for worker in prange(workers):
+        sums = np.empty(4, x.dtype)
+        for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
+            c, base = task % channels, task * plane
+            probe = grad_y.dtype.type(0)
+            for i in range(uint64(plane)):
+                probe += grad_flat[uint64(base) + i] * 0
+            if not np.isfinite(probe):
+                unfinished[worker] = True
+            for g in range(shared.shape[0]):
+                d_lo, d_hi, lo, hi = shared[g, 0], shared[g, 1], shared[g, 2], shared[g, 3]
+                sums[:] = 0
+                for d in range(d_lo, d_hi):
+                    _column_dot4(sums, grad_flat, base + d * area + lo, x_flat, offsets, masks, columns, g, lo, hi - lo)
+                for j in range(4):
+                    if columns[g, j] < k_w:
+                        partial[worker, c, taps[g, j]] += sums[j]
+            for k in range(pieces.shape[0]):
+                g, j, d, lo, hi = pieces[k, 0], pieces[k, 1], pieces[k, 2], pieces[k, 3], pieces[k, 4]
+                partial[worker, c, taps[g, j]] += _column_dot(
+                    grad_flat, base + d * area + lo, x_flat, offsets[g, j], masks, columns[g, j],
+                    lo, hi - lo,
+                )  # fmt: skip
