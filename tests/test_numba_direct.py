@@ -139,8 +139,7 @@ def test_depthwise_of_an_empty_batch():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_depthwise_weight_gradient_of_a_border_inf_matches_pytorch(dtype):
-    """PyTorch (float64) multiplies an inf gradient at the border by the padding: NaN, which the depthwise
-    kernel leaves to the plane kernel."""
+    """PyTorch (float64) multiplies an inf gradient at the border by the padding: NaN."""
     spec = ConvSpec(3, 3, 3, padding=1, groups=3)
     x, grad_y = torch.randn(2, 3, 5, 5, dtype=dtype), torch.randn(2, 3, 5, 5, dtype=dtype)
     grad_y[1, 2, 0, 3] = float("inf")
@@ -148,20 +147,6 @@ def test_depthwise_weight_gradient_of_a_border_inf_matches_pytorch(dtype):
     actual = numba_direct.weight_grad(x, grad_y, spec)
     assert expected.isnan().any() and torch.equal(actual.isnan(), expected.isnan())
     assert torch.equal(actual.isinf(), expected.isinf())
-
-
-def test_depthwise_layers_run_the_depthwise_kernels(monkeypatch):
-    spec = ConvSpec(4, 4, 3, padding=1, groups=4)
-    x, weight = torch.randn(2, 4, 6, 6), torch.randn(spec.weight_shape)
-    kernels = []
-    run = numba_direct._run
-    monkeypatch.setattr(
-        numba_direct, "_run", lambda kernel, *args: kernels.append(kernel.__name__) or run(kernel, *args)
-    )
-    numba_direct.forward(x, weight, spec)
-    numba_direct.input_grad(x, weight, spec, (6, 6))
-    numba_direct.weight_grad(x, x, spec)
-    assert kernels == ["depthwise_stencil", "depthwise_stencil", "depthwise_weight_grad"]
 
 
 def test_output_of_one_position():

@@ -11,10 +11,6 @@ so each thread owns the output channels it writes and needs neither locks nor at
   contiguous SIMD loop over a whole output plane, four taps per pass; the transposed
   direction is the same kernel with the weight flipped and its channels swapped;
 * other strides: row by row, each tap's loop clipped to the pixels it reaches.
-* depthwise at stride 1 with planes of one size in and out ('same' padding): no scratch, one
-  (sample, channel) plane per task, each tap one masked contiguous loop over the plane, four
-  taps per pass; the input gradient is the same stencil shifted the other way, and the weight
-  gradient four masked dot products per pass.
 
 Inputs in other layouts (channels-last, slices) are made contiguous first: reading them in
 place through their strides was measured slower than torch's conversion.
@@ -35,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 
@@ -68,13 +63,7 @@ def forward(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> torch.Tens
     """y = conv(x, weight): (N, C, *S) x (O, Cg, *K) -> (N, O, *L)."""
     output_size = _conv_output_size(x.shape[2:], spec)
     y = x.new_empty(x.shape[0], weight.shape[0], *output_size)
-    # A NaN or inf weight must meet the zero padding (0 x inf = NaN) as in PyTorch: the depthwise kernel skips it.
-    if _depthwise(spec, x.shape[1], weight.shape[0], x.shape[2:], output_size) and bool(weight.isfinite().all()):
-        shifts = _tap_shifts(spec)
-        _run(
-            kernels.depthwise_stencil, _volume(x), _taps(weight), _volume(y), (shifts, spec.kernel_size[-1], _threads())
-        )
-    elif _unit_stride(spec):
+    if _unit_stride(spec):
         _run(kernels.plane_forward, _volume(x), _volume(weight), _volume(y), (*_geometry(spec)[1:], _threads()))
     else:
         _run(kernels.forward, _volume(x), _volume(weight), _volume(y), _geometry(spec))
@@ -86,16 +75,6 @@ def input_grad(grad_y: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, input
     transposed convolution of ``grad_y``."""
     channels = weight.shape[1] * spec.groups
     grad_x = grad_y.new_empty(grad_y.shape[0], channels, *input_size)
-    if _depthwise(spec, channels, grad_y.shape[1], input_size, grad_y.shape[2:]):
-        shifts = -_tap_shifts(spec)
-        _run(
-            kernels.depthwise_stencil,
-            _volume(grad_y),
-            _taps(weight),
-            _volume(grad_x),
-            (shifts, spec.kernel_size[-1], _threads()),
-        )
-        return grad_x
     # Stride 1: a convolution of zero-bordered grad_y with the flipped kernel, in and out swapped. A NaN or
     # inf weight would meet the border's zeros (0 x inf = NaN) where PyTorch never multiplies: row by row then.
     if _unit_stride(spec) and bool(weight.isfinite().all()):
@@ -120,18 +99,6 @@ def weight_grad(x: torch.Tensor, grad_y: torch.Tensor, spec: ConvSpec) -> torch.
     Each thread sums its share of the (sample, group) tasks into a partial gradient of its own.
     """
     workers = max(1, min(_threads(), x.shape[0] * spec.groups))
-    if _depthwise(spec, x.shape[1], grad_y.shape[1], x.shape[2:], grad_y.shape[2:]):
-        partial = x.new_zeros(workers, spec.groups, math.prod(spec.kernel_size))
-        unfinished = np.zeros(workers, np.bool_)
-        _run(
-            kernels.depthwise_weight_grad,
-            _volume(x),
-            _volume(grad_y),
-            partial.numpy(),
-            (_tap_shifts(spec), spec.kernel_size[-1], unfinished),
-        )
-        if not unfinished.any():
-            return partial.sum(0).reshape(spec.groups, 1, *spec.kernel_size)
     partial = x.new_zeros(
         workers, grad_y.shape[1], x.shape[1] // spec.groups, *(1,) * (3 - spec.dims), *spec.kernel_size
     )
@@ -149,25 +116,6 @@ def _run(kernel, a: np.ndarray, b: np.ndarray, out: np.ndarray, geometry) -> Non
     with _KERNEL_LOCK:
         numba.set_num_threads(_threads())
         kernel(a, b, out, *geometry)
-
-
-def _depthwise(spec: ConvSpec, in_channels: int, out_channels: int, input_size, output_size) -> bool:
-    """One channel in and out per group, stride 1 and planes of one size: the depthwise kernels' case."""
-    same_size = tuple(input_size) == tuple(output_size)
-    return in_channels == out_channels == spec.groups and _unit_stride(spec) and same_size
-
-
-def _tap_shifts(spec: ConvSpec) -> np.ndarray:
-    """(taps, 3): how far each kernel tap, in weight order, reads from the output position, 3-D."""
-    _, dilation, pad = _geometry(spec)
-    kernel = (1,) * (3 - spec.dims) + spec.kernel_size
-    offsets = np.indices(kernel).reshape(3, -1).T
-    return np.ascontiguousarray(offsets * np.array(dilation) - np.array(pad))
-
-
-def _taps(weight: torch.Tensor) -> np.ndarray:
-    """(C, 1, *K) -> (C, taps) as a C-contiguous array."""
-    return weight.detach().contiguous().reshape(weight.shape[0], -1).numpy()
 
 
 def _unit_stride(spec: ConvSpec) -> bool:
