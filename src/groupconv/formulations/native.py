@@ -1,9 +1,10 @@
 """PyTorch's own convolution (oneDNN on CPU, cuDNN on CUDA), in the input's layout.
 
-The three directions are ``torch.convolution`` and ``aten.convolution_backward``: the
-input gradient as the transposed convolution, the weight gradient with only the
-weight's mask set. Native kernels take one symmetric padding per dimension, so the
-asymmetric padding of ``'same'`` with an even kernel is left to other formulations.
+The three directions are ``torch.convolution`` and ``aten.convolution_backward`` with one
+gradient's mask set, which is what PyTorch's own backward runs (its input gradient is up
+to 20% faster than the equivalent transposed convolution for channels-last operands).
+Native kernels take one symmetric padding per dimension, so the asymmetric padding of
+``'same'`` with an even kernel is left to other formulations.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from ..spec import ConvSpec
+
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 
 def supports(spec: ConvSpec, x: torch.Tensor) -> bool:
@@ -25,9 +28,14 @@ def forward(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> torch.Tens
 
 
 def input_grad(grad_y: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, input_size) -> torch.Tensor:
-    """The transposed convolution, its output_padding chosen to give ``input_size``: (N, O, *L) -> (N, C, *S)."""
+    """dL/dx, the transposed convolution: (N, O, *L) -> (N, C, *S)."""
+    stride, padding, dilation = _geometry(spec)
     output_padding = [size - reach for size, reach in zip(input_size, _reach(spec, grad_y.shape[2:]))]
-    return torch.convolution(grad_y, weight, None, *_geometry(spec), True, output_padding, spec.groups)
+    if any(extra >= s for extra, s in zip(output_padding, stride)):  # conv(x) would have more outputs than grad_y
+        return torch.convolution(grad_y, weight, None, stride, padding, dilation, True, output_padding, spec.groups)
+    x_size = _shape_only((grad_y.shape[0], weight.shape[1] * spec.groups, *input_size), like=grad_y)
+    grad_x, _, _ = _backward(grad_y, x_size, weight, spec, [True, False, False])
+    return grad_x
 
 
 def weight_grad(x: torch.Tensor, grad_y: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
@@ -43,12 +51,26 @@ def weight_grad(x: torch.Tensor, grad_y: torch.Tensor, spec: ConvSpec) -> torch.
     ]
     missing = [f - length for f, length in zip(full, grad_y.shape[2:])]
     grad_y = F.pad(grad_y, [end for m in reversed(missing) for end in (0, m)]) if any(missing) else grad_y
-    shape_only = x.new_empty(1).expand(spec.weight_shape)  # convolution_backward reads only its size here
-    only_weight = [False, True, False]
-    _, grad_weight, _ = torch.ops.aten.convolution_backward(
-        grad_y, x, shape_only, None, stride, padding, dilation, False, [0] * spec.dims, spec.groups, only_weight
-    )
+    weight_size = _shape_only(spec.weight_shape, like=x)
+    _, grad_weight, _ = _backward(grad_y, x, weight_size, spec, [False, True, False])
     return grad_weight
+
+
+def _backward(grad_y, x, weight, spec: ConvSpec, mask: list[bool]) -> tuple:
+    """PyTorch's convolution backward, computing the gradients ``mask`` selects (input, weight, bias)."""
+    stride, padding, dilation = _geometry(spec)
+    return torch.ops.aten.convolution_backward(
+        grad_y, x, weight, None, stride, padding, dilation, False, [0] * spec.dims, spec.groups, mask
+    )
+
+
+def _shape_only(shape, like: torch.Tensor) -> torch.Tensor:
+    """An uninitialised stand-in for the operand aten's backward needs only the size of, in
+    ``like``'s layout (aten picks its kernels by the operands' layout)."""
+    layout = _CHANNELS_LAST.get(like.dim())
+    channels_last = layout is not None and like.is_contiguous(memory_format=layout) and not like.is_contiguous()
+    memory_format = layout if channels_last else torch.contiguous_format
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=memory_format)
 
 
 def _reach(spec: ConvSpec, output_size) -> list[int]:
