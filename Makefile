@@ -24,7 +24,7 @@ experiments: $(INSTALLED) data
 	$(VENV)/bin/groupconv experiment groups --out docs/experiments/groups --train-subset 20000 --jobs 2
 	$(VENV)/bin/groupconv experiment specialisation --out docs/experiments/specialisation --jobs 2
 
-# docs/benchmarks.md and docs/images/bench-groups.png (about 8 minutes on 2 cores; keep the machine idle).
+# docs/benchmarks.md and docs/images/bench-groups.png (about 5 minutes on 2 cores; keep the machine idle).
 bench: $(INSTALLED)
 	$(VENV)/bin/groupconv bench --out docs/benchmarks.md
 

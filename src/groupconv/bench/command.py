@@ -13,7 +13,7 @@ _DESCRIPTION = (
     "of real grouped layers (AlexNet, ResNeXt-50, ShuffleNet, MobileNetV2, ConvNeXt, RegNet, 1-D, 3-D, "
     "transposed); each forward and forward+backward, groupconv and PyTorch each in channels-first and "
     "channels-last, forward against ONNX Runtime, with each layer's roofline floor; and a training step of two "
-    "networks. Takes about 10 minutes on 2 cores; keep the machine otherwise idle. Threads: "
+    "networks. Takes about 5 minutes on 2 cores; keep the machine otherwise idle. Threads: "
     "torch.get_num_threads() (set OMP_NUM_THREADS to change them)."
 )
 _EXAMPLES = """examples:

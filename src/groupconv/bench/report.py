@@ -21,7 +21,7 @@ PLOT_NAME = "images/bench-groups.png"
 NEVER_SLOWER = 1.05  # the issue's targets: zoo, groupconv <= 1.05 x PyTorch (best against best, and per layout)
 SWEEP_SPEEDUP = {"torch_cf": 3.0, "torch_cl": 1.5}  # forward+backward at the three largest group counts
 FLOOR_FACTOR = {"forward": 2.0, "forward_backward": 3.0}  # sweep, groupconv within this factor of its floor
-NOISY = 0.10  # a median spread above this: the machine was busy
+NOISY = 0.10  # a median spread above this: timings too noisy for ~10% differences to mean something
 PYTORCH = ("torch_cf", "torch_cl")
 GROUPCONV = ("groupconv", "groupconv_cl")
 LAYOUTS = {"CF": ("torch_cf", "groupconv"), "CL": ("torch_cl", "groupconv_cl")}  # PyTorch's, groupconv's contender
@@ -112,7 +112,7 @@ the faster groupconv layout's time over the layer's roofline floor. All layers a
 
 
 def _noise_text(results: Results) -> str:
-    """The median spread of every timing, and whether it says the machine was busy."""
+    """The median spread of every timing, and what differences it leaves meaningful."""
     spreads = [
         timing.spread
         for result in results.sweep + results.zoo
@@ -123,7 +123,8 @@ def _noise_text(results: Results) -> str:
     verdict = (
         "the machine was quiet enough for differences of ~10% to mean something"
         if spread <= NOISY
-        else "**the machine was busy**: differences smaller than the spreads are noise; rerun on an idle machine"
+        else "**the timings were noisy** (a busy machine, or a virtual one's neighbours): differences smaller "
+        "than the spreads are noise"
     )
     return f"Median spread of all layer timings: {spread:.0%}; {verdict}."
 
@@ -279,9 +280,8 @@ def _never_slower_target(results: Results) -> str:
             if fastest_s(result, mode, pytorch) is not None
         }
         missed = {name: value for name, value in speedups.items() if value is None or value * NEVER_SLOWER < 1}
-        lines.append(
-            f"   - {label}: {_verdict(not missed)}, {len(speedups) - len(missed)} of {len(speedups)} layer-directions"
-        )
+        met = f"{len(speedups) - len(missed)} of {len(speedups)} layer-directions meet it"
+        lines.append(f"   - {label}: {_verdict(not missed)} ({met})")
         lines += [
             f"     - missed: {name}, groupconv {_ratio(1 / value if value else None)} × PyTorch's time"
             for name, value in missed.items()
@@ -313,9 +313,10 @@ def _floor_target(results: Results) -> str:
         ratios = {result.name: over_floor(result, mode) for result in results.sweep}
         missed = {name: ratio for name, ratio in ratios.items() if ratio is None or ratio > factor}
         detail = ", ".join(f"{name}: {_ratio(ratio)}×" for name, ratio in missed.items())
+        met = f"{len(ratios) - len(missed)} of {len(ratios)} group counts meet it"
         lines.append(
-            f"   - {_MODE_TITLES[mode]} within {factor}× of the floor: {_verdict(not missed)}, "
-            f"{len(ratios) - len(missed)} of {len(ratios)} group counts" + (f" (missed: {detail})" if detail else "")
+            f"   - {_MODE_TITLES[mode]} within {factor}× of the floor: {_verdict(not missed)} ({met}"
+            + (f"; missed: {detail})" if detail else ")")
         )
     return "3. **Near the floor** (sweep, the faster groupconv layout / floor):\n" + "\n".join(lines)
 
