@@ -130,6 +130,8 @@ def onnxruntime_contender(spec: ConvSpec, weight: torch.Tensor, x: torch.Tensor)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
+    # ONNX Runtime's idle threads spin by default, stealing the cores from whichever contender runs next
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(
         onnx_conv_model(spec, weight.numpy(), tuple(x.shape)), options, providers=["CPUExecutionProvider"]
     )
