@@ -285,7 +285,8 @@ def test_never_slower_target_lists_each_miss_per_layout():
     best, first, last = (line for line in text.splitlines() if line.startswith("   - "))
     assert "best against best" in best and "**met** (6 of 6 layer-directions meet it)" in best
     assert "CF against CF" in first and "**missed** (4 of 6 layer-directions meet it)" in first
-    assert "CL against CL" in last and "**met** (4 of 4 layer-directions meet it)" in last  # the 1-D layer has no channels-last
+    # the 1-D layer has no channels-last
+    assert "CL against CL" in last and "**met** (4 of 4 layer-directions meet it)" in last
     assert "     - missed: cf slow forward, groupconv 2.00 × PyTorch's time" in text
     tables = report._zoo_section(results)
     assert "| cf slow | **0.50** | 1.00 | 1.00 | CF, CL | 1.00 |" in tables

@@ -24,12 +24,12 @@ import torch
 
 from . import formulations, tuning
 from .errors import GroupConvError
+from .layouts import memory_format
 from .spec import ConvSpec
 
 NARROW = range(2, 5)  # channels per group where groupconv's kernels beat PyTorch's untuned (see docs/benchmarks.md)
 
 _forced: contextvars.ContextVar[str | None] = contextvars.ContextVar("groupconv_forced", default=None)
-_LAYOUTS = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 
 def compute(direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *rest) -> torch.Tensor:
@@ -42,13 +42,20 @@ def choose(direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *re
     forced = _forced.get()
     if forced is not None:
         return _checked(forced, spec, a)
+    return _tuned(direction, a, b, spec, *rest) or default(spec, a)
+
+
+def _tuned(direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *rest) -> ModuleType | None:
+    """The cached choice for this call (tuned now if tuning is on and there is none), if it can run the call."""
+    tuning_on = tuning.enabled()
+    if not tuning_on and not tuning.cache().entries:
+        return None  # nothing to look up: spare every call of an untuned process building its key
     key = call_key(direction, a, b, spec, *rest)
     name = tuning.cached(key)
-    if name is None and tuning.enabled():
+    if name is None and tuning_on:
         name = tuning.tune_call(key, direction, a, b, spec, *rest)
-    if name is not None and formulations.load(name).supports(spec, a):
-        return formulations.load(name)
-    return default(spec, a)
+    module = None if name is None else formulations.load(name)
+    return module if module is not None and module.supports(spec, a) else None
 
 
 def default(spec: ConvSpec, a: torch.Tensor) -> ModuleType:
@@ -93,10 +100,7 @@ def layout(tensor: torch.Tensor) -> str:
     """ "contiguous", "channels_last" (or its 3-D twin) or "strided"."""
     if tensor.is_contiguous():
         return "contiguous"
-    channels_last = _LAYOUTS.get(tensor.dim())
-    if channels_last is not None and tensor.is_contiguous(memory_format=channels_last):
-        return "channels_last"
-    return "strided"
+    return "strided" if memory_format(tensor) is torch.contiguous_format else "channels_last"
 
 
 def _checked(name: str, spec: ConvSpec, a: torch.Tensor) -> ModuleType:

@@ -52,6 +52,7 @@ from torch.utils.flop_counter import register_flop_formula
 
 from . import dispatch
 from .errors import GroupConvError
+from .layouts import empty, memory_format
 from .spec import ConvSpec
 
 
@@ -137,7 +138,7 @@ def conv_forward(
 ) -> torch.Tensor:
     """y = conv(x, weight): (N, C, *S) x (O, Cg, *K) -> (N, O, *L)."""
     spec = _spec_of_weight(Geometry(kernel_size, stride, padding, dilation, groups), weight)
-    return dispatch.compute("forward", x, weight, spec).contiguous(memory_format=_layout(x))
+    return dispatch.compute("forward", x, weight, spec).contiguous(memory_format=memory_format(x))
 
 
 @torch.library.custom_op("groupconv::conv_input_grad", mutates_args=())
@@ -154,7 +155,7 @@ def conv_input_grad(
     """dL/dx of conv(x, weight), also the transposed convolution: (N, O, *L) -> (N, C, *input_size)."""
     spec = _spec_of_weight(Geometry(kernel_size, stride, padding, dilation, groups), weight)
     grad_x = dispatch.compute("input_grad", grad_y, weight, spec, tuple(input_size))
-    return grad_x.contiguous(memory_format=_layout(grad_y))
+    return grad_x.contiguous(memory_format=memory_format(grad_y))
 
 
 @torch.library.custom_op("groupconv::conv_weight_grad", mutates_args=())
@@ -176,19 +177,19 @@ def conv_weight_grad(
 def _conv_forward_fake(x, weight, kernel_size, stride, padding, dilation, groups):
     spec = _spec_of_weight(Geometry(kernel_size, stride, padding, dilation, groups), weight)
     shape = (x.shape[0], weight.shape[0], *spec.output_size(x.shape[2:]))
-    return _empty(shape, x, _layout(x))
+    return empty(shape, like=x)
 
 
 @conv_input_grad.register_fake
 def _conv_input_grad_fake(grad_y, weight, kernel_size, stride, padding, dilation, groups, input_size):
     shape = (grad_y.shape[0], weight.shape[1] * groups, *input_size)
-    return _empty(shape, grad_y, _layout(grad_y))
+    return empty(shape, like=grad_y)
 
 
 @conv_weight_grad.register_fake
 def _conv_weight_grad_fake(x, grad_y, kernel_size, stride, padding, dilation, groups):
     shape = (grad_y.shape[1], x.shape[1] // groups, *kernel_size)
-    return _empty(shape, x, torch.contiguous_format)
+    return empty(shape, like=x, layout=torch.contiguous_format)
 
 
 # FlopCounterMode counts aten's convolutions; it counts these alike: 2 x MACs, and each direction
@@ -211,18 +212,3 @@ def _weight_grad_flops(x_shape, grad_y_shape, *geometry, out_shape, **_) -> int:
 def _spec_of_weight(geometry: Geometry, weight: torch.Tensor) -> ConvSpec:
     """The convolution whose weight (O, Cg, *K) is ``weight``."""
     return decode(geometry, weight.shape[1] * geometry.groups, weight.shape[0])
-
-
-def _layout(t: torch.Tensor) -> torch.memory_format:
-    """The memory format an output takes from the operand ``t``: channels-last only if ``t`` is."""
-    layout = _CHANNELS_LAST.get(t.dim())
-    if layout is not None and t.is_contiguous(memory_format=layout) and not t.is_contiguous():
-        return layout
-    return torch.contiguous_format
-
-
-def _empty(shape, like: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
-    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=layout)
-
-
-_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}

@@ -188,6 +188,11 @@ class ConvSpec:
                     input_size, self.stride, self.padding, self.dilation, self.kernel_size, self.output_padding
                 )
             )
+        return self.conv_output_size(input_size)
+
+    def conv_output_size(self, input_size: Shape) -> tuple[int, ...]:
+        """The output size of the convolution itself on spatial input size S, for a transposed
+        spec too (the convolution whose input gradient it is), zero padding as ``padding_pairs``."""
         return tuple(
             (s + lo + hi - d * (k - 1) - 1) // st + 1
             for s, (lo, hi), d, k, st in zip(

@@ -27,6 +27,7 @@ import torch
 from .. import nn as gnn
 from .. import tuning
 from ..errors import GroupConvError
+from ..layouts import CHANNELS_LAST
 from ..spec import ConvSpec
 from .layers import Layer
 
@@ -36,15 +37,6 @@ NAMES = {
     "groupconv": "groupconv channels-first",
     "groupconv_cl": "groupconv channels-last",
     "onnxruntime": "ONNX Runtime",
-}
-_CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
-_TORCH_CLASSES = {
-    (False, 1): torch.nn.Conv1d,
-    (False, 2): torch.nn.Conv2d,
-    (False, 3): torch.nn.Conv3d,
-    (True, 1): torch.nn.ConvTranspose1d,
-    (True, 2): torch.nn.ConvTranspose2d,
-    (True, 3): torch.nn.ConvTranspose3d,
 }
 
 
@@ -68,7 +60,7 @@ def build(layer: Layer, tuned: bool = True, seed: int = 0) -> list[Contender]:
         module_contender("torch_cf", module, x, grad_y),
         twin_contender("groupconv", module, x, grad_y, tuned),
     ]
-    memory_format = _CHANNELS_LAST.get(layer.spec.dims)
+    memory_format = CHANNELS_LAST.get(layer.spec.dims)
     if memory_format is not None:
         channels_last = copy.deepcopy(module).to(memory_format=memory_format)
         x_cl, grad_y_cl = (tensor.contiguous(memory_format=memory_format) for tensor in (x, grad_y))
@@ -104,7 +96,8 @@ def torch_module(spec: ConvSpec) -> torch.nn.Module:
     )
     if spec.transposed:
         layer["output_padding"] = spec.output_padding
-    return _TORCH_CLASSES[spec.transposed, spec.dims](**layer)
+    kind = "ConvTranspose" if spec.transposed else "Conv"
+    return getattr(torch.nn, f"{kind}{spec.dims}d")(**layer)
 
 
 def module_contender(name: str, module: torch.nn.Module, x: torch.Tensor, grad_y: torch.Tensor) -> Contender:

@@ -4,13 +4,13 @@ Every kernel sees 3-D data, channels first and C-contiguous: x (N, C, D, H, W), 
 weight (O, Cg, KD, KH, KW); 1-D and 2-D convolutions arrive with leading spatial dims of 1.
 ``stride``, ``dilation`` and ``pad`` (the zero padding before each dim) are 3-tuples.
 
-Two families. The row kernels (``forward``, ``input_grad``, ``weight_grad``; any stride) walk
-one loop nest: a row of output positions meets a row of input positions, tap by tap, and the
-innermost loop runs along that row, clipped per tap so it needs no test for padding. Only the
-innermost statement differs:
+Two families. The row kernels (any stride: ``rows`` for the forward and, as its adjoint, the
+input gradient; ``weight_grad``) walk one loop nest: a row of output positions meets a row of
+input positions, tap by tap, and the innermost loop runs along that row, clipped per tap so it
+needs no test for padding. Only the innermost statement differs:
 
-    forward       y[o, row]  += w[o, c, tap] * x[c, row']
-    input_grad    x[c, row'] += w[o, c, tap] * y[o, row]      (the adjoint: a scatter)
+    rows          y[o, row]  += w[o, c, tap] * x[c, row']
+    rows adjoint  x[c, row'] += w[o, c, tap] * y[o, row]      (the input gradient: a scatter)
     weight_grad   w[o, c, tap] += sum(y[o, row] * x[c, row'])
 
 The plane kernels (``plane_forward``, ``plane_weight_grad``; stride 1) work on whole planes of
@@ -66,60 +66,29 @@ def _dot(a, a_start, b, b_start, b_step, count):
 
 
 @numba.njit(parallel=True, **_OPTIONS)
-def forward(x, weight, y, stride, dilation, pad):
-    """y = conv(x, weight); each (sample, group) is one task that owns its output channels."""
+def rows(x, weight, y, stride, dilation, pad, adjoint):
+    """y = conv(x, weight), or with ``adjoint`` x = its adjoint applied to y (the input gradient);
+    each (sample, group) is one task that owns the channels it writes."""
     n_batch, channels, in_d, in_h, in_w = x.shape
     out_channels, cg, k_d, k_h, k_w = weight.shape
     out_d, out_h, out_w = y.shape[2], y.shape[3], y.shape[4]
     groups = channels // cg
     og = out_channels // groups
     xf, yf = x.ravel(), y.ravel()
-    for task in prange(n_batch * groups):
-        n, g = task // groups, task % groups
-        for o in range(g * og, g * og + og):
-            for od in range(out_d):
-                for oh in range(out_h):
-                    y_row = ((n * out_channels + o) * out_d + od) * out_h * out_w + oh * out_w
-                    for ow in range(uint64(out_w)):
-                        yf[uint64(y_row) + ow] = 0
-                    for c in range(cg):
-                        for kd in range(k_d):
-                            i_d = od * stride[0] + kd * dilation[0] - pad[0]
-                            if i_d < 0 or i_d >= in_d:
-                                continue
-                            for kh in range(k_h):
-                                i_h = oh * stride[1] + kh * dilation[1] - pad[1]
-                                if i_h < 0 or i_h >= in_h:
-                                    continue
-                                x_row = (((n * channels + g * cg + c) * in_d + i_d) * in_h + i_h) * in_w
-                                for kw in range(k_w):
-                                    shift = kw * dilation[2] - pad[2]
-                                    lo, hi = _tap_range(out_w, in_w, stride[2], shift)
-                                    _axpy(
-                                        yf, y_row + lo, 1, xf, x_row + lo * stride[2] + shift, stride[2],
-                                        weight[o, c, kd, kh, kw], hi - lo,
-                                    )  # fmt: skip
-
-
-@numba.njit(parallel=True, **_OPTIONS)
-def input_grad(grad_y, weight, grad_x, stride, dilation, pad):
-    """grad_x = the adjoint of ``forward`` applied to grad_y; each (sample, group) owns its input channels."""
-    n_batch, channels, in_d, in_h, in_w = grad_x.shape
-    out_channels, cg, k_d, k_h, k_w = weight.shape
-    out_d, out_h, out_w = grad_y.shape[2], grad_y.shape[3], grad_y.shape[4]
-    groups = channels // cg
-    og = out_channels // groups
-    gxf, gyf = grad_x.ravel(), grad_y.ravel()
     plane = in_d * in_h * in_w
     for task in prange(n_batch * groups):
         n, g = task // groups, task % groups
-        start = (n * channels + g * cg) * plane
-        for i in range(uint64(cg * plane)):
-            gxf[uint64(start) + i] = 0
+        if adjoint:  # x's group is summed into from every output row: clear it first
+            start = (n * channels + g * cg) * plane
+            for i in range(uint64(cg * plane)):
+                xf[uint64(start) + i] = 0
         for o in range(g * og, g * og + og):
             for od in range(out_d):
                 for oh in range(out_h):
                     y_row = ((n * out_channels + o) * out_d + od) * out_h * out_w + oh * out_w
+                    if not adjoint:
+                        for ow in range(uint64(out_w)):
+                            yf[uint64(y_row) + ow] = 0
                     for c in range(cg):
                         for kd in range(k_d):
                             i_d = od * stride[0] + kd * dilation[0] - pad[0]
@@ -133,10 +102,11 @@ def input_grad(grad_y, weight, grad_x, stride, dilation, pad):
                                 for kw in range(k_w):
                                     shift = kw * dilation[2] - pad[2]
                                     lo, hi = _tap_range(out_w, in_w, stride[2], shift)
-                                    _axpy(
-                                        gxf, x_row + lo * stride[2] + shift, stride[2], gyf, y_row + lo, 1,
-                                        weight[o, c, kd, kh, kw], hi - lo,
-                                    )  # fmt: skip
+                                    x_start, scale = x_row + lo * stride[2] + shift, weight[o, c, kd, kh, kw]
+                                    if adjoint:
+                                        _axpy(xf, x_start, stride[2], yf, y_row + lo, 1, scale, hi - lo)
+                                    else:
+                                        _axpy(yf, y_row + lo, 1, xf, x_start, stride[2], scale, hi - lo)
 
 
 @numba.njit(parallel=True, **_OPTIONS)

@@ -1,8 +1,10 @@
 """PyTorch's own convolution (oneDNN on CPU, cuDNN on CUDA), in the input's layout.
 
 The three directions are ``torch.convolution`` and ``aten.convolution_backward`` with one
-gradient's mask set, which is what PyTorch's own backward runs (its input gradient is up
-to 20% faster than the equivalent transposed convolution for channels-last operands).
+gradient's mask set, as PyTorch's own backward runs them (for channels-last operands its
+input gradient is up to 20% faster than the equivalent transposed convolution). The
+operand a gradient does not need (x, or the weight) is an uninitialised stand-in in the
+input's layout: aten reads only its size, but picks its kernels by layout.
 Native kernels take one symmetric padding per dimension, so the asymmetric padding of
 ``'same'`` with an even kernel is left to other formulations.
 """
@@ -12,9 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..layouts import empty
 from ..spec import ConvSpec
-
-_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 
 def supports(spec: ConvSpec, x: torch.Tensor) -> bool:
@@ -33,7 +34,7 @@ def input_grad(grad_y: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, input
     output_padding = [size - reach for size, reach in zip(input_size, _reach(spec, grad_y.shape[2:]))]
     if any(extra >= s for extra, s in zip(output_padding, stride)):  # conv(x) would have more outputs than grad_y
         return torch.convolution(grad_y, weight, None, stride, padding, dilation, True, output_padding, spec.groups)
-    x_size = _shape_only((grad_y.shape[0], weight.shape[1] * spec.groups, *input_size), like=grad_y)
+    x_size = empty((grad_y.shape[0], weight.shape[1] * spec.groups, *input_size), like=grad_y)
     grad_x, _, _ = _backward(grad_y, x_size, weight, spec, [True, False, False])
     return grad_x
 
@@ -44,14 +45,9 @@ def weight_grad(x: torch.Tensor, grad_y: torch.Tensor, spec: ConvSpec) -> torch.
     When x has rows past the last one ``grad_y``'s outputs read (a transposed
     convolution's output_padding), ``grad_y`` is zero-extended to conv(x)'s full size.
     """
-    stride, padding, dilation = _geometry(spec)
-    full = [
-        (size + 2 * p - d * (k - 1) - 1) // s + 1
-        for size, s, p, d, k in zip(x.shape[2:], stride, padding, dilation, spec.kernel_size)
-    ]
-    missing = [f - length for f, length in zip(full, grad_y.shape[2:])]
+    missing = [full - length for full, length in zip(spec.conv_output_size(x.shape[2:]), grad_y.shape[2:])]
     grad_y = F.pad(grad_y, [end for m in reversed(missing) for end in (0, m)]) if any(missing) else grad_y
-    weight_size = _shape_only(spec.weight_shape, like=x)
+    weight_size = empty(spec.weight_shape, like=x)
     _, grad_weight, _ = _backward(grad_y, x, weight_size, spec, [False, True, False])
     return grad_weight
 
@@ -62,15 +58,6 @@ def _backward(grad_y, x, weight, spec: ConvSpec, mask: list[bool]) -> tuple:
     return torch.ops.aten.convolution_backward(
         grad_y, x, weight, None, stride, padding, dilation, False, [0] * spec.dims, spec.groups, mask
     )
-
-
-def _shape_only(shape, like: torch.Tensor) -> torch.Tensor:
-    """An uninitialised stand-in for the operand aten's backward needs only the size of, in
-    ``like``'s layout (aten picks its kernels by the operands' layout)."""
-    layout = _CHANNELS_LAST.get(like.dim())
-    channels_last = layout is not None and like.is_contiguous(memory_format=layout) and not like.is_contiguous()
-    memory_format = layout if channels_last else torch.contiguous_format
-    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=memory_format)
 
 
 def _reach(spec: ConvSpec, output_size) -> list[int]:

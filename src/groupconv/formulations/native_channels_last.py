@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import torch
 
+from ..layouts import CHANNELS_LAST
 from ..spec import ConvSpec
 from . import native
-
-_LAYOUTS = {2: torch.channels_last, 3: torch.channels_last_3d}
 
 
 def supports(spec: ConvSpec, x: torch.Tensor) -> bool:
     """2-D and 3-D layers that :mod:`native` supports (1-D tensors have no channels-last layout)."""
-    return spec.dims in _LAYOUTS and native.supports(spec, x)
+    return spec.dims in CHANNELS_LAST and native.supports(spec, x)
 
 
 def forward(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
@@ -36,4 +35,4 @@ def weight_grad(x: torch.Tensor, grad_y: torch.Tensor, spec: ConvSpec) -> torch.
 
 
 def _channels_last(spec: ConvSpec, *tensors: torch.Tensor) -> list[torch.Tensor]:
-    return [t.contiguous(memory_format=_LAYOUTS[spec.dims]) for t in tensors]
+    return [t.contiguous(memory_format=CHANNELS_LAST[spec.dims]) for t in tensors]

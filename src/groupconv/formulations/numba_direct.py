@@ -61,12 +61,12 @@ def supports(spec: ConvSpec, x: torch.Tensor) -> bool:
 
 def forward(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
     """y = conv(x, weight): (N, C, *S) x (O, Cg, *K) -> (N, O, *L)."""
-    output_size = _conv_output_size(x.shape[2:], spec)
+    output_size = spec.conv_output_size(x.shape[2:])
     y = x.new_empty(x.shape[0], weight.shape[0], *output_size)
     if _unit_stride(spec):
         _run(kernels.plane_forward, _volume(x), _volume(weight), _volume(y), (*_geometry(spec)[1:], _threads()))
     else:
-        _run(kernels.forward, _volume(x), _volume(weight), _volume(y), _geometry(spec))
+        _run(kernels.rows, _volume(x), _volume(weight), _volume(y), (*_geometry(spec), False))
     return y
 
 
@@ -89,7 +89,7 @@ def input_grad(grad_y: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, input
             (dilation, tuple(flipped), _threads()),
         )
     else:
-        _run(kernels.input_grad, _volume(grad_y), _volume(weight), _volume(grad_x), _geometry(spec))
+        _run(kernels.rows, _volume(grad_x), _volume(weight), _volume(grad_y), (*_geometry(spec), True))
     return grad_x
 
 
@@ -150,12 +150,3 @@ def _volume(t: torch.Tensor) -> np.ndarray:
     """(N, C, *S) as a C-contiguous (N, C, D, H, W) array (no copy when ``t`` is contiguous)."""
     t = t.detach().contiguous()
     return t.reshape(*t.shape[:2], *(1,) * (5 - t.dim()), *t.shape[2:]).numpy()
-
-
-def _conv_output_size(input_size, spec: ConvSpec) -> tuple[int, ...]:
-    """The forward convolution's output size (for a transposed ``spec`` too, whose
-    backward runs this forward convolution: ``spec.output_size`` gives the transposed one)."""
-    return tuple(
-        (s + lo + hi - d * (k - 1) - 1) // st + 1
-        for s, (lo, hi), d, k, st in zip(input_size, spec.padding_pairs, spec.dilation, spec.kernel_size, spec.stride)
-    )

@@ -1,0 +1,32 @@
+"""Memory layouts: which one a tensor is in, and tensors made in it.
+
+A convolution's output follows PyTorch's rule: channels-last when the input is
+channels-last (and not also contiguous, as tensors with one channel or pixel are),
+contiguous otherwise.
+
+    >>> import torch
+    >>> memory_format(torch.zeros(2, 3, 4, 5).contiguous(memory_format=torch.channels_last))
+    torch.channels_last
+    >>> memory_format(torch.zeros(2, 3, 4, 5)[..., ::2])
+    torch.contiguous_format
+"""
+
+from __future__ import annotations
+
+import torch
+
+CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}  # by spatial dims: 1-D has none
+
+
+def memory_format(t: torch.Tensor) -> torch.memory_format:
+    """``t``'s channels-last format if it is channels-last and not also contiguous, else contiguous."""
+    channels_last = CHANNELS_LAST.get(t.dim() - 2)
+    if channels_last is not None and not t.is_contiguous() and t.is_contiguous(memory_format=channels_last):
+        return channels_last
+    return torch.contiguous_format
+
+
+def empty(shape, like: torch.Tensor, layout: torch.memory_format | None = None) -> torch.Tensor:
+    """An uninitialised tensor of ``shape`` with ``like``'s dtype and device, in ``like``'s layout unless ``layout``."""
+    layout = memory_format(like) if layout is None else layout
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=layout)
