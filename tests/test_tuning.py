@@ -64,7 +64,8 @@ def test_environment_variable_turns_tuning_on(cache_file, monkeypatch):
     layer = groupconv.nn.Conv2d(4, 4, 3, groups=2)
     layer(torch.randn(1, 4, 6, 6, requires_grad=True)).sum().backward()
     keys = json.loads(cache_file.read_text())["entries"]
-    assert sorted(key.split()[0] for key in keys) == ["forward", "input_grad", "weight_grad"]
+    # sum()'s gradient is an expanded (strided) tensor: its input_grad may be a second key beside the contiguous one
+    assert sorted({key.split()[0] for key in keys}) == ["forward", "input_grad", "weight_grad"]
 
 
 @pytest.mark.parametrize("content", ["{not json", "[]", '{"fingerprint": {}}', "\x00\x01"])

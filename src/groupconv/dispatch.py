@@ -1,4 +1,4 @@
-"""Which formulation computes each call.
+"""Which formulation computes each call, and whether groupconv's ops run a layer at all.
 
 In order: the formulation forced by :func:`use`; else the tuned choice cached on disk
 for this exact call (shapes, geometry, dtype, layout, device, threads); else, when
@@ -11,6 +11,11 @@ all formulations timed on the call itself, then cached; else a heuristic default
     >>> with use("im2col"):
     ...     compute("forward", torch.randn(1, 8, 5, 5), torch.randn(8, 1, 3, 3), spec).shape
     torch.Size([1, 8, 3, 3])
+
+When every direction a layer will compute is chosen to be PyTorch's own convolution,
+:func:`pytorch_layout` says so, and the frontend hands the whole layer to PyTorch, its
+autograd included: one fused backward and no custom-op overhead, so such a layer runs
+at PyTorch's own speed.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import torch
 
 from . import formulations, tuning
 from .errors import GroupConvError
-from .layouts import memory_format
+from .layouts import CHANNELS_LAST, empty, memory_format
 from .spec import ConvSpec
 
 NARROW = range(2, 5)  # channels per group where groupconv's kernels beat PyTorch's untuned (see docs/benchmarks.md)
@@ -71,6 +76,37 @@ def default(spec: ConvSpec, a: torch.Tensor) -> ModuleType:
         preferred = ["native"]
     candidates = (formulations.load(name) for name in [*preferred, formulations.REFERENCE])
     return next(module for module in candidates if module.supports(spec, a))  # the reference supports all
+
+
+def pytorch_layout(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> torch.memory_format | None:
+    """The layout in which PyTorch's own convolution should run this (non-transposed) layer, forward
+    and whatever backward autograd will ask of it, when every one of those directions is chosen to be
+    PyTorch's (``native`` in x's layout, or ``native_channels_last``); None when groupconv's ops run it.
+
+    A forced formulation (:func:`use`) and ``torch.compile`` always go through the ops.
+    """
+    if torch.compiler.is_compiling() or spec.transposed or _forced.get() is not None:
+        return None
+    y_size = (x.shape[0], spec.out_channels, *spec.conv_output_size(x.shape[2:]))
+    calls = [("forward", x, weight)]
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        grad_y = _stand_in(y_size, like=x)
+        if x.requires_grad:
+            calls.append(("input_grad", grad_y, weight, tuple(x.shape[2:])))
+        if weight.requires_grad:
+            calls.append(("weight_grad", x, grad_y))
+    chosen = {choose(direction, a, b, spec, *rest).__name__.rpartition(".")[2] for direction, a, b, *rest in calls}
+    if chosen == {"native"}:
+        return memory_format(x)
+    if chosen == {"native_channels_last"}:
+        return CHANNELS_LAST[spec.dims]
+    return None
+
+
+def _stand_in(size, like: torch.Tensor) -> torch.Tensor:
+    """A gradient's stand-in for choosing its formulation: random values only when it may be timed."""
+    stand_in = empty(size, like=like)
+    return stand_in.normal_() if tuning.enabled() else stand_in
 
 
 @contextlib.contextmanager

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from . import autograd, ops
+from . import autograd, dispatch, ops
+from .layouts import memory_format
 from .errors import GroupConvError
 from .spec import ConvSpec
 
@@ -90,15 +91,23 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
     if spec.padding_mode != "zeros":
         x = F.pad(x, [p for pair in reversed(spec.padding_pairs) for p in pair], mode=spec.padding_mode)
         spec = dataclasses.replace(spec, padding=0, padding_mode="zeros")
+    y = _run(spec, x, weight, bias)
+    return y if batched else y.squeeze(0)
+
+
+def _run(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The batched, zero-padded layer, answered in x's layout (channels-last in, channels-last out)."""
     if torch.onnx.is_in_onnx_export():  # standard ONNX Conv/ConvTranspose nodes: see groupconv.ops
-        y = ops.torch_convolution(x, weight, spec)
-    elif spec.transposed:
+        return ops.torch_convolution(x, weight, spec, bias)
+    layout = dispatch.pytorch_layout(x, weight, spec)
+    if layout is not None:  # PyTorch's kernels won every direction: its own convolution and autograd
+        y = ops.torch_convolution(x.contiguous(memory_format=layout), weight, spec, bias)
+        return y.contiguous(memory_format=memory_format(x))
+    if spec.transposed:
         y = autograd.conv_input_grad(x, weight, spec, spec.output_size(x.shape[2:]))
     else:
         y = autograd.conv(x, weight, spec)
-    if bias is not None:
-        y = y + bias.view(-1, *(1,) * spec.dims)
-    return y if batched else y.squeeze(0)  # the ops answer in x's layout: channels-last in, channels-last out
+    return y if bias is None else y + bias.view(-1, *(1,) * spec.dims)
 
 
 def _conv(input, weight, bias, *, dims, stride, padding, dilation, groups):

@@ -114,15 +114,18 @@ def geometry_of(inputs: Sequence) -> Geometry:
     return Geometry._make(inputs[2 : 2 + len(Geometry._fields)])
 
 
-def torch_convolution(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
+def torch_convolution(
+    x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, bias: torch.Tensor | None = None
+) -> torch.Tensor:
     """``spec``'s zero-padded convolution (or transposed convolution) by PyTorch's own
-    ``torch.convolution``: what ONNX export records, as one ``Conv`` / ``ConvTranspose``."""
+    ``torch.convolution``: what ONNX export records, as one ``Conv`` / ``ConvTranspose``, and
+    what runs a layer whose every direction the dispatcher gives to PyTorch."""
     before = [lo for lo, _ in spec.padding_pairs]
     extra = [hi - lo for lo, hi in reversed(spec.padding_pairs)]
     if any(extra):  # padding="same" with an even reach: the odd extra goes after, as F.conv2d does
         x = F.pad(x, [p for e in extra for p in (0, e)])
     return torch.convolution(
-        x, weight, None, spec.stride, before, spec.dilation, spec.transposed, spec.output_padding, spec.groups
+        x, weight, bias, spec.stride, before, spec.dilation, spec.transposed, spec.output_padding, spec.groups
     )
 
 
