@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from . import autograd, dispatch, ops
-from .layouts import memory_format
 from .errors import GroupConvError
+from .layouts import memory_format
 from .spec import ConvSpec
 
 _HALF = (torch.float16, torch.bfloat16)
