@@ -16,10 +16,7 @@ Inputs in other layouts (channels-last, slices) are made contiguous first: readi
 place through their strides was measured slower than torch's conversion.
 
 The kernels compile once per machine (``cache=True``) for float32 and float64, and run
-on as many threads as ``torch.get_num_threads()``. Numba's default OpenMP threading
-layer fights PyTorch's own OpenMP pool (two threads ran 30-50x slower than one), so the
-``workqueue`` layer is chosen unless ``NUMBA_THREADING_LAYER`` says otherwise; a lock
-keeps two Python threads from entering it at once, which it does not support.
+on as many threads as ``torch.get_num_threads()`` (see :mod:`._numba_runtime`).
 
 Example:
     >>> from groupconv import ConvSpec
@@ -31,21 +28,15 @@ Example:
 
 from __future__ import annotations
 
-import os
-import threading
-
-import numba
 import numpy as np
 import torch
 
 from ..spec import ConvSpec
 from . import _numba_kernels as kernels
+from ._numba_runtime import geometry_3d as _geometry
+from ._numba_runtime import run, threads
 
 MAX_GROUP_WIDTH = 16  # channels per group, in and out; wider groups are GEMM's strength
-
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
-_KERNEL_LOCK = threading.Lock()
 
 
 def supports(spec: ConvSpec, x: torch.Tensor) -> bool:
@@ -64,9 +55,9 @@ def forward(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> torch.Tens
     output_size = spec.conv_output_size(x.shape[2:])
     y = x.new_empty(x.shape[0], weight.shape[0], *output_size)
     if _unit_stride(spec):
-        _run(kernels.plane_forward, _volume(x), _volume(weight), _volume(y), (*_geometry(spec)[1:], _threads()))
+        run(kernels.plane_forward, _volume(x), _volume(weight), _volume(y), *_geometry(spec)[1:], threads())
     else:
-        _run(kernels.rows, _volume(x), _volume(weight), _volume(y), (*_geometry(spec), False))
+        run(kernels.rows, _volume(x), _volume(weight), _volume(y), *_geometry(spec), False)
     return y
 
 
@@ -81,15 +72,17 @@ def input_grad(grad_y: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, input
         _, dilation, pad = _geometry(spec)
         reach = [d * (k - 1) for d, k in zip(dilation, _kernel_3d(weight))]
         flipped = [r - p for r, p in zip(reach, pad)]
-        _run(
+        run(
             kernels.plane_forward,
             _volume(grad_y),
             _volume(_adjoint_weight(weight, spec)),
             _volume(grad_x),
-            (dilation, tuple(flipped), _threads()),
+            dilation,
+            tuple(flipped),
+            threads(),
         )
     else:
-        _run(kernels.rows, _volume(grad_x), _volume(weight), _volume(grad_y), (*_geometry(spec), True))
+        run(kernels.rows, _volume(grad_x), _volume(weight), _volume(grad_y), *_geometry(spec), True)
     return grad_x
 
 
@@ -98,37 +91,21 @@ def weight_grad(x: torch.Tensor, grad_y: torch.Tensor, spec: ConvSpec) -> torch.
 
     Each thread sums its share of the (sample, group) tasks into a partial gradient of its own.
     """
-    workers = max(1, min(_threads(), x.shape[0] * spec.groups))
+    workers = max(1, min(threads(), x.shape[0] * spec.groups))
     partial = x.new_zeros(
         workers, grad_y.shape[1], x.shape[1] // spec.groups, *(1,) * (3 - spec.dims), *spec.kernel_size
     )
     if _unit_stride(spec):
         kernel = _kernel_3d(partial[0])
         flat = partial.flatten(2).numpy()  # a view: tap t of weight[o] is partial[worker, o, t]
-        _run(kernels.plane_weight_grad, _volume(x), _volume(grad_y), flat, (kernel, *_geometry(spec)[1:]))
+        run(kernels.plane_weight_grad, _volume(x), _volume(grad_y), flat, kernel, *_geometry(spec)[1:])
     else:
-        _run(kernels.weight_grad, _volume(x), _volume(grad_y), partial.numpy(), _geometry(spec))
+        run(kernels.weight_grad, _volume(x), _volume(grad_y), partial.numpy(), *_geometry(spec))
     return partial.sum(0).reshape(grad_y.shape[1], -1, *spec.kernel_size)
-
-
-def _run(kernel, a: np.ndarray, b: np.ndarray, out: np.ndarray, geometry) -> None:
-    """Run ``kernel`` on torch's thread count."""
-    with _KERNEL_LOCK:
-        numba.set_num_threads(_threads())
-        kernel(a, b, out, *geometry)
 
 
 def _unit_stride(spec: ConvSpec) -> bool:
     return all(s == 1 for s in spec.stride)
-
-
-def _geometry(spec: ConvSpec) -> tuple[tuple[int, int, int], ...]:
-    """(stride, dilation, padding before), each padded to 3-D."""
-    fill = 3 - spec.dims
-    stride = (1,) * fill + spec.stride
-    dilation = (1,) * fill + spec.dilation
-    pad = (0,) * fill + tuple(lo for lo, _ in spec.padding_pairs)
-    return stride, dilation, pad
 
 
 def _kernel_3d(weight: torch.Tensor) -> tuple[int, int, int]:
@@ -140,10 +117,6 @@ def _adjoint_weight(weight: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
     per_group = weight.unflatten(0, (spec.groups, -1))  # (G, Og, Cg, *K)
     spatial = list(range(3, weight.dim() + 1))
     return per_group.transpose(1, 2).flip(spatial).flatten(0, 1)
-
-
-def _threads() -> int:
-    return min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
 
 
 def _volume(t: torch.Tensor) -> np.ndarray:
