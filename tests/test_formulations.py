@@ -1,5 +1,6 @@
 """Every formulation against PyTorch on the oracle's random layers it supports; the dispatcher's choices."""
 
+import contextlib
 import dataclasses
 
 import pytest
@@ -84,7 +85,7 @@ def test_cached_choice_that_cannot_run_the_call_falls_back(tmp_path, monkeypatch
 @pytest.mark.parametrize(
     ("groups", "layout", "expected"),
     [(64, "contiguous", "numba_direct"), (256, "contiguous", "native"), (8, "contiguous", "native"),
-     (64, "channels_last", "native_channels_last"), (256, "channels_last", "native_channels_last")],
+     (64, "channels_last", "native"), (256, "channels_last", "native")],
 )  # fmt: skip
 def test_default_heuristic(groups, layout, expected):
     """Untuned, 2-4 channels per group on channels-first CPU input go to groupconv's kernels, the rest to oneDNN."""
@@ -92,3 +93,25 @@ def test_default_heuristic(groups, layout, expected):
     x = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
     spec = ConvSpec(256, 256, 3, groups=groups)
     assert dispatch.default(spec, x) is formulations.load(expected)
+
+
+@pytest.mark.parametrize(
+    ("layout", "groups", "forced", "pytorch_runs_it"),
+    [("contiguous", 256, None, True), ("channels_last", 64, None, True), ("contiguous", 64, None, False),
+     ("contiguous", 256, "native", False)],
+)  # fmt: skip
+def test_a_layer_pytorch_wins_throughout_is_pytorch_convolution(layout, groups, forced, pytorch_runs_it):
+    """Untuned, depthwise and channels-last layers are oneDNN's in every direction, so PyTorch's own
+    convolution and autograd run them; narrow channels-first groups (Numba's) and forced formulations
+    run groupconv's ops. Either way the results are PyTorch's."""
+    x = torch.randn(2, 256, 6, 6, dtype=torch.float64)
+    x = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
+    layer = groupconv.nn.Conv2d(256, 256, 3, groups=groups, padding=1).double()
+    with dispatch.use(forced) if forced else contextlib.nullcontext():
+        y = layer(x.requires_grad_())
+    assert (y.grad_fn.name() == "ConvolutionBackward0") == pytorch_runs_it
+    assert y.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
+    expected = torch.nn.functional.conv2d(x, layer.weight, layer.bias, padding=1, groups=groups)
+    torch.testing.assert_close(y, expected)
+    grads = torch.autograd.grad(y, (x, layer.weight, layer.bias), torch.ones_like(y))
+    torch.testing.assert_close(grads, torch.autograd.grad(expected, (x, layer.weight, layer.bias), torch.ones_like(y)))

@@ -68,9 +68,8 @@ def default(spec: ConvSpec, a: torch.Tensor) -> ModuleType:
     groupconv's Numba kernels for channels-first CPU input with 2 to 4 channels per group, where
     oneDNN is slowest. (Depthwise layers and wider groups are oneDNN's; tuning finds the exceptions.)"""
     out_per_group, in_per_group = spec.weight_shape[0] // spec.groups, spec.weight_shape[1]
-    if layout(a) == "channels_last":
-        preferred = ["native_channels_last", "native"]
-    elif a.device.type == "cpu" and in_per_group in NARROW and out_per_group in NARROW:
+    narrow = in_per_group in NARROW and out_per_group in NARROW
+    if a.device.type == "cpu" and layout(a) != "channels_last" and narrow:
         preferred = ["numba_direct", "native"]
     else:
         preferred = ["native"]

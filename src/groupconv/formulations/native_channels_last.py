@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import torch
 
-from ..layouts import CHANNELS_LAST
+from ..layouts import CHANNELS_LAST, memory_format
 from ..spec import ConvSpec
 from . import native
 
 
 def supports(spec: ConvSpec, x: torch.Tensor) -> bool:
-    """2-D and 3-D layers that :mod:`native` supports (1-D tensors have no channels-last layout)."""
-    return spec.dims in CHANNELS_LAST and native.supports(spec, x)
+    """2-D and 3-D layers that :mod:`native` supports (1-D tensors have no channels-last layout), on
+    operands not already channels-last (on those, this is :mod:`native`)."""
+    return spec.dims in CHANNELS_LAST and memory_format(x) is torch.contiguous_format and native.supports(spec, x)
 
 
 def forward(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
