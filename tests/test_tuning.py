@@ -148,3 +148,13 @@ def test_retune_times_cached_calls_again(cache_file):
     assert sorted(call.direction for call in report.calls) == ["forward", "input_grad", "weight_grad"]
     forward = next(call for call in report.calls if call.direction == "forward")
     assert tuning.cache().get(key) == forward.chosen
+
+
+def test_a_new_cache_entry_changes_the_route_a_layer_takes(cache_file):
+    """pytorch_layout remembers its decisions per cache: a new entry must not meet a stale decision."""
+    layer, x = groupconv.nn.Conv2d(8, 8, 3, groups=8), torch.randn(1, 8, 6, 6)
+    with torch.no_grad():
+        assert dispatch.pytorch_layout(x, layer.weight, layer.spec) is torch.contiguous_format
+        tuning.cache().put(dispatch.call_key("forward", x, layer.weight, layer.spec), "im2col")
+        assert dispatch.pytorch_layout(x, layer.weight, layer.spec) is None
+        torch.testing.assert_close(layer(x), torch.nn.functional.conv2d(x, layer.weight, layer.bias, groups=8))

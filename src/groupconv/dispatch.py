@@ -86,13 +86,28 @@ def pytorch_layout(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> tor
     """
     if torch.compiler.is_compiling() or spec.transposed or _forced.get() is not None:
         return None
+    grad_enabled = torch.is_grad_enabled()
+    needs = grad_enabled and x.requires_grad, grad_enabled and weight.requires_grad
+    if tuning.enabled():  # may time the calls now
+        return _decide_layout(x, weight, spec, *needs)
+    # The decision depends on the call and the cache's entries only: made once per call, a small
+    # layer's forward does not pay a dispatch decision's Python three times over.
+    key = spec, x.shape, x.dtype, x.device, layout(x), weight.shape, torch.get_num_threads(), needs
+    decisions = tuning.cache().decisions
+    if key not in decisions:
+        decisions[key] = _decide_layout(x, weight, spec, *needs)
+    return decisions[key]
+
+
+def _decide_layout(x, weight, spec: ConvSpec, needs_input_grad: bool, needs_weight_grad: bool):
+    """:func:`pytorch_layout`'s decision, made afresh: the choice for every direction the call needs."""
     y_size = (x.shape[0], spec.out_channels, *spec.conv_output_size(x.shape[2:]))
     calls = [("forward", x, weight)]
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+    if needs_input_grad or needs_weight_grad:
         grad_y = _stand_in(y_size, like=x)
-        if x.requires_grad:
+        if needs_input_grad:
             calls.append(("input_grad", grad_y, weight, tuple(x.shape[2:])))
-        if weight.requires_grad:
+        if needs_weight_grad:
             calls.append(("weight_grad", x, grad_y))
     chosen = {choose(direction, a, b, spec, *rest).__name__.rpartition(".")[2] for direction, a, b, *rest in calls}
     if chosen == {"native"}:

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 
 import torch
@@ -48,7 +49,7 @@ class _GroupConvNd:
     @property
     def spec(self) -> ConvSpec:
         """The layer's :class:`~groupconv.ConvSpec`, read from its current attributes."""
-        return ConvSpec(
+        attributes = (
             self.in_channels,
             self.out_channels,
             self.kernel_size,
@@ -60,8 +61,20 @@ class _GroupConvNd:
             self.padding_mode,
             self.transposed,
             self.output_padding,
-            dims=self._dims,
+            self._dims,
         )
+        try:
+            return _spec(*attributes)
+        except TypeError:  # an unhashable attribute (a list the user set): validated afresh, or its error raised
+            return _spec.__wrapped__(*attributes)
+
+
+@functools.lru_cache(maxsize=1024)
+def _spec(*attributes) -> ConvSpec:
+    """A layer's ConvSpec, validated once per distinct set of attributes: a small layer's forward
+    would otherwise spend more time validating than convolving."""
+    *arguments, dims = attributes
+    return ConvSpec(*arguments, dims=dims)
 
 
 class _GroupConv(_GroupConvNd):

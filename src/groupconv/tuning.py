@@ -162,6 +162,7 @@ class Cache:
     def __init__(self, path: Path):
         self.path = path
         self.entries = self._read(warn=True)
+        self.decisions: dict = {}  # what callers derived from the entries (groupconv.dispatch), dropped as they change
 
     def get(self, key: str) -> str | None:
         return self.entries.get(key)
@@ -171,6 +172,7 @@ class Cache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with _locked(self.path.with_name(self.path.name + ".lock")):
             self.entries = {**self._read(warn=False), key: name}
+            self.decisions.clear()
             document = {"fingerprint": fingerprint(), "entries": self.entries}
             with tempfile.NamedTemporaryFile("w", dir=self.path.parent, prefix=".tune-", delete=False) as temp:
                 json.dump(document, temp, indent=1, sort_keys=True)
