@@ -246,7 +246,7 @@ def test_tuned_groupconv_contenders_fill_the_cache_per_layout_and_agree(tmp_path
     entries = json.loads((tmp_path / "tune.json").read_text())["entries"]
     for layout in ("contiguous", "channels_last"):  # each layout tuned on its own
         tuned = {key.split()[0] for key in entries if f" {layout} " in key}
-        assert tuned == {"forward", "input_grad", "weight_grad"}, layout
+        assert tuned - {"layer"} == {"forward", "input_grad", "weight_grad"}, layout  # a layer route too, if split
 
 
 # Ratios and targets ------------------------------------------------------------------------------------------------

@@ -27,13 +27,21 @@ def small_model() -> torch.nn.Module:
     )
 
 
+DIRECTIONS = {"forward", "input_grad", "weight_grad", "layer"}  # "layer": a whole layer's route, timed when split
+
+
+def convolutions(calls: list[tuning.Tuned]) -> list[tuning.Tuned]:
+    """The tuned convolution calls, without the layer routes."""
+    return [call for call in calls if call.direction != "layer"]
+
+
 def test_tune_times_every_direction_and_caches_the_fastest(cache_file):
     model, x = small_model(), torch.randn(2, 4, 9, 9)
     running_mean = model[1].running_mean.clone()
     report = groupconv.tune(model, x)
-    directions = sorted(call.key.split()[0] for call in report.calls)
+    directions = sorted(call.direction for call in convolutions(report.calls))
     assert directions == ["forward", "forward", "input_grad", "input_grad", "weight_grad", "weight_grad"]
-    for call in report.calls:
+    for call in convolutions(report.calls):
         timed = {name: s for name, s in call.seconds.items() if s is not None}
         fastest = min(timed, key=timed.get)
         clear_win = timed[fastest] <= tuning.PYTORCH_MARGIN * timed["native"]
@@ -76,7 +84,7 @@ def test_environment_variable_turns_tuning_on(cache_file, monkeypatch):
     layer(torch.randn(1, 4, 6, 6, requires_grad=True)).sum().backward()
     keys = json.loads(cache_file.read_text())["entries"]
     # sum()'s gradient is an expanded (strided) tensor: its input_grad may be a second key beside the contiguous one
-    assert sorted({key.split()[0] for key in keys}) == ["forward", "input_grad", "weight_grad"]
+    assert {"forward", "input_grad", "weight_grad"} <= {key.split()[0] for key in keys} <= DIRECTIONS
 
 
 @pytest.mark.parametrize("content", ["{not json", "[]", '{"fingerprint": {}}', "\x00\x01"])
@@ -87,7 +95,7 @@ def test_corrupt_cache_is_ignored_with_a_warning_and_rebuilt(cache_file, content
         expected = torch.nn.functional.conv2d(x := torch.randn(1, 4, 6, 6), layer.weight, layer.bias, groups=2)
         torch.testing.assert_close(layer(x), expected)
     groupconv.tune(layer, x)
-    assert len(json.loads(cache_file.read_text())["entries"]) == 3
+    assert len([key for key in json.loads(cache_file.read_text())["entries"] if not key.startswith("layer ")]) == 3
 
 
 def test_cache_of_another_version_is_ignored_and_rebuilt(cache_file):
@@ -145,7 +153,7 @@ def test_retune_times_cached_calls_again(cache_file):
     assert groupconv.tune(layer, x).calls == []  # all cached: nothing timed
     assert tuning.cache().get(key) == "split"
     report = groupconv.tune(layer, x, retune=True)
-    assert sorted(call.direction for call in report.calls) == ["forward", "input_grad", "weight_grad"]
+    assert sorted(call.direction for call in convolutions(report.calls)) == ["forward", "input_grad", "weight_grad"]
     forward = next(call for call in report.calls if call.direction == "forward")
     assert tuning.cache().get(key) == forward.chosen
 
@@ -158,3 +166,22 @@ def test_a_new_cache_entry_changes_the_route_a_layer_takes(cache_file):
         tuning.cache().put(dispatch.call_key("forward", x, layer.weight, layer.spec), "im2col")
         assert dispatch.pytorch_layout(x, layer.weight, layer.spec) is None
         torch.testing.assert_close(layer(x), torch.nn.functional.conv2d(x, layer.weight, layer.bias, groups=8))
+
+
+@pytest.mark.parametrize(("pytorch_s", "groupconv_s", "route"), [(1.0, 2.0, "pytorch"), (2.0, 1.0, "groupconv")])
+def test_a_layer_split_across_formulations_is_timed_whole(monkeypatch, pytorch_s, groupconv_s, route):
+    """When a layer's directions are not all PyTorch's, its forward+backward is timed both ways,
+    and the faster route is cached and taken."""
+    layer, x = groupconv.nn.Conv2d(8, 8, 3, groups=4, padding=1), torch.randn(2, 8, 6, 6, requires_grad=True)
+    spec, grad_y = layer.spec, torch.randn(2, 8, 6, 6)
+    tuning.cache().put(dispatch.call_key("forward", x, layer.weight, spec), "im2col")
+    tuning.cache().put(dispatch.call_key("input_grad", grad_y, layer.weight, spec, (6, 6)), "native")
+    tuning.cache().put(dispatch.call_key("weight_grad", x, grad_y, spec), "native")
+    times = iter([pytorch_s, groupconv_s])  # tune_layer times the routes in ROUTES order
+    monkeypatch.setattr(tuning, "_median_seconds", lambda run, device: next(times))
+    monkeypatch.setenv("GROUPCONV_TUNE", "1")
+    y = layer(x)
+    layer_keys = [key for key in tuning.cache().entries if key.startswith("layer ")]
+    assert [tuning.cache().get(key) for key in layer_keys] == [route]
+    assert (y.grad_fn.name() == "ConvolutionBackward0") == (route == "pytorch")
+    torch.testing.assert_close(y, torch.nn.functional.conv2d(x, layer.weight, layer.bias, padding=1, groups=4))

@@ -114,7 +114,35 @@ def _decide_layout(x, weight, spec: ConvSpec, needs_input_grad: bool, needs_weig
         return memory_format(x)
     if chosen == {"native_channels_last"}:
         return CHANNELS_LAST[spec.dims]
-    return None
+    if len(calls) == 1 or not formulations.load("native").supports(spec, x):
+        return None
+    return _layer_route(x, weight, spec, grad_y, tuple(direction for direction, *_ in calls[1:]))
+
+
+def _layer_route(x, weight, spec: ConvSpec, grad_y: torch.Tensor, gradients: tuple) -> torch.memory_format | None:
+    """For a layer whose directions are not all PyTorch's: whether PyTorch's own
+    convolution and fused backward, in x's layout, beat groupconv's ops with those choices when forward
+    and backward run together — timed on the layer when tuning is on, cached like a direction's choice.
+    Directions timed alone misjudge this: they leave out the layout conversions between them."""
+    key = call_key("layer", x, weight, spec, *gradients)
+    name = tuning.cached(key)
+    if name is None and tuning.enabled():
+        runs = _layer_runs(x, weight, spec, grad_y, gradients)
+        name = tuning.tune_layer(key, runs, f"{tuple(x.shape)} x {tuple(weight.shape)}", spec.groups, x.device)
+    return memory_format(x) if name == "pytorch" else None
+
+
+def _layer_runs(x, weight, spec: ConvSpec, grad_y: torch.Tensor, gradients: tuple) -> dict:
+    """Forward and backward of the layer by PyTorch's convolution, and by groupconv's ops."""
+    from . import autograd, ops  # they import this module
+
+    x = x.detach().requires_grad_("input_grad" in gradients)
+    weight = weight.detach().requires_grad_("weight_grad" in gradients)
+    wrt = [t for t in (x, weight) if t.requires_grad]
+    return {
+        "pytorch": lambda: torch.autograd.grad(ops.torch_convolution(x, weight, spec), wrt, grad_y),
+        "groupconv": lambda: torch.autograd.grad(autograd.conv(x, weight, spec), wrt, grad_y),
+    }
 
 
 def _stand_in(size, like: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,7 @@ from . import formulations
 from .spec import ConvSpec
 
 FORMAT = 1
+ROUTES = ("pytorch", "groupconv")  # a layer's tuned route (groupconv.dispatch): PyTorch whole, or groupconv's ops
 # Another formulation must beat PyTorch's own kernel (``native``) by 5% to be chosen over it: a smaller
 # difference is within timing noise, and a layer that PyTorch runs in every direction runs without
 # groupconv's custom-op overhead and with PyTorch's fused backward (see groupconv.dispatch).
@@ -66,7 +67,7 @@ class TuneReport:
     calls: list[Tuned]
 
     def __str__(self) -> str:
-        names = [name for name in formulations.NAMES if any(name in call.seconds for call in self.calls)]
+        names = [name for name in (*formulations.NAMES, *ROUTES) if any(name in call.seconds for call in self.calls)]
         rows = [["direction", "operands", "groups", *(f"{name} ms" for name in names), "chosen"]]
         for call in self.calls:
             times = [_milliseconds(call, name) for name in names]
@@ -131,6 +132,16 @@ def tune(model: torch.nn.Module, example_input: torch.Tensor, *, retune: bool = 
     return TuneReport(session.calls)
 
 
+def tune_layer(key: str, runs: dict[str, Callable[[], object]], operands: str, groups: int, device) -> str:
+    """Time a layer's forward and backward each way in ``runs`` (a :data:`ROUTES` name each), cache the fastest."""
+    for run in runs.values():
+        run()  # the warm-up: compiles, allocates
+    seconds = {name: _median_seconds(run, device) for name, run in runs.items()}
+    chosen = min(seconds, key=seconds.get)
+    _record(Tuned(key, "layer", operands, groups, seconds, chosen))
+    return chosen
+
+
 def tune_call(key: str, direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *rest) -> str:
     """Time each formulation that supports this call, check it against the reference, cache the fastest."""
     expected = getattr(formulations.load(formulations.REFERENCE), direction)(a, b, spec, *rest)
@@ -148,12 +159,16 @@ def tune_call(key: str, direction: str, a: torch.Tensor, b: torch.Tensor, spec: 
     chosen = min(timed, key=timed.get)
     if "native" in timed and timed[chosen] > PYTORCH_MARGIN * timed["native"]:
         chosen = "native"
-    cache().put(key, chosen)
+    _record(Tuned(key, direction, f"{tuple(a.shape)} x {tuple(b.shape)}", spec.groups, seconds, chosen))
+    return chosen
+
+
+def _record(tuned: Tuned) -> None:
+    """Cache a tuned choice, and report it to the :func:`tune` running, if any."""
+    cache().put(tuned.key, tuned.chosen)
     session = _session.get()
     if session is not None:
-        operands = f"{tuple(a.shape)} x {tuple(b.shape)}"
-        session.calls.append(Tuned(key, direction, operands, spec.groups, seconds, chosen))
-    return chosen
+        session.calls.append(tuned)
 
 
 class Cache:
@@ -186,7 +201,7 @@ class Cache:
             document = json.loads(self.path.read_text())
             problem = None if document["fingerprint"] == fingerprint() else "it was made by another machine or version"
             entries = document["entries"]
-            if not all(isinstance(k, str) and v in formulations.NAMES for k, v in entries.items()):
+            if not all(isinstance(k, str) and v in (*formulations.NAMES, *ROUTES) for k, v in entries.items()):
                 problem = "it holds unknown entries"
         except FileNotFoundError:
             return {}
