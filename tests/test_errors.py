@@ -971,3 +971,16 @@ def test_nan_in_the_input_with_padding_modes_matches_torch_nn(padding_mode):
     x[0, 0, 0, 0] = math.nan  # reflected/replicated/wrapped into other border positions
     x[0, 3, 5, 4] = -math.inf
     _assert_same_special_values(ours(x).detach(), theirs(x).detach())
+
+
+def test_a_call_that_ran_before_is_still_checked_when_its_operands_change():
+    """apply remembers routes per call; operands that differ in any checked respect are checked anew."""
+    x, weight = torch.randn(1, 4, 6, 6), torch.randn(4, 2, 3, 3)
+    for _ in range(2):
+        groupconv.functional.conv2d(x, weight, groups=2)
+    with pytest.raises(TypeError, match=r"weight has dtype torch\.float64"):
+        groupconv.functional.conv2d(x, weight.double(), groups=2)
+    with pytest.raises(GroupConvError, match="channels"):
+        groupconv.functional.conv2d(torch.randn(1, 6, 6, 6), weight, groups=2)
+    with pytest.raises(TypeError, match=r"bias must be a torch\.Tensor"):
+        groupconv.functional.conv2d(x, weight, bias=[0.0] * 4, groups=2)

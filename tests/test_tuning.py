@@ -159,13 +159,16 @@ def test_retune_times_cached_calls_again(cache_file):
 
 
 def test_a_new_cache_entry_changes_the_route_a_layer_takes(cache_file):
-    """pytorch_layout remembers its decisions per cache: a new entry must not meet a stale decision."""
-    layer, x = groupconv.nn.Conv2d(8, 8, 3, groups=8), torch.randn(1, 8, 6, 6)
-    with torch.no_grad():
-        assert dispatch.pytorch_layout(x, layer.weight, layer.spec) is torch.contiguous_format
-        tuning.cache().put(dispatch.call_key("forward", x, layer.weight, layer.spec), "im2col")
-        assert dispatch.pytorch_layout(x, layer.weight, layer.spec) is None
-        torch.testing.assert_close(layer(x), torch.nn.functional.conv2d(x, layer.weight, layer.bias, groups=8))
+    """apply remembers each call's route per cache: a new entry must not meet a stale decision."""
+    layer, x = groupconv.nn.Conv2d(8, 8, 3, groups=8), torch.randn(1, 8, 6, 6, requires_grad=True)
+    for _ in range(2):  # the second call takes the remembered route
+        assert layer(x).grad_fn.name() == "ConvolutionBackward0"
+    grad_y = torch.empty(1, 8, 4, 4)
+    tuning.cache().put(dispatch.call_key("forward", x, layer.weight, layer.spec), "im2col")
+    tuning.cache().put(dispatch.call_key("input_grad", grad_y, layer.weight, layer.spec, (6, 6)), "im2col")
+    y = layer(x)
+    assert y.grad_fn.name() != "ConvolutionBackward0"
+    torch.testing.assert_close(y, torch.nn.functional.conv2d(x, layer.weight, layer.bias, groups=8))
 
 
 @pytest.mark.parametrize(("pytorch_s", "groupconv_s", "route"), [(1.0, 2.0, "pytorch"), (2.0, 1.0, "groupconv")])

@@ -87,20 +87,7 @@ def pytorch_layout(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> tor
     if torch.compiler.is_compiling() or spec.transposed or _forced.get() is not None:
         return None
     grad_enabled = torch.is_grad_enabled()
-    needs = grad_enabled and x.requires_grad, grad_enabled and weight.requires_grad
-    if tuning.enabled():  # may time the calls now
-        return _decide_layout(x, weight, spec, *needs)
-    # The decision depends on the call and the cache's entries only: made once per call, a small
-    # layer's forward does not pay a dispatch decision's Python three times over.
-    key = spec, x.shape, x.dtype, x.device, layout(x), weight.shape, torch.get_num_threads(), needs
-    decisions = tuning.cache().decisions
-    if key not in decisions:
-        decisions[key] = _decide_layout(x, weight, spec, *needs)
-    return decisions[key]
-
-
-def _decide_layout(x, weight, spec: ConvSpec, needs_input_grad: bool, needs_weight_grad: bool):
-    """:func:`pytorch_layout`'s decision, made afresh: the choice for every direction the call needs."""
+    needs_input_grad, needs_weight_grad = grad_enabled and x.requires_grad, grad_enabled and weight.requires_grad
     y_size = (x.shape[0], spec.out_channels, *spec.conv_output_size(x.shape[2:]))
     calls = [("forward", x, weight)]
     if needs_input_grad or needs_weight_grad:
@@ -149,6 +136,11 @@ def _stand_in(size, like: torch.Tensor) -> torch.Tensor:
     """A gradient's stand-in for choosing its formulation: random values only when it may be timed."""
     stand_in = empty(size, like=like)
     return stand_in.normal_() if tuning.enabled() else stand_in
+
+
+def forced() -> str | None:
+    """The formulation :func:`use` forces here, if any."""
+    return _forced.get()
 
 
 @contextlib.contextmanager

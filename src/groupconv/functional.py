@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from . import autograd, dispatch, ops
+from . import autograd, dispatch, ops, tuning
 from .errors import GroupConvError
 from .layouts import memory_format
 from .spec import ConvSpec
@@ -81,6 +81,10 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
         >>> apply(spec, torch.randn(1, 4, 8, 8), torch.randn(8, 2, 3, 3)).shape
         torch.Size([1, 8, 8, 8])
     """
+    key = _call_key(spec, input, weight, bias)
+    decisions = tuning.cache().decisions if key is not None else {}
+    if key in decisions:  # this very call was checked before, and PyTorch runs it whole
+        return _pytorch(spec, input, weight, bias, decisions[key])
     _check_tensors(spec, input, weight, bias)
     if input.dtype in _HALF:  # accumulate, and add the bias, in float32: round once, at the end
         upcast = [None if t is None else t.float() for t in (input, weight, bias)]
@@ -91,23 +95,51 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
     if spec.padding_mode != "zeros":
         x = F.pad(x, [p for pair in reversed(spec.padding_pairs) for p in pair], mode=spec.padding_mode)
         spec = dataclasses.replace(spec, padding=0, padding_mode="zeros")
-    y = _run(spec, x, weight, bias)
+    if torch.onnx.is_in_onnx_export():  # standard ONNX Conv/ConvTranspose nodes: see groupconv.ops
+        y = ops.torch_convolution(x, weight, spec, bias)
+    elif (layout := dispatch.pytorch_layout(x, weight, spec)) is not None:
+        y = _pytorch(spec, x, weight, bias, layout)
+        if key is not None and batched and x is input:  # no padding mode, no upcast: the shortcut may serve
+            decisions[key] = layout
+    else:
+        y = _groupconv(spec, x, weight, bias)
     return y if batched else y.squeeze(0)
 
 
-def _run(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """The batched, zero-padded layer, answered in x's layout (channels-last in, channels-last out)."""
-    if torch.onnx.is_in_onnx_export():  # standard ONNX Conv/ConvTranspose nodes: see groupconv.ops
-        return ops.torch_convolution(x, weight, spec, bias)
-    layout = dispatch.pytorch_layout(x, weight, spec)
-    if layout is not None:  # PyTorch's kernels won every direction: its own convolution and autograd
-        y = ops.torch_convolution(x.contiguous(memory_format=layout), weight, spec, bias)
-        return y.contiguous(memory_format=memory_format(x))
+def _pytorch(spec: ConvSpec, x: torch.Tensor, weight, bias, layout: torch.memory_format) -> torch.Tensor:
+    """The batched, zero-padded layer by PyTorch's convolution and autograd, computed in ``layout``,
+    answered in x's (channels-last in, channels-last out)."""
+    y = ops.torch_convolution(x.contiguous(memory_format=layout), weight, spec, bias)
+    return y.contiguous(memory_format=memory_format(x))
+
+
+def _groupconv(spec: ConvSpec, x: torch.Tensor, weight, bias) -> torch.Tensor:
+    """The batched, zero-padded layer by groupconv's ops, answered in x's layout."""
     if spec.transposed:
         y = autograd.conv_input_grad(x, weight, spec, spec.output_size(x.shape[2:]))
     else:
         y = autograd.conv(x, weight, spec)
     return y if bias is None else y + bias.view(-1, *(1,) * spec.dims)
+
+
+def _call_key(spec: ConvSpec, input, weight, bias) -> tuple | None:
+    """What :func:`apply` checks and decides a call by: a call with the same key was checked and routed
+    alike, so a layer's later calls skip straight to PyTorch's convolution (which is also what ONNX
+    export records). Kept lean: right after a large convolution, each Python call here runs from cold
+    caches at 10-30 us. None where the route may change per call: while dynamo traces, tuning is on,
+    or a formulation is forced."""
+    if torch.compiler.is_compiling() or tuning.enabled() or dispatch.forced():
+        return None
+    if not (isinstance(input, torch.Tensor) and isinstance(weight, torch.Tensor)):
+        return None  # the full path's checks say what is wrong
+    if bias is not None and not isinstance(bias, torch.Tensor):
+        return None
+    grad = torch.is_grad_enabled()
+    bias_key = None if bias is None else (bias.shape, bias.dtype, bias.device)
+    return (
+        spec, input.shape, input.dtype, input.device, input.stride(), weight.shape, weight.dtype, weight.device,
+        bias_key, grad and input.requires_grad, grad and weight.requires_grad, torch.get_num_threads(),
+    )  # fmt: skip
 
 
 def _conv(input, weight, bias, *, dims, stride, padding, dilation, groups):
