@@ -57,7 +57,11 @@ def test_tune_times_every_direction_and_caches_the_fastest(cache_file):
 def test_pytorch_keeps_a_call_unless_beaten_by_the_margin(monkeypatch, split_ms, chosen):
     """Timings in ms by formulation: im2col 5, native 1, split as given; the others are slower."""
     times = {"native": 1.0, "split": split_ms, "im2col": 5.0}
-    monkeypatch.setattr(tuning, "_median_seconds", lambda run, device: times.get(run.func.__module__.split(".")[-1], 9))
+
+    def medians(runs, device):
+        return {name: times.get(name, 9) for name in runs}
+
+    monkeypatch.setattr(tuning, "_interleaved_medians", medians)
     x, weight, spec = torch.randn(1, 4, 6, 6), torch.randn(4, 2, 3, 3), ConvSpec(4, 4, 3, groups=2)
     assert tuning.tune_call("key", "forward", x, weight, spec) == chosen
 
@@ -150,7 +154,7 @@ def test_retune_times_cached_calls_again(cache_file):
     layer, x = groupconv.nn.Conv2d(4, 4, 3, groups=2), torch.randn(1, 4, 6, 6)
     key = next(call.key for call in groupconv.tune(layer, x).calls if call.direction == "forward")
     tuning.cache().put(key, "split")
-    assert groupconv.tune(layer, x).calls == []  # all cached: nothing timed
+    assert convolutions(groupconv.tune(layer, x).calls) == []  # all cached: no call timed (only the layer's route)
     assert tuning.cache().get(key) == "split"
     report = groupconv.tune(layer, x, retune=True)
     assert sorted(call.direction for call in convolutions(report.calls)) == ["forward", "input_grad", "weight_grad"]
@@ -180,8 +184,8 @@ def test_a_layer_split_across_formulations_is_timed_whole(monkeypatch, pytorch_s
     tuning.cache().put(dispatch.call_key("forward", x, layer.weight, spec), "im2col")
     tuning.cache().put(dispatch.call_key("input_grad", grad_y, layer.weight, spec, (6, 6)), "native")
     tuning.cache().put(dispatch.call_key("weight_grad", x, grad_y, spec), "native")
-    times = iter([pytorch_s, groupconv_s])  # tune_layer times the routes in ROUTES order
-    monkeypatch.setattr(tuning, "_median_seconds", lambda run, device: next(times))
+    times = {"pytorch": pytorch_s, "groupconv": groupconv_s}
+    monkeypatch.setattr(tuning, "_interleaved_medians", lambda runs, device: {name: times[name] for name in runs})
     monkeypatch.setenv("GROUPCONV_TUNE", "1")
     y = layer(x)
     layer_keys = [key for key in tuning.cache().entries if key.startswith("layer ")]

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from . import formulations
+from .layouts import memory_format
 from .spec import ConvSpec
 
 FORMAT = 1
@@ -136,7 +137,7 @@ def tune_layer(key: str, runs: dict[str, Callable[[], object]], operands: str, g
     """Time a layer's forward and backward each way in ``runs`` (a :data:`ROUTES` name each), cache the fastest."""
     for run in runs.values():
         run()  # the warm-up: compiles, allocates
-    seconds = {name: _median_seconds(run, device) for name, run in runs.items()}
+    seconds = _interleaved_medians(runs, device)
     chosen = min(seconds, key=seconds.get)
     _record(Tuned(key, "layer", operands, groups, seconds, chosen))
     return chosen
@@ -145,22 +146,30 @@ def tune_layer(key: str, runs: dict[str, Callable[[], object]], operands: str, g
 def tune_call(key: str, direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *rest) -> str:
     """Time each formulation that supports this call, check it against the reference, cache the fastest."""
     expected = getattr(formulations.load(formulations.REFERENCE), direction)(a, b, spec, *rest)
-    seconds: dict[str, float | None] = {}
+    runs: dict[str, Callable[[], object] | None] = {}
     for name in formulations.NAMES:
         module = formulations.load(name)
         if module.supports(spec, a):
-            run = functools.partial(getattr(module, direction), a, b, spec, *rest)
+            run = functools.partial(_as_the_op_answers, getattr(module, direction), direction, a, b, spec, *rest)
             agrees = _close(run(), expected)  # also the warm-up: compiles, allocates
-            seconds[name] = _median_seconds(run, a.device) if agrees else None
+            runs[name] = run if agrees else None
             if not agrees:
                 message = f"groupconv: formulation {name!r} disagrees with the reference on {key}; not used"
                 warnings.warn(message, stacklevel=2)
-    timed = {name: s for name, s in seconds.items() if s is not None}
+    timed = _interleaved_medians({name: run for name, run in runs.items() if run is not None}, a.device)
+    seconds = {name: timed.get(name) for name in runs}  # None: wrong
     chosen = min(timed, key=timed.get)
     if "native" in timed and timed[chosen] > PYTORCH_MARGIN * timed["native"]:
         chosen = "native"
     _record(Tuned(key, direction, f"{tuple(a.shape)} x {tuple(b.shape)}", spec.groups, seconds, chosen))
     return chosen
+
+
+def _as_the_op_answers(compute: Callable, direction: str, a: torch.Tensor, *operands) -> torch.Tensor:
+    """A formulation's result in the layout groupconv's op returns it (see groupconv.ops), so that a
+    formulation computing in another layout is timed with its conversion back."""
+    layout = torch.contiguous_format if direction == "weight_grad" else memory_format(a)
+    return compute(a, *operands).contiguous(memory_format=layout)
 
 
 def _record(tuned: Tuned) -> None:
@@ -262,16 +271,25 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _median_seconds(run: Callable[[], object], device: torch.device, budget: float = 0.25) -> float:
-    """Median wall time of ``run``: at least 3 runs, more while they fit in ``budget`` seconds (up to 25)."""
-    times: list[float] = []
-    while len(times) < 3 or (sum(times) < budget and len(times) < 25):
-        start = time.perf_counter()
-        run()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _interleaved_medians(
+    runs: dict[str, Callable[[], object]], device: torch.device, budget: float = 0.25
+) -> dict[str, float]:
+    """Each run's median wall time, the runs taken in turn, round after round: at least 3 rounds, more
+    while they fit in ``budget`` seconds per run (up to 25). Timed in turn, all meet the same state of
+    the machine: alone in a loop, a call that allocates a large output page-faults afresh on every
+    repeat on some machines (the allocator hands the memory back each time) and on others never."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    rounds, spent = 0, 0.0
+    while rounds < 3 or (spent < budget * len(runs) and rounds < 25):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times[name].append(time.perf_counter() - start)
+            spent += times[name][-1]
+        rounds += 1
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _close(result: torch.Tensor, expected: torch.Tensor) -> bool:
