@@ -15,7 +15,8 @@ all formulations timed on the call itself, then cached; else a heuristic default
 When every direction a layer will compute is chosen to be PyTorch's own convolution,
 :func:`pytorch_layout` says so, and the frontend hands the whole layer to PyTorch, its
 autograd included: one fused backward and no custom-op overhead, so such a layer runs
-at PyTorch's own speed.
+at PyTorch's own speed. A layer whose directions are split between formulations is, when
+tuning, also timed whole both ways (a ``layer`` entry in the cache).
 """
 
 from __future__ import annotations
@@ -86,16 +87,7 @@ def pytorch_layout(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> tor
     """
     if torch.compiler.is_compiling() or spec.transposed or _forced.get() is not None:
         return None
-    grad_enabled = torch.is_grad_enabled()
-    needs_input_grad, needs_weight_grad = grad_enabled and x.requires_grad, grad_enabled and weight.requires_grad
-    y_size = (x.shape[0], spec.out_channels, *spec.conv_output_size(x.shape[2:]))
-    calls = [("forward", x, weight)]
-    if needs_input_grad or needs_weight_grad:
-        grad_y = _stand_in(y_size, like=x)
-        if needs_input_grad:
-            calls.append(("input_grad", grad_y, weight, tuple(x.shape[2:])))
-        if needs_weight_grad:
-            calls.append(("weight_grad", x, grad_y))
+    calls, grad_y = _layer_calls(x, weight, spec)
     chosen = {choose(direction, a, b, spec, *rest).__name__.rpartition(".")[2] for direction, a, b, *rest in calls}
     if chosen == {"native"}:
         return memory_format(x)
@@ -104,6 +96,19 @@ def pytorch_layout(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> tor
     if len(calls) == 1 or not formulations.load("native").supports(spec, x):
         return None
     return _layer_route(x, weight, spec, grad_y, tuple(direction for direction, *_ in calls[1:]))
+
+
+def _layer_calls(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> tuple[list[tuple], torch.Tensor | None]:
+    """(direction, a, b, *rest) of each call the layer will make: its forward, and the gradients that
+    autograd will ask for; and the stand-in for the output's gradient they take (None: no gradients)."""
+    calls, grad_y = [("forward", x, weight)], None
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        grad_y = _stand_in((x.shape[0], spec.out_channels, *spec.conv_output_size(x.shape[2:])), like=x)
+        if x.requires_grad:
+            calls.append(("input_grad", grad_y, weight, tuple(x.shape[2:])))
+        if weight.requires_grad:
+            calls.append(("weight_grad", x, grad_y))
+    return calls, grad_y
 
 
 def _layer_route(x, weight, spec: ConvSpec, grad_y: torch.Tensor, gradients: tuple) -> torch.memory_format | None:
