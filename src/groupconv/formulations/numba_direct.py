@@ -8,7 +8,7 @@ so each thread owns the output channels it writes and needs neither locks nor at
 
 * stride 1 (most layers, and every input gradient of one): a sample's group of input planes
   is copied into zero-bordered scratch planes, after which each kernel tap is one long
-  contiguous SIMD loop over a whole output plane, four taps per pass; the transposed
+  contiguous SIMD loop over a whole output plane, four or six taps per pass; the transposed
   direction is the same kernel with the weight flipped and its channels swapped;
 * other strides: row by row, each tap's loop clipped to the pixels it reaches.
 
