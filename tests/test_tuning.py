@@ -192,3 +192,19 @@ def test_a_layer_split_across_formulations_is_timed_whole(monkeypatch, pytorch_s
     assert [tuning.cache().get(key) for key in layer_keys] == [route]
     assert (y.grad_fn.name() == "ConvolutionBackward0") == (route == "pytorch")
     torch.testing.assert_close(y, torch.nn.functional.conv2d(x, layer.weight, layer.bias, padding=1, groups=4))
+
+
+def test_tune_covers_a_training_step_whose_input_needs_no_gradient(monkeypatch):
+    """tune runs the model with and without an input gradient, so a training step finds every
+    call and layer route it makes already tuned."""
+    model, x = small_model(), torch.randn(2, 4, 9, 9)
+    first = model[0]  # its forward groupconv's: a layer split between formulations, tuned whole
+    tuning.cache().put(dispatch.call_key("forward", x, first.weight, first.spec), "im2col")
+    groupconv.tune(model, x)
+    untuned = []
+    monkeypatch.setattr(tuning, "tune_call", lambda key, *args: untuned.append(key))
+    monkeypatch.setattr(tuning, "tune_layer", lambda key, *args: untuned.append(key))
+    monkeypatch.setenv("GROUPCONV_TUNE", "1")
+    y = model.eval()(x)
+    y.backward(torch.randn_like(y))
+    assert untuned == []

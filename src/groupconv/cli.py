@@ -50,11 +50,13 @@ _TEXTS = {  # name: (one-line help, description, examples)
     ),
     "tune": (
         "time every formulation of a model's convolutions and cache the fastest",
-        "Run the model once forward and backward on random input of the given shape, its torch.nn convolutions "
-        "replaced by groupconv's; time every formulation (PyTorch's channels-first and channels-last, groupconv's "
-        "Numba kernels, im2col, per-group split) of every convolution direction on its real shape, check each "
-        "against the reference, and cache the fastest on disk ($GROUPCONV_CACHE, else ~/.cache/groupconv/"
-        "tune.json), where every later run on this machine finds it.",
+        "Run the model forward and backward on random input of the given shape (with and without a gradient for "
+        "the input), its torch.nn convolutions replaced by groupconv's; time every formulation (PyTorch's "
+        "channels-first and channels-last, groupconv's Numba kernels, im2col, per-group split) of every "
+        "convolution direction on its real shape, check each against the reference, and cache the fastest on "
+        "disk ($GROUPCONV_CACHE, else ~/.cache/groupconv/tune.json), where every later run on this machine finds "
+        "it. A layer whose directions go to different formulations is also timed whole, by PyTorch's convolution "
+        "and by groupconv's, and the faster route cached.",
         """examples:
   groupconv tune resnext
   groupconv tune shufflenet --input 64,1,28,28 --json

@@ -103,34 +103,44 @@ def enabled() -> bool:
 
 def tune(model: torch.nn.Module, example_input: torch.Tensor, *, retune: bool = False) -> TuneReport:
     """Time every formulation of every convolution ``model`` runs on ``example_input`` —
-    forward, input gradient and weight gradient — and cache the fastest for each.
+    forward, input gradient and weight gradient — and cache the fastest for each; where a
+    layer's directions are split between formulations, time the layer whole too (see
+    :mod:`groupconv.dispatch`).
 
-    The model runs in eval mode (running statistics untouched) and its parameters'
-    ``.grad`` are left as they were. Calls already in the cache are not timed again,
-    unless ``retune`` (after the machine was busy, say): then each is timed anew.
+    The model runs forward and backward twice: with a gradient for the input, and without,
+    as a training step runs it (the first layer's route can differ). It runs in eval mode
+    (running statistics untouched) and its parameters' ``.grad`` are left as they were.
+    Calls already in the cache are not timed again, unless ``retune`` (after the machine was
+    busy, say): then each is timed anew.
 
     Example:
         >>> import groupconv, torch
         >>> layer = groupconv.nn.Conv2d(8, 8, 3, groups=4)
         >>> report = groupconv.tune(layer, torch.randn(2, 8, 10, 10), retune=True)
-        >>> sorted({call.key.split()[0] for call in report.calls})
-        ['forward', 'input_grad', 'weight_grad']
+        >>> {"forward", "input_grad", "weight_grad"} <= {call.direction for call in report.calls}
+        True
     """
     session = _Session([], retune)
     token = _session.set(session)
     modes = {module: module.training for module in model.modules()}
     try:
         model.eval()
-        x = example_input.detach().requires_grad_(True)
-        outputs = [t for t in _tensors(model(x)) if t.requires_grad]
-        wrt = [x, *(p for p in model.parameters() if p.requires_grad)]
-        cotangents = [torch.randn_like(t) for t in outputs]  # dense, like a real backward's
-        torch.autograd.grad(outputs, wrt, cotangents, allow_unused=True)
+        for input_needs_grad in (True, False):
+            _forward_backward(model, example_input.detach().requires_grad_(input_needs_grad))
     finally:
         _session.reset(token)
         for module, training in modes.items():
             module.training = training
     return TuneReport(session.calls)
+
+
+def _forward_backward(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """One forward, and a backward to every input that needs a gradient, leaving no ``.grad``."""
+    outputs = [t for t in _tensors(model(x)) if t.requires_grad]
+    wrt = [t for t in (x, *model.parameters()) if t.requires_grad]
+    if outputs and wrt:
+        cotangents = [torch.randn_like(t) for t in outputs]  # dense, like a real backward's
+        torch.autograd.grad(outputs, wrt, cotangents, allow_unused=True)
 
 
 def tune_layer(key: str, runs: dict[str, Callable[[], object]], operands: str, groups: int, device) -> str:
