@@ -24,6 +24,7 @@ from .layouts import memory_format
 from .spec import ConvSpec
 
 _HALF = (torch.float16, torch.bfloat16)
+_REMEMBERED_CALLS = 4096  # calls whose route apply remembers (see _call_key)
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -100,6 +101,8 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
     elif (layout := dispatch.pytorch_layout(x, weight, spec)) is not None:
         y = _pytorch(spec, x, weight, bias, layout)
         if key is not None and batched and x is input:  # no padding mode, no upcast: the shortcut may serve
+            if len(decisions) >= _REMEMBERED_CALLS:  # ever-new shapes (a varying length, say) must not grow it forever
+                decisions.clear()
             decisions[key] = layout
     else:
         y = _groupconv(spec, x, weight, bias)
