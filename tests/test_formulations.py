@@ -83,13 +83,15 @@ def test_cached_choice_that_cannot_run_the_call_falls_back(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize(
-    ("groups", "layout", "expected"),
-    [(64, "contiguous", "numba_direct"), (256, "contiguous", "native"), (8, "contiguous", "native"),
-     (64, "channels_last", "native"), (256, "channels_last", "native")],
+    ("groups", "layout", "size", "expected"),
+    [(64, "contiguous", 28, "numba_direct"), (128, "contiguous", 28, "numba_direct"), (64, "contiguous", 6, "native"),
+     (256, "contiguous", 28, "native"), (8, "contiguous", 28, "native"),
+     (64, "channels_last", 28, "native"), (256, "channels_last", 28, "native")],
 )  # fmt: skip
-def test_default_heuristic(groups, layout, expected):
-    """Untuned, 2-4 channels per group on channels-first CPU input go to groupconv's kernels, the rest to oneDNN."""
-    x = torch.randn(1, 256, 6, 6)
+def test_default_heuristic(groups, layout, size, expected):
+    """Untuned, 2-4 channels per group on channels-first CPU input of 200,000 elements or more go to
+    groupconv's kernels, the rest to oneDNN."""
+    x = torch.randn(1, 256, size, size)  # 28 x 28: 200,704 elements
     x = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
     spec = ConvSpec(256, 256, 3, groups=groups)
     assert dispatch.default(spec, x) is formulations.load(expected)
@@ -104,7 +106,7 @@ def test_a_layer_pytorch_wins_throughout_is_pytorch_convolution(layout, groups, 
     """Untuned, depthwise and channels-last layers are oneDNN's in every direction, so PyTorch's own
     convolution and autograd run them; narrow channels-first groups (Numba's) and forced formulations
     run groupconv's ops. Either way the results are PyTorch's."""
-    x = torch.randn(2, 256, 6, 6, dtype=torch.float64)
+    x = torch.randn(1, 256, 28, 28, dtype=torch.float64)  # large enough for Numba's kernels (see default)
     x = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
     layer = groupconv.nn.Conv2d(256, 256, 3, groups=groups, padding=1).double()
     with dispatch.use(forced) if forced else contextlib.nullcontext():

@@ -118,13 +118,14 @@ def test_flop_counter_counts_groupconv_layers():
     """torch.utils.flop_counter sees groupconv's custom ops: the forward as torch.nn's, the backward right.
 
     torch 2.13 counts a grouped layer's weight gradient ``groups`` times over (it leaves the
-    groups out of that formula); groupconv counts the multiply-adds each direction does.
+    groups out of that formula); groupconv counts the multiply-adds each direction does. (The
+    layer runs through groupconv's ops, forced: a layer PyTorch runs whole is counted by PyTorch.)
     """
     from torch.utils.flop_counter import FlopCounterMode
 
     def flops(module, backward: bool):
         layer = module.Conv2d(8, 16, 3, groups=4, padding=1, stride=2)
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False) as counter, groupconv.dispatch.use("native"):
             y = layer(torch.randn(2, 8, 10, 10, requires_grad=True))
             if backward:
                 y.sum().backward()

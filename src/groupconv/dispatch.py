@@ -34,6 +34,9 @@ from .layouts import CHANNELS_LAST, empty, memory_format
 from .spec import ConvSpec
 
 NARROW = range(2, 5)  # channels per group where groupconv's kernels beat PyTorch's untuned (see docs/benchmarks.md)
+# ...on inputs this large: a Numba call costs ~0.15 ms to start its threads, and on smaller inputs oneDNN
+# finishes first (4 channels per group: 1.8x faster at 100k elements, 0.6x slower at 400k)
+NUMBA_MIN_ELEMENTS = 200_000
 
 _forced: contextvars.ContextVar[str | None] = contextvars.ContextVar("groupconv_forced", default=None)
 
@@ -66,11 +69,12 @@ def _tuned(direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *re
 
 def default(spec: ConvSpec, a: torch.Tensor) -> ModuleType:
     """The heuristic choice when nothing is tuned: PyTorch's kernels in the input's layout, except
-    groupconv's Numba kernels for channels-first CPU input with 2 to 4 channels per group, where
-    oneDNN is slowest. (Depthwise layers and wider groups are oneDNN's; tuning finds the exceptions.)"""
+    groupconv's Numba kernels for channels-first CPU input of at least 200,000 elements with 2 to 4
+    channels per group, where oneDNN is slowest. (Depthwise layers and wider groups are oneDNN's;
+    tuning finds the exceptions.)"""
     out_per_group, in_per_group = spec.weight_shape[0] // spec.groups, spec.weight_shape[1]
-    narrow = in_per_group in NARROW and out_per_group in NARROW
-    if a.device.type == "cpu" and layout(a) != "channels_last" and narrow:
+    numba_wins = in_per_group in NARROW and out_per_group in NARROW and a.numel() >= NUMBA_MIN_ELEMENTS
+    if a.device.type == "cpu" and layout(a) != "channels_last" and numba_wins:
         preferred = ["numba_direct", "native"]
     else:
         preferred = ["native"]
