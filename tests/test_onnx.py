@@ -51,11 +51,15 @@ class Net1d3d(torch.nn.Module):
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore:You are using the legacy TorchScript")
 @pytest.mark.parametrize("net", [Net2d, Net1d3d])
 @pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
-def test_export_gives_standard_conv_nodes_that_onnxruntime_runs_alike(net, dynamo, tmp_path):
+@pytest.mark.parametrize("ran_before", [False, True], ids=["fresh", "ran-before"])
+def test_export_gives_standard_conv_nodes_that_onnxruntime_runs_alike(net, dynamo, ran_before, tmp_path):
+    """ran_before: the model ran eagerly first, so groupconv.functional.apply remembers its layers' routes."""
     torch.manual_seed(0)
     model, x = net().eval(), net.example_input()
     path = tmp_path / "model.onnx"
     with torch.no_grad():
+        for _ in range(2 if ran_before else 0):
+            model(x)
         torch.onnx.export(model, (x,), path, dynamo=dynamo)
         expected = model(x)
 
