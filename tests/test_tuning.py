@@ -208,3 +208,21 @@ def test_tune_covers_a_training_step_whose_input_needs_no_gradient(monkeypatch):
     y = model.eval()(x)
     y.backward(torch.randn_like(y))
     assert untuned == []
+
+
+def test_a_channels_first_layer_tuned_to_channels_last_kernels_runs_them_whole(cache_file):
+    """Every direction tuned to native_channels_last: PyTorch runs the layer on a channels-last copy,
+    and the answer comes back channels-first, the first time and when the route is remembered."""
+    layer, x = groupconv.nn.Conv2d(8, 8, 3, groups=4, padding=1), torch.randn(2, 8, 6, 6, requires_grad=True)
+    grad_y = torch.empty(2, 8, 6, 6)
+    for direction, a, b, *rest in [("forward", x, layer.weight), ("input_grad", grad_y, layer.weight, (6, 6)),
+                                   ("weight_grad", x, grad_y)]:  # fmt: skip
+        tuning.cache().put(dispatch.call_key(direction, a, b, layer.spec, *rest), "native_channels_last")
+    expected = torch.nn.functional.conv2d(x, layer.weight, layer.bias, padding=1, groups=4)
+    expected_grad = torch.autograd.grad(expected.sum(), x)
+    for _ in range(2):
+        y = layer(x)
+        assert y.grad_fn.next_functions[0][0].name() == "ConvolutionBackward0"  # then the copy to channels-first
+        assert y.is_contiguous()
+        torch.testing.assert_close(y, expected.detach())
+        torch.testing.assert_close(torch.autograd.grad(y.sum(), x), expected_grad)

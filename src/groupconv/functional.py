@@ -84,8 +84,9 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
     """
     key = _call_key(spec, input, weight, bias)
     decisions = tuning.cache().decisions if key is not None else {}
-    if key in decisions:  # this very call was checked before, and PyTorch runs it whole
-        return _pytorch(spec, input, weight, bias, decisions[key])
+    remembered = decisions.get(key)
+    if remembered is not None:  # this very call was checked before, and PyTorch runs it whole
+        return remembered(input, weight, bias)
     _check_tensors(spec, input, weight, bias)
     if input.dtype in _HALF:  # accumulate, and add the bias, in float32: round once, at the end
         upcast = [None if t is None else t.float() for t in (input, weight, bias)]
@@ -103,7 +104,7 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
         if key is not None and batched and x is input:  # no padding mode, no upcast: the shortcut may serve
             if len(decisions) >= _REMEMBERED_CALLS:  # ever-new shapes (a varying length, say) must not grow it forever
                 decisions.clear()
-            decisions[key] = layout
+            decisions[key] = _pytorch_call(spec, x, layout)
     else:
         y = _groupconv(spec, x, weight, bias)
     return y if batched else y.squeeze(0)
@@ -114,6 +115,17 @@ def _pytorch(spec: ConvSpec, x: torch.Tensor, weight, bias, layout: torch.memory
     answered in x's (channels-last in, channels-last out)."""
     y = ops.torch_convolution(x.contiguous(memory_format=layout), weight, spec, bias)
     return y.contiguous(memory_format=memory_format(x))
+
+
+def _pytorch_call(spec: ConvSpec, x: torch.Tensor, layout: torch.memory_format):
+    """:func:`_pytorch` for later calls like this one, with what it works out once: where x is already
+    in ``layout`` and the padding even, one ``torch.convolution`` with the geometry fixed."""
+    answer_layout = memory_format(x)
+    padding = [lo for lo, hi in spec.padding_pairs if lo == hi]
+    if layout is not answer_layout or len(padding) != spec.dims:
+        return lambda x, weight, bias: _pytorch(spec, x, weight, bias, layout)
+    geometry = list(spec.stride), padding, list(spec.dilation), False, [0] * spec.dims, spec.groups
+    return lambda x, weight, bias: torch.convolution(x, weight, bias, *geometry).contiguous(memory_format=layout)
 
 
 def _groupconv(spec: ConvSpec, x: torch.Tensor, weight, bias) -> torch.Tensor:
