@@ -72,8 +72,7 @@ def default(spec: ConvSpec, a: torch.Tensor) -> ModuleType:
     groupconv's Numba kernels for channels-first CPU input of at least 200,000 elements with 2 to 4
     channels per group, where oneDNN is slowest. (Depthwise layers and wider groups are oneDNN's;
     tuning finds the exceptions.)"""
-    out_per_group, in_per_group = spec.weight_shape[0] // spec.groups, spec.weight_shape[1]
-    numba_wins = in_per_group in NARROW and out_per_group in NARROW and a.numel() >= NUMBA_MIN_ELEMENTS
+    numba_wins = spec.in_per_group in NARROW and spec.out_per_group in NARROW and a.numel() >= NUMBA_MIN_ELEMENTS
     if a.device.type == "cpu" and layout(a) != "channels_last" and numba_wins:
         preferred = ["numba_direct", "native"]
     else:

@@ -85,7 +85,7 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
     key = _call_key(spec, input, weight, bias)
     decisions = tuning.cache().decisions if key is not None else {}
     remembered = decisions.get(key)
-    if remembered is not None:  # this very call was checked before, and PyTorch runs it whole
+    if remembered is not None:  # this very call was checked and routed before
         return remembered(input, weight, bias)
     _check_tensors(spec, input, weight, bias)
     if input.dtype in _HALF:  # accumulate, and add the bias, in float32: round once, at the end
@@ -98,16 +98,29 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
         x = F.pad(x, [p for pair in reversed(spec.padding_pairs) for p in pair], mode=spec.padding_mode)
         spec = dataclasses.replace(spec, padding=0, padding_mode="zeros")
     if torch.onnx.is_in_onnx_export():  # standard ONNX Conv/ConvTranspose nodes: see groupconv.ops
-        y = ops.torch_convolution(x, weight, spec, bias)
-    elif (layout := dispatch.pytorch_layout(x, weight, spec)) is not None:
-        y = _pytorch(spec, x, weight, bias, layout)
-        if key is not None and batched and x is input:  # no padding mode, no upcast: the shortcut may serve
-            if len(decisions) >= _REMEMBERED_CALLS:  # ever-new shapes (a varying length, say) must not grow it forever
-                decisions.clear()
-            decisions[key] = _pytorch_call(spec, x, layout)
-    else:
-        y = _groupconv(spec, x, weight, bias)
+        return _unbatched(ops.torch_convolution(x, weight, spec, bias), batched)
+    route = _route(spec, x, weight)
+    if key is not None and batched and x is input:  # no padding mode, no upcast: later calls may skip to the route
+        if len(decisions) >= _REMEMBERED_CALLS:  # ever-new shapes (a varying length, say) must not grow it forever
+            decisions.clear()
+        decisions[key] = route
+    return _unbatched(route(x, weight, bias), batched)
+
+
+def _unbatched(y: torch.Tensor, batched: bool) -> torch.Tensor:
     return y if batched else y.squeeze(0)
+
+
+def _route(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor):
+    """How calls like this one run, as a function of (x, weight, bias): PyTorch's convolution and
+    autograd where the dispatcher gives PyTorch every direction, else groupconv's ops."""
+    layout = dispatch.pytorch_layout(x, weight, spec)
+    if layout is None:
+        return lambda x, weight, bias: _groupconv(spec, x, weight, bias)
+    if layout is not memory_format(x) or any(lo != hi for lo, hi in spec.padding_pairs):
+        return lambda x, weight, bias: _pytorch(spec, x, weight, bias, layout)
+    geometry = ops.convolution_arguments(spec)  # x is in the layout it computes in: one call, worked out once
+    return lambda x, weight, bias: torch.convolution(x, weight, bias, *geometry).contiguous(memory_format=layout)
 
 
 def _pytorch(spec: ConvSpec, x: torch.Tensor, weight, bias, layout: torch.memory_format) -> torch.Tensor:
@@ -115,17 +128,6 @@ def _pytorch(spec: ConvSpec, x: torch.Tensor, weight, bias, layout: torch.memory
     answered in x's (channels-last in, channels-last out)."""
     y = ops.torch_convolution(x.contiguous(memory_format=layout), weight, spec, bias)
     return y.contiguous(memory_format=memory_format(x))
-
-
-def _pytorch_call(spec: ConvSpec, x: torch.Tensor, layout: torch.memory_format):
-    """:func:`_pytorch` for later calls like this one, with what it works out once: where x is already
-    in ``layout`` and the padding even, one ``torch.convolution`` with the geometry fixed."""
-    answer_layout = memory_format(x)
-    padding = [lo for lo, hi in spec.padding_pairs if lo == hi]
-    if layout is not answer_layout or len(padding) != spec.dims:
-        return lambda x, weight, bias: _pytorch(spec, x, weight, bias, layout)
-    geometry = list(spec.stride), padding, list(spec.dilation), False, [0] * spec.dims, spec.groups
-    return lambda x, weight, bias: torch.convolution(x, weight, bias, *geometry).contiguous(memory_format=layout)
 
 
 def _groupconv(spec: ConvSpec, x: torch.Tensor, weight, bias) -> torch.Tensor:
@@ -138,12 +140,15 @@ def _groupconv(spec: ConvSpec, x: torch.Tensor, weight, bias) -> torch.Tensor:
 
 
 def _call_key(spec: ConvSpec, input, weight, bias) -> tuple | None:
-    """What :func:`apply` checks and decides a call by: a call with the same key was checked and routed
-    alike, so a layer's later calls skip straight to PyTorch's convolution (which is also what ONNX
-    export records). Kept lean: right after a large convolution, each Python call here runs from cold
-    caches at 10-30 us. None where the route may change per call: while dynamo traces, tuning is on,
-    or a formulation is forced."""
-    if torch.compiler.is_compiling() or tuning.enabled() or dispatch.forced():
+    """What :func:`apply` checks and routes a call by: a call with the same key was checked and routed
+    alike, so a layer's later calls skip straight to their route (PyTorch's convolution or groupconv's
+    ops). Kept lean: right after a large convolution, each Python call here runs from cold caches at
+    10-30 us. None where the route may change per call: while dynamo traces, while ONNX export traces
+    (it records PyTorch's convolution), inside groupconv.tune (which may time calls anew), or while a
+    formulation is forced."""
+    if torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
+        return None
+    if tuning.session_active() or dispatch.forced():
         return None
     if not (isinstance(input, torch.Tensor) and isinstance(weight, torch.Tensor)):
         return None  # the full path's checks say what is wrong

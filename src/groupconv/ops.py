@@ -120,13 +120,18 @@ def torch_convolution(
     """``spec``'s zero-padded convolution (or transposed convolution) by PyTorch's own
     ``torch.convolution``: what ONNX export records, as one ``Conv`` / ``ConvTranspose``, and
     what runs a layer whose every direction the dispatcher gives to PyTorch."""
-    before = [lo for lo, _ in spec.padding_pairs]
     extra = [hi - lo for lo, hi in reversed(spec.padding_pairs)]
     if any(extra):  # padding="same" with an even reach: the odd extra goes after, as F.conv2d does
         x = F.pad(x, [p for e in extra for p in (0, e)])
-    return torch.convolution(
-        x, weight, bias, spec.stride, before, spec.dilation, spec.transposed, spec.output_padding, spec.groups
-    )
+    return torch.convolution(x, weight, bias, *convolution_arguments(spec))
+
+
+def convolution_arguments(spec: ConvSpec) -> tuple:
+    """``torch.convolution``'s arguments after (input, weight, bias) for ``spec``: stride, the padding
+    before each dim (the odd extra of an uneven padding is the caller's), dilation, transposed,
+    output_padding, groups."""
+    before = [lo for lo, _ in spec.padding_pairs]
+    return spec.stride, before, spec.dilation, spec.transposed, spec.output_padding, spec.groups
 
 
 @torch.library.custom_op("groupconv::conv_forward", mutates_args=())

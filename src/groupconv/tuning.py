@@ -96,9 +96,14 @@ def cached(key: str) -> str | None:
     return cache().get(key)
 
 
+def session_active() -> bool:
+    """Whether a :func:`tune` is running."""
+    return _session.get() is not None
+
+
 def enabled() -> bool:
     """Whether a call missing from the cache is tuned now: inside :func:`tune`, or GROUPCONV_TUNE=1."""
-    return _session.get() is not None or os.environ.get("GROUPCONV_TUNE", "") not in ("", "0")
+    return session_active() or os.environ.get("GROUPCONV_TUNE", "") not in ("", "0")
 
 
 def tune(model: torch.nn.Module, example_input: torch.Tensor, *, retune: bool = False) -> TuneReport:
