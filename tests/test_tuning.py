@@ -226,3 +226,58 @@ def test_a_channels_first_layer_tuned_to_channels_last_kernels_runs_them_whole(c
         assert y.is_contiguous()
         torch.testing.assert_close(y, expected.detach())
         torch.testing.assert_close(torch.autograd.grad(y.sum(), x), expected_grad)
+
+
+def test_an_untuned_transposed_layer_runs_whole_through_pytorch(cache_file):
+    """A transposed layer whose directions are all PyTorch's: one torch.convolution, PyTorch's backward."""
+    layer = groupconv.nn.ConvTranspose2d(8, 12, 4, stride=2, padding=1, output_padding=1, groups=4)
+    oracle = torch.nn.ConvTranspose2d(8, 12, 4, stride=2, padding=1, output_padding=1, groups=4)
+    oracle.load_state_dict(layer.state_dict())
+    x = torch.randn(2, 8, 5, 5, requires_grad=True)
+    for _ in range(2):  # the second call takes the remembered route
+        y = layer(x)
+        assert y.grad_fn.name() == "ConvolutionBackward0"
+        expected = oracle(x)
+        torch.testing.assert_close(y, expected)
+        wrt = (x, layer.weight, layer.bias), (x, oracle.weight, oracle.bias)
+        for got, want in zip(torch.autograd.grad(y.sum(), wrt[0]), torch.autograd.grad(expected.sum(), wrt[1])):
+            torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize(("pytorch_s", "groupconv_s", "route"), [(1.0, 2.0, "pytorch"), (2.0, 1.0, "groupconv")])
+def test_a_transposed_layer_split_across_formulations_is_timed_whole(monkeypatch, pytorch_s, groupconv_s, route):
+    """The transposed layer's output is the convolution's input gradient, its input's gradient the
+    convolution's forward, its weight's the convolution's weight gradient of (output's gradient, input)."""
+    layer = groupconv.nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, groups=2)
+    x, grad_y = torch.randn(2, 8, 5, 5, requires_grad=True), torch.randn(2, 4, 9, 9)
+    convolution = dispatch.convolution(layer.spec, layer.weight)
+    tuning.cache().put(dispatch.call_key("input_grad", x, layer.weight, convolution, (9, 9)), "im2col")
+    tuning.cache().put(dispatch.call_key("forward", grad_y, layer.weight, convolution), "native")
+    tuning.cache().put(dispatch.call_key("weight_grad", grad_y, x, convolution), "native")
+    times = {"pytorch": pytorch_s, "groupconv": groupconv_s}
+    monkeypatch.setattr(tuning, "_interleaved_medians", lambda runs, device: {name: times[name] for name in runs})
+    monkeypatch.setattr(tuning, "tune_call", lambda *args: pytest.fail(f"a direction was timed: {args[0]}"))
+    monkeypatch.setenv("GROUPCONV_TUNE", "1")
+    y = layer(x)
+    layer_keys = [key for key in tuning.cache().entries if key.startswith("layer ")]
+    assert [tuning.cache().get(key) for key in layer_keys] == [route]
+    assert (y.grad_fn.name() == "ConvolutionBackward0") == (route == "pytorch")
+    expected = torch.nn.functional.conv_transpose2d(x, layer.weight, layer.bias, stride=2, padding=1, groups=2)
+    torch.testing.assert_close(y, expected)
+    torch.testing.assert_close(torch.autograd.grad(y, x, grad_y), torch.autograd.grad(expected, x, grad_y))
+
+
+def test_a_layer_and_its_transposed_twin_of_the_same_shapes_keep_their_routes_apart(monkeypatch):
+    """Depthwise, stride 1: a convolution and its transposed twin take the same input and weight shapes,
+    and the same convolution's directions, but not their layer routes: their outputs are different directions."""
+    conv = groupconv.nn.Conv2d(4, 4, 3, groups=4, padding=1, bias=False)
+    transposed = groupconv.nn.ConvTranspose2d(4, 4, 3, groups=4, padding=1, bias=False)
+    x = torch.randn(1, 4, 6, 6)  # then both layers' gradients are their weight's alone
+    for direction, *rest in [("forward",), ("input_grad", (6, 6))]:  # each layer's output: both layers split
+        tuning.cache().put(dispatch.call_key(direction, x, conv.weight, conv.spec, *rest), "im2col")
+    monkeypatch.setattr(tuning, "tune_call", lambda *args: "native")
+    monkeypatch.setattr(tuning, "_interleaved_medians", lambda runs, device: {"pytorch": 2.0, "groupconv": 1.0})
+    monkeypatch.setenv("GROUPCONV_TUNE", "1")
+    for layer in (conv, transposed):
+        layer(x)
+    assert sum(key.startswith("layer ") for key in tuning.cache().entries) == 2

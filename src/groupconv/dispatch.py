@@ -82,61 +82,77 @@ def default(spec: ConvSpec, a: torch.Tensor) -> ModuleType:
 
 
 def pytorch_layout(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> torch.memory_format | None:
-    """The layout in which PyTorch's own convolution should run this (non-transposed) layer, forward
-    and whatever backward autograd will ask of it, when every one of those directions is chosen to be
-    PyTorch's (``native`` in x's layout, or ``native_channels_last``); None when groupconv's ops run it.
+    """The layout in which PyTorch's own convolution should run this layer, forward and whatever
+    backward autograd will ask of it, when every one of those directions is chosen to be PyTorch's
+    (``native`` in x's layout, or ``native_channels_last``); None when groupconv's ops run it.
 
     A forced formulation (:func:`use`) and ``torch.compile`` always go through the ops.
     """
-    if torch.compiler.is_compiling() or spec.transposed or _forced.get() is not None:
+    if torch.compiler.is_compiling() or _forced.get() is not None:
         return None
+    conv_spec = convolution(spec, weight)
     calls, grad_y = _layer_calls(x, weight, spec)
-    chosen = {choose(direction, a, b, spec, *rest).__name__.rpartition(".")[2] for direction, a, b, *rest in calls}
+    chosen = {choose(direction, a, b, conv_spec, *rest).__name__.rpartition(".")[2] for direction, a, b, *rest in calls}
     if chosen == {"native"}:
         return memory_format(x)
     if chosen == {"native_channels_last"}:
         return CHANNELS_LAST[spec.dims]
-    if len(calls) == 1 or not formulations.load("native").supports(spec, x):
+    if len(calls) == 1 or not formulations.load("native").supports(conv_spec, x):
         return None
-    return _layer_route(x, weight, spec, grad_y, tuple(direction for direction, *_ in calls[1:]))
+    return _layer_route(x, weight, spec, grad_y, tuple(direction for direction, *_ in calls))
+
+
+def convolution(spec: ConvSpec, weight: torch.Tensor) -> ConvSpec:
+    """The (non-transposed, bias-free) convolution whose directions compute ``spec``'s layer, as
+    groupconv's ops see it: a transposed layer is the input gradient of a convolution with its weight."""
+    from . import ops  # it imports this module
+
+    return ops.decode(ops.encode(spec), weight.shape[1] * spec.groups, weight.shape[0])
 
 
 def _layer_calls(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> tuple[list[tuple], torch.Tensor | None]:
-    """(direction, a, b, *rest) of each call the layer will make: its forward, and the gradients that
-    autograd will ask for; and the stand-in for the output's gradient they take (None: no gradients)."""
-    calls, grad_y = [("forward", x, weight)], None
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
-        grad_y = _stand_in((x.shape[0], spec.out_channels, *spec.conv_output_size(x.shape[2:])), like=x)
-        if x.requires_grad:
-            calls.append(("input_grad", grad_y, weight, tuple(x.shape[2:])))
-        if weight.requires_grad:
-            calls.append(("weight_grad", x, grad_y))
-    return calls, grad_y
+    """(direction, a, b, *rest) of each call the layer will make: its output, and the gradients that
+    autograd will ask for; and the stand-in for the output's gradient they take (None: no gradients).
+
+    A transposed layer's output is the convolution's input gradient, so its input's gradient is
+    the convolution's forward of the output's gradient, and its weight's the convolution's weight
+    gradient of (output's gradient, input)."""
+    output_shape = (x.shape[0], spec.out_channels, *spec.output_size(x.shape[2:]))
+    wants = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    grad_y = _stand_in(output_shape, like=x) if wants else None
+    if spec.transposed:
+        output = ("input_grad", x, weight, output_shape[2:])
+        gradients = ("forward", grad_y, weight), ("weight_grad", grad_y, x)
+    else:
+        output = ("forward", x, weight)
+        gradients = ("input_grad", grad_y, weight, tuple(x.shape[2:])), ("weight_grad", x, grad_y)
+    needed = (wants and x.requires_grad, wants and weight.requires_grad)
+    return [output, *(call for call, need in zip(gradients, needed) if need)], grad_y
 
 
-def _layer_route(x, weight, spec: ConvSpec, grad_y: torch.Tensor, gradients: tuple) -> torch.memory_format | None:
+def _layer_route(x, weight, spec: ConvSpec, grad_y: torch.Tensor, directions: tuple) -> torch.memory_format | None:
     """For a layer whose directions are not all PyTorch's: whether PyTorch's own
     convolution and fused backward, in x's layout, beat groupconv's ops with those choices when forward
-    and backward run together — timed on the layer when tuning is on, cached like a direction's choice.
+    and backward run together — timed on the layer when tuning is on, cached like a direction's choice
+    (keyed by the directions the layer runs, its output's first: a transposed layer's differ).
     Directions timed alone misjudge this: they leave out the layout conversions between them."""
-    key = call_key("layer", x, weight, spec, *gradients)
+    key = call_key("layer", x, weight, spec, *directions)
     name = tuning.cached(key)
     if name is None and tuning.enabled():
-        runs = _layer_runs(x, weight, spec, grad_y, gradients)
+        runs = _layer_runs(x, weight, spec, grad_y)
         name = tuning.tune_layer(key, runs, f"{tuple(x.shape)} x {tuple(weight.shape)}", spec.groups, x.device)
     return memory_format(x) if name == "pytorch" else None
 
 
-def _layer_runs(x, weight, spec: ConvSpec, grad_y: torch.Tensor, gradients: tuple) -> dict:
+def _layer_runs(x, weight, spec: ConvSpec, grad_y: torch.Tensor) -> dict:
     """Forward and backward of the layer by PyTorch's convolution, and by groupconv's ops."""
-    from . import autograd, ops  # they import this module
+    from . import functional, ops  # they import this module
 
-    x = x.detach().requires_grad_("input_grad" in gradients)
-    weight = weight.detach().requires_grad_("weight_grad" in gradients)
+    x, weight = x.detach().requires_grad_(x.requires_grad), weight.detach().requires_grad_(weight.requires_grad)
     wrt = [t for t in (x, weight) if t.requires_grad]
     return {
         "pytorch": lambda: torch.autograd.grad(ops.torch_convolution(x, weight, spec), wrt, grad_y),
-        "groupconv": lambda: torch.autograd.grad(autograd.conv(x, weight, spec), wrt, grad_y),
+        "groupconv": lambda: torch.autograd.grad(functional.run_ops(spec, x, weight), wrt, grad_y),
     }
 
 

@@ -116,7 +116,7 @@ def _route(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor):
     autograd where the dispatcher gives PyTorch every direction, else groupconv's ops."""
     layout = dispatch.pytorch_layout(x, weight, spec)
     if layout is None:
-        return lambda x, weight, bias: _groupconv(spec, x, weight, bias)
+        return lambda x, weight, bias: run_ops(spec, x, weight, bias)
     if layout is not memory_format(x) or any(lo != hi for lo, hi in spec.padding_pairs):
         return lambda x, weight, bias: _pytorch(spec, x, weight, bias, layout)
     geometry = ops.convolution_arguments(spec)  # x is in the layout it computes in: one call, worked out once
@@ -130,7 +130,7 @@ def _pytorch(spec: ConvSpec, x: torch.Tensor, weight, bias, layout: torch.memory
     return y.contiguous(memory_format=memory_format(x))
 
 
-def _groupconv(spec: ConvSpec, x: torch.Tensor, weight, bias) -> torch.Tensor:
+def run_ops(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """The batched, zero-padded layer by groupconv's ops, answered in x's layout."""
     if spec.transposed:
         y = autograd.conv_input_grad(x, weight, spec, spec.output_size(x.shape[2:]))
