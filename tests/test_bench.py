@@ -212,11 +212,12 @@ def test_a_wrong_weight_gradient_is_reported():
     assert "groupconv" in result.timings["forward"] and "groupconv" not in result.timings["forward_backward"]
 
 
-def test_onnx_model_matches_pytorch_on_a_transposed_layer():
-    spec = ConvSpec(6, 4, 3, stride=2, padding=1, output_padding=1, groups=2, bias=False, transposed=True)
+@pytest.mark.parametrize("bias", [False, True])
+def test_onnx_model_matches_pytorch_on_a_transposed_layer(bias):
+    spec = ConvSpec(6, 4, 3, stride=2, padding=1, output_padding=1, groups=2, bias=bias, transposed=True)
     torch.manual_seed(0)
     module, x = contenders.torch_module(spec), torch.randn(2, 6, 5, 5)
-    got = contenders.onnxruntime_contender(spec, module.weight.detach(), x).forward()
+    got = contenders.onnxruntime_contender(spec, module.weight.detach(), x, module.bias).forward()
     assert suite.mismatch((module(x).detach(),), (got,)) is None
 
 

@@ -228,30 +228,42 @@ def test_a_channels_first_layer_tuned_to_channels_last_kernels_runs_them_whole(c
         torch.testing.assert_close(torch.autograd.grad(y.sum(), x), expected_grad)
 
 
-def test_an_untuned_transposed_layer_runs_whole_through_pytorch(cache_file):
-    """A transposed layer whose directions are all PyTorch's: one torch.convolution, PyTorch's backward."""
-    layer = groupconv.nn.ConvTranspose2d(8, 12, 4, stride=2, padding=1, output_padding=1, groups=4)
-    oracle = torch.nn.ConvTranspose2d(8, 12, 4, stride=2, padding=1, output_padding=1, groups=4)
+@pytest.mark.parametrize(
+    ("input_shape", "gradients", "whole"),
+    [((2, 8, 5, 5), True, True), ((2, 8, 5, 5), False, True), ((32, 8, 40, 40), False, False)],
+)
+def test_an_untuned_transposed_layer_runs_whole_through_pytorch_unless_large_and_forward_only(
+    monkeypatch, input_shape, gradients, whole
+):
+    """PyTorch's transposed convolution for a small input or with gradients; the ops (PyTorch's input
+    gradient: faster forward on large inputs) for a large forward only. Results match either way."""
+    layer = groupconv.nn.ConvTranspose2d(8, 12, 4, stride=2, padding=1, output_padding=1, groups=2).double()
+    oracle = torch.nn.ConvTranspose2d(8, 12, 4, stride=2, padding=1, output_padding=1, groups=2).double()
     oracle.load_state_dict(layer.state_dict())
-    x = torch.randn(2, 8, 5, 5, requires_grad=True)
+    x = torch.randn(input_shape, dtype=torch.float64, requires_grad=gradients)
+    ops_calls = []
+    compute = dispatch.compute
+    monkeypatch.setattr(dispatch, "compute", lambda *args: ops_calls.append(args[0]) or compute(*args))
     for _ in range(2):  # the second call takes the remembered route
-        y = layer(x)
-        assert y.grad_fn.name() == "ConvolutionBackward0"
-        expected = oracle(x)
+        with torch.set_grad_enabled(gradients):
+            y, expected = layer(x), oracle(x)
         torch.testing.assert_close(y, expected)
-        wrt = (x, layer.weight, layer.bias), (x, oracle.weight, oracle.bias)
-        for got, want in zip(torch.autograd.grad(y.sum(), wrt[0]), torch.autograd.grad(expected.sum(), wrt[1])):
-            torch.testing.assert_close(got, want)
+        if gradients:
+            got = torch.autograd.grad(y.sum(), (x, layer.weight, layer.bias))
+            torch.testing.assert_close(got, torch.autograd.grad(expected.sum(), (x, oracle.weight, oracle.bias)))
+    assert ops_calls == ([] if whole else ["input_grad", "input_grad"])
 
 
+@pytest.mark.parametrize("output_by", ["im2col", "native"])
 @pytest.mark.parametrize(("pytorch_s", "groupconv_s", "route"), [(1.0, 2.0, "pytorch"), (2.0, 1.0, "groupconv")])
-def test_a_transposed_layer_split_across_formulations_is_timed_whole(monkeypatch, pytorch_s, groupconv_s, route):
-    """The transposed layer's output is the convolution's input gradient, its input's gradient the
-    convolution's forward, its weight's the convolution's weight gradient of (output's gradient, input)."""
-    layer = groupconv.nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, groups=2)
+def test_a_transposed_layer_is_timed_whole(monkeypatch, output_by, pytorch_s, groupconv_s, route):
+    """Split across formulations or not (PyTorch's transposed convolution is not the native input
+    gradient). Its output is the convolution's input gradient, its input's gradient the convolution's
+    forward, its weight's the convolution's weight gradient of (output's gradient, input)."""
+    layer = groupconv.nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, groups=2, bias=False)  # grad_fn: the conv
     x, grad_y = torch.randn(2, 8, 5, 5, requires_grad=True), torch.randn(2, 4, 9, 9)
     convolution = dispatch.convolution(layer.spec, layer.weight)
-    tuning.cache().put(dispatch.call_key("input_grad", x, layer.weight, convolution, (9, 9)), "im2col")
+    tuning.cache().put(dispatch.call_key("input_grad", x, layer.weight, convolution, (9, 9)), output_by)
     tuning.cache().put(dispatch.call_key("forward", grad_y, layer.weight, convolution), "native")
     tuning.cache().put(dispatch.call_key("weight_grad", grad_y, x, convolution), "native")
     times = {"pytorch": pytorch_s, "groupconv": groupconv_s}

@@ -83,8 +83,15 @@ def default(spec: ConvSpec, a: torch.Tensor) -> ModuleType:
 
 def pytorch_layout(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> torch.memory_format | None:
     """The layout in which PyTorch's own convolution should run this layer, forward and whatever
-    backward autograd will ask of it, when every one of those directions is chosen to be PyTorch's
-    (``native`` in x's layout, or ``native_channels_last``); None when groupconv's ops run it.
+    backward autograd will ask of it; None when groupconv's ops run it.
+
+    A layer goes to PyTorch when every one of those directions is chosen to be PyTorch's
+    (``native`` in x's layout, or ``native_channels_last``), with two exceptions, settled by timing the
+    layer whole when tuning (:func:`_layer_route`): a layer whose directions are split between
+    formulations (untuned: the ops), and a transposed layer, whose ``native`` output is PyTorch's input
+    gradient, not its transposed convolution (untuned: PyTorch's when gradients are needed or the input
+    is small, the ops otherwise; on ``ConvTranspose2d(256, 256, 4, stride=2, groups=16)`` at 8x256x14x14 the
+    ops' forward took 0.7x PyTorch's, at 8x32x8x8 1.9x, and forward+backward 0.97x and 1.9x).
 
     A forced formulation (:func:`use`) and ``torch.compile`` always go through the ops.
     """
@@ -93,13 +100,16 @@ def pytorch_layout(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> tor
     conv_spec = convolution(spec, weight)
     calls, grad_y = _layer_calls(x, weight, spec)
     chosen = {choose(direction, a, b, conv_spec, *rest).__name__.rpartition(".")[2] for direction, a, b, *rest in calls}
-    if chosen == {"native"}:
-        return memory_format(x)
-    if chosen == {"native_channels_last"}:
-        return CHANNELS_LAST[spec.dims]
-    if len(calls) == 1 or not formulations.load("native").supports(conv_spec, x):
+    pytorch = {"native": memory_format(x), "native_channels_last": CHANNELS_LAST.get(spec.dims)}.get(chosen.pop())
+    if chosen:  # more than one formulation chosen
+        pytorch = None
+    if pytorch is not None and not spec.transposed:
+        return pytorch
+    if (pytorch is None and len(calls) == 1) or not formulations.load("native").supports(conv_spec, x):
         return None
-    return _layer_route(x, weight, spec, grad_y, tuple(direction for direction, *_ in calls))
+    untuned = pytorch if pytorch is not None and (len(calls) > 1 or x.numel() < NUMBA_MIN_ELEMENTS) else None
+    directions = tuple(direction for direction, *_ in calls)
+    return _layer_route(x, weight, spec, grad_y, directions, pytorch or memory_format(x), untuned)
 
 
 def convolution(spec: ConvSpec, weight: torch.Tensor) -> ConvSpec:
@@ -130,29 +140,37 @@ def _layer_calls(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> tuple
     return [output, *(call for call, need in zip(gradients, needed) if need)], grad_y
 
 
-def _layer_route(x, weight, spec: ConvSpec, grad_y: torch.Tensor, directions: tuple) -> torch.memory_format | None:
-    """For a layer whose directions are not all PyTorch's: whether PyTorch's own
-    convolution and fused backward, in x's layout, beat groupconv's ops with those choices when forward
-    and backward run together — timed on the layer when tuning is on, cached like a direction's choice
-    (keyed by the directions the layer runs, its output's first: a transposed layer's differ).
-    Directions timed alone misjudge this: they leave out the layout conversions between them."""
+def _layer_route(x, weight, spec: ConvSpec, grad_y, directions: tuple, layout, untuned) -> torch.memory_format | None:
+    """Whether PyTorch's own convolution (and fused backward) in ``layout`` beats groupconv's ops when
+    the layer's ``directions`` run together: ``layout`` or None, timed on the layer when tuning is on and
+    cached like a direction's choice (keyed by the directions, the output's first: a transposed
+    layer's differ); ``untuned`` when neither. Directions timed alone misjudge this: they leave out the
+    layout conversions between them, and PyTorch's fused backward."""
     key = call_key("layer", x, weight, spec, *directions)
     name = tuning.cached(key)
     if name is None and tuning.enabled():
-        runs = _layer_runs(x, weight, spec, grad_y)
+        runs = _layer_runs(x, weight, spec, grad_y, layout)
         name = tuning.tune_layer(key, runs, f"{tuple(x.shape)} x {tuple(weight.shape)}", spec.groups, x.device)
-    return memory_format(x) if name == "pytorch" else None
+    if name is None:
+        return untuned
+    return layout if name == "pytorch" else None
 
 
-def _layer_runs(x, weight, spec: ConvSpec, grad_y: torch.Tensor) -> dict:
-    """Forward and backward of the layer by PyTorch's convolution, and by groupconv's ops."""
-    from . import functional, ops  # they import this module
+def _layer_runs(x, weight, spec: ConvSpec, grad_y, layout: torch.memory_format) -> dict:
+    """The layer's forward (and backward, when ``grad_y`` is given) by PyTorch's convolution in
+    ``layout``, and by groupconv's ops."""
+    from . import functional  # it imports this module
 
     x, weight = x.detach().requires_grad_(x.requires_grad), weight.detach().requires_grad_(weight.requires_grad)
     wrt = [t for t in (x, weight) if t.requires_grad]
+
+    def run(layer):
+        y = layer(spec, x, weight)
+        return y if grad_y is None else torch.autograd.grad(y, wrt, grad_y)
+
     return {
-        "pytorch": lambda: torch.autograd.grad(ops.torch_convolution(x, weight, spec), wrt, grad_y),
-        "groupconv": lambda: torch.autograd.grad(functional.run_ops(spec, x, weight), wrt, grad_y),
+        "pytorch": lambda: run(lambda *operands: functional.run_pytorch(*operands, None, layout)),
+        "groupconv": lambda: run(functional.run_ops),
     }
 
 

@@ -68,7 +68,7 @@ def build(layer: Layer, tuned: bool = True, seed: int = 0) -> list[Contender]:
             module_contender("torch_cl", channels_last, x_cl, grad_y_cl),
             twin_contender("groupconv_cl", channels_last, x_cl, grad_y_cl, tuned),
         ]
-    contenders.append(onnxruntime_contender(layer.spec, module.weight.detach(), x))
+    contenders.append(onnxruntime_contender(layer.spec, module.weight.detach(), x, module.bias))
     return contenders
 
 
@@ -117,8 +117,10 @@ def module_contender(name: str, module: torch.nn.Module, x: torch.Tensor, grad_y
     return Contender(name, forward, forward_backward)
 
 
-def onnxruntime_contender(spec: ConvSpec, weight: torch.Tensor, x: torch.Tensor) -> Contender:
-    """One ONNX conv node holding ``weight``, run by ONNX Runtime on as many threads as torch uses."""
+def onnxruntime_contender(
+    spec: ConvSpec, weight: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None = None
+) -> Contender:
+    """One ONNX conv node holding ``weight`` (and ``bias``), run by ONNX Runtime on as many threads as torch uses."""
     onnxruntime = _import("onnxruntime")
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
@@ -126,15 +128,19 @@ def onnxruntime_contender(spec: ConvSpec, weight: torch.Tensor, x: torch.Tensor)
     # ONNX Runtime's idle threads spin by default, stealing the cores from whichever contender runs next
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(
-        onnx_conv_model(spec, weight.numpy(), tuple(x.shape)), options, providers=["CPUExecutionProvider"]
+        onnx_conv_model(spec, weight.numpy(), tuple(x.shape), None if bias is None else bias.detach().numpy()),
+        options,
+        providers=["CPUExecutionProvider"],
     )
     feed = {"x": x.numpy()}
     return Contender("onnxruntime", lambda: torch.from_numpy(session.run(None, feed)[0]))
 
 
-def onnx_conv_model(spec: ConvSpec, weight: np.ndarray, input_shape: tuple[int, ...]) -> bytes:
+def onnx_conv_model(
+    spec: ConvSpec, weight: np.ndarray, input_shape: tuple[int, ...], bias: np.ndarray | None = None
+) -> bytes:
     """A serialized ONNX model of one ``Conv`` (or ``ConvTranspose``) node: input ``x``,
-    output ``y``, the weight an initializer. Zero padding only, as ONNX's conv has."""
+    output ``y``, the weight (and bias) initializers. Zero padding only, as ONNX's conv has."""
     onnx = _import("onnx")
     TensorProto, helper, numpy_helper = onnx.TensorProto, onnx.helper, onnx.numpy_helper
 
@@ -147,13 +153,16 @@ def onnx_conv_model(spec: ConvSpec, weight: np.ndarray, input_shape: tuple[int, 
     )
     if spec.transposed:
         attributes["output_padding"] = list(spec.output_padding)
-    node = helper.make_node("ConvTranspose" if spec.transposed else "Conv", ["x", "w"], ["y"], **attributes)
+    initializers = {"w": weight} if bias is None else {"w": weight, "b": bias}
+    node = helper.make_node("ConvTranspose" if spec.transposed else "Conv", ["x", *initializers], ["y"], **attributes)
     graph = helper.make_graph(
         [node],
         "grouped_conv",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(input_shape))],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(spec.output_shape(input_shape)))],
-        initializer=[numpy_helper.from_array(np.ascontiguousarray(weight), "w")],
+        initializer=[
+            numpy_helper.from_array(np.ascontiguousarray(array), name) for name, array in initializers.items()
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     return model.SerializeToString()

@@ -1,7 +1,9 @@
 """The layers the benchmark times: the group sweep and a zoo of real networks' grouped layers.
 
 Every layer is float32 and bias-free (the networks below follow their convs with a
-norm, and a bias would only add an elementwise pass). Batch sizes are smaller than
+norm, and a bias would only add an elementwise pass), except one transposed layer
+timed also with a bias, torch.nn's default: given one, PyTorch's transposed convolution
+takes a slower path. Batch sizes are smaller than
 in training so the whole run stays within minutes on two cores; each is stated in
 its layer's ``source``.
 """
@@ -140,6 +142,12 @@ _ZOO = [
         ConvSpec(256, 256, 4, stride=2, padding=1, groups=16, bias=False, transposed=True),
         (8, 256, 14, 14),
         "a decoder's 2x upsampling, 14x14 -> 28x28, batch 8 (synthetic)",
+    ),
+    Layer(
+        "grouped ConvTranspose2d 4x4 stride 2, bias",
+        ConvSpec(256, 256, 4, stride=2, padding=1, groups=16, transposed=True),
+        (8, 256, 14, 14),
+        "the layer above with a bias, as torch.nn.ConvTranspose2d has by default",
     ),
 ]
 

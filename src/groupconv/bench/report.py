@@ -94,7 +94,7 @@ Each contender's output and gradients were checked once against PyTorch channels
 and groupconv each run in channels-first (CF) and channels-last (CL, 2-D and 3-D layers), each given its input
 already in that layout. A speedup is PyTorch's time over groupconv's (above 1: groupconv is faster): CF against
 CF, CL against CL, and best against best (each library's faster layout, which "faster" names); "/ floor" is
-the faster groupconv layout's time over the layer's roofline floor. All layers are float32 without bias;
+the faster groupconv layout's time over the layer's roofline floor. All layers are float32, bias-free unless named;
 {_tuning_text(results)}
 
 ## Machine
