@@ -213,3 +213,20 @@ def test_supports_only_narrow_groups_of_float_cpu_tensors():
     assert not numba_direct.supports(ConvSpec(34, 34, 3, groups=2), torch.randn(1, 34, 8, 8))  # Cg = 17
     assert not numba_direct.supports(ConvSpec(16, 34, 3, groups=2), torch.randn(1, 16, 8, 8))  # Og = 17
     assert not numba_direct.supports(ConvSpec(32, 32, 3, dims=1), torch.randn(1, 32, 8))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("openmp", [True, False], ids=["pytorch-openmp-team", "python-threads"])
+def test_every_thread_count_on_either_launcher_matches_pytorch(monkeypatch, threads, openmp):
+    """The shares add up to the whole call whatever the team's size (3 threads: uneven shares, more
+    threads than this machine's cores), on PyTorch's OpenMP team and on Python threads without it."""
+    from groupconv.formulations import _numba_runtime
+
+    monkeypatch.setattr(_numba_runtime, "OPENMP", openmp and _numba_runtime.OPENMP)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for seed in range(4):  # strided and unit-stride layers: both kernel families
+            run_case(random_case(random.Random(1000 + seed)), seed)
+    finally:
+        torch.set_num_threads(previous)

@@ -34,9 +34,11 @@ from .layouts import CHANNELS_LAST, empty, memory_format
 from .spec import ConvSpec
 
 NARROW = range(2, 5)  # channels per group where groupconv's kernels beat PyTorch's untuned (see docs/benchmarks.md)
-# ...on inputs this large: a Numba call costs ~0.15 ms to start its threads, and on smaller inputs oneDNN
-# finishes first (4 channels per group: 1.8x faster at 100k elements, 0.6x slower at 400k)
-NUMBA_MIN_ELEMENTS = 200_000
+# ...on inputs this large. On smaller ones groupconv's kernels still beat oneDNN's (2-4 channels per group,
+# 3x3, 768 to 24k elements: 0.3-1.1x its time per direction), but not by the ~0.1 ms that each of the three
+# custom-op calls costs over PyTorch running the layer whole; for the same reason an untuned transposed
+# layer this small goes to PyTorch whole
+OPS_MIN_ELEMENTS = 200_000
 
 _forced: contextvars.ContextVar[str | None] = contextvars.ContextVar("groupconv_forced", default=None)
 
@@ -72,7 +74,7 @@ def default(spec: ConvSpec, a: torch.Tensor) -> ModuleType:
     groupconv's Numba kernels for channels-first CPU input of at least 200,000 elements with 2 to 4
     channels per group, where oneDNN is slowest. (Depthwise layers and wider groups are oneDNN's;
     tuning finds the exceptions.)"""
-    numba_wins = spec.in_per_group in NARROW and spec.out_per_group in NARROW and a.numel() >= NUMBA_MIN_ELEMENTS
+    numba_wins = spec.in_per_group in NARROW and spec.out_per_group in NARROW and a.numel() >= OPS_MIN_ELEMENTS
     if a.device.type == "cpu" and layout(a) != "channels_last" and numba_wins:
         preferred = ["numba_direct", "native"]
     else:
@@ -107,7 +109,7 @@ def pytorch_layout(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> tor
         return pytorch
     if (pytorch is None and len(calls) == 1) or not formulations.load("native").supports(conv_spec, x):
         return None
-    untuned = pytorch if pytorch is not None and (len(calls) > 1 or x.numel() < NUMBA_MIN_ELEMENTS) else None
+    untuned = pytorch if pytorch is not None and (len(calls) > 1 or x.numel() < OPS_MIN_ELEMENTS) else None
     directions = tuple(direction for direction, *_ in calls)
     return _layer_route(x, weight, spec, grad_y, directions, pytorch or memory_format(x), untuned)
 

@@ -17,16 +17,23 @@ The plane kernels (``plane_forward``, ``plane_weight_grad``; stride 1) work on w
 zero-bordered scratch, described below, where rows of a few dozen pixels would be too short
 for SIMD loops to pay.
 
+Each kernel does one worker's even share of the (sample, group) tasks; ``worker`` and ``workers``
+come last. The entries at the end run the shares, one per thread (see :mod:`._numba_runtime`).
+
 Flat indices are unsigned so that Numba emits no negative-index wraparound, which keeps
-LLVM vectorising; arrays are indexed in full inside the parallel loops because a view
-there costs an atomic reference count shared by all threads.
+LLVM vectorising; arrays are indexed in full inside the task loops because a view there
+costs an atomic reference count shared by all threads.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange, uint64
+from numba import types, uint64
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from . import _numba_runtime as runtime
 
 _OPTIONS = {"cache": True, "nogil": True, "fastmath": {"reassoc", "contract"}}  # NaN and inf stay exact
 
@@ -65,10 +72,10 @@ def _dot(a, a_start, b, b_start, b_step, count):
     return total
 
 
-@numba.njit(parallel=True, **_OPTIONS)
-def rows(x, weight, y, stride, dilation, pad, adjoint):
-    """y = conv(x, weight), or with ``adjoint`` x = its adjoint applied to y (the input gradient);
-    each (sample, group) is one task that owns the channels it writes."""
+@numba.njit(**_OPTIONS)
+def rows(x, weight, y, stride, dilation, pad, adjoint, worker, workers):
+    """y = conv(x, weight), or with ``adjoint`` x = its adjoint applied to y (the input gradient), for
+    ``worker``'s share of the (sample, group) tasks; each task owns the channels it writes."""
     n_batch, channels, in_d, in_h, in_w = x.shape
     out_channels, cg, k_d, k_h, k_w = weight.shape
     out_d, out_h, out_w = y.shape[2], y.shape[3], y.shape[4]
@@ -76,7 +83,8 @@ def rows(x, weight, y, stride, dilation, pad, adjoint):
     og = out_channels // groups
     xf, yf = x.ravel(), y.ravel()
     plane = in_d * in_h * in_w
-    for task in prange(n_batch * groups):
+    tasks = n_batch * groups
+    for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
         n, g = task // groups, task % groups
         if adjoint:  # x's group is summed into from every output row: clear it first
             start = (n * channels + g * cg) * plane
@@ -109,41 +117,40 @@ def rows(x, weight, y, stride, dilation, pad, adjoint):
                                         _axpy(yf, y_row + lo, 1, xf, x_start, stride[2], scale, hi - lo)
 
 
-@numba.njit(parallel=True, **_OPTIONS)
-def weight_grad(x, grad_y, partial, stride, dilation, pad):
-    """partial[worker] = the weight gradient of one worker's share of the (sample, group) tasks."""
+@numba.njit(**_OPTIONS)
+def weight_grad(x, grad_y, partial, stride, dilation, pad, worker, workers):
+    """partial[worker] = the weight gradient of ``worker``'s share of the (sample, group) tasks."""
     n_batch, channels, in_d, in_h, in_w = x.shape
-    workers, out_channels, cg, k_d, k_h, k_w = partial.shape
+    out_channels, cg, k_d, k_h, k_w = partial.shape[1:]
     out_d, out_h, out_w = grad_y.shape[2], grad_y.shape[3], grad_y.shape[4]
     groups = channels // cg
     og = out_channels // groups
     xf, gyf = x.ravel(), grad_y.ravel()
     tasks = n_batch * groups
-    for worker in prange(workers):
-        for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
-            n, g = task // groups, task % groups
-            for o in range(g * og, g * og + og):
-                for c in range(cg):
-                    for kd in range(k_d):
-                        for kh in range(k_h):
-                            for kw in range(k_w):
-                                shift = kw * dilation[2] - pad[2]
-                                lo, hi = _tap_range(out_w, in_w, stride[2], shift)
-                                total = partial.dtype.type(0)
-                                for od in range(out_d):
-                                    i_d = od * stride[0] + kd * dilation[0] - pad[0]
-                                    if i_d < 0 or i_d >= in_d:
+    for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
+        n, g = task // groups, task % groups
+        for o in range(g * og, g * og + og):
+            for c in range(cg):
+                for kd in range(k_d):
+                    for kh in range(k_h):
+                        for kw in range(k_w):
+                            shift = kw * dilation[2] - pad[2]
+                            lo, hi = _tap_range(out_w, in_w, stride[2], shift)
+                            total = partial.dtype.type(0)
+                            for od in range(out_d):
+                                i_d = od * stride[0] + kd * dilation[0] - pad[0]
+                                if i_d < 0 or i_d >= in_d:
+                                    continue
+                                for oh in range(out_h):
+                                    i_h = oh * stride[1] + kh * dilation[1] - pad[1]
+                                    if i_h < 0 or i_h >= in_h:
                                         continue
-                                    for oh in range(out_h):
-                                        i_h = oh * stride[1] + kh * dilation[1] - pad[1]
-                                        if i_h < 0 or i_h >= in_h:
-                                            continue
-                                        y_row = ((n * out_channels + o) * out_d + od) * out_h * out_w + oh * out_w
-                                        x_row = (((n * channels + g * cg + c) * in_d + i_d) * in_h + i_h) * in_w
-                                        total += _dot(
-                                            gyf, y_row + lo, xf, x_row + lo * stride[2] + shift, stride[2], hi - lo
-                                        )
-                                partial[worker, o, c, kd, kh, kw] += total
+                                    y_row = ((n * out_channels + o) * out_d + od) * out_h * out_w + oh * out_w
+                                    x_row = (((n * channels + g * cg + c) * in_d + i_d) * in_h + i_h) * in_w
+                                    total += _dot(
+                                        gyf, y_row + lo, xf, x_row + lo * stride[2] + shift, stride[2], hi - lo
+                                    )
+                            partial[worker, o, c, kd, kh, kw] += total
 
 
 # --- stride 1: whole planes. A row of 28 pixels is too short for SIMD loops to pay, so each
@@ -260,12 +267,10 @@ def _sum_taps_pair(total, scratch, base, offsets, weights, span):
         _axpy(total, span, 1, scratch, base + offsets[rest], 1, weights[taps + rest], span)
 
 
-@numba.njit(parallel=True, **_OPTIONS)
-def plane_forward(source, weight, out, dilation, pad, threads):
-    """out = conv(source, weight) at stride 1; ``pad`` (before each dim) may be negative: a crop.
-
-    Each of ``threads`` workers takes an even share of the (sample, group) tasks and its own scratch.
-    """
+@numba.njit(**_OPTIONS)
+def plane_forward(source, weight, out, dilation, pad, worker, workers):
+    """out = conv(source, weight) at stride 1 for ``worker``'s share of the (sample, group) tasks;
+    ``pad`` (before each dim) may be negative: a crop."""
     n_batch, channels = source.shape[0], source.shape[1]
     out_channels, cg, k_d, k_h, k_w = weight.shape
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
@@ -277,32 +282,30 @@ def plane_forward(source, weight, out, dilation, pad, threads):
     span = out_h * pitch  # the positions of one output slice
     out_flat = out.ravel()
     tasks = n_batch * groups
-    workers = min(tasks, threads)
-    for worker in prange(workers):
-        scratch = np.zeros(cg * plane + (k_w - 1) * dilation[2], source.dtype)
-        total = np.empty(2 * span, source.dtype)
-        taps = cg * k_d * k_h * k_w
-        offsets = np.empty(taps, np.int64)
-        _tap_offsets(offsets, cg, (k_d, k_h, k_w), dilation, height, pitch, plane)
-        for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
-            n, g = task // groups, task % groups
-            _pad_planes(source, n, g * cg, cg, pad, scratch, depth, height, pitch)
-            for o in range(g * og, g * og + og, 2):  # output channels in pairs, and an odd one alone
-                pair = min(2, g * og + og - o)
-                weights = weight.ravel()[o * taps : (o + pair) * taps]
-                for od in range(out_d):
-                    if pair == 2:
-                        _sum_taps_pair(total, scratch, od * height * pitch, offsets, weights, span)
-                    else:
-                        _sum_taps(total, scratch, od * height * pitch, offsets, weights, span)
-                    for k in range(pair):
-                        start = ((n * out_channels + o + k) * out_d + od) * out_h * out_w
-                        _copy_rows(out_flat, start, out_w, total, k * span, pitch, out_h, out_w)
+    scratch = np.zeros(cg * plane + (k_w - 1) * dilation[2], source.dtype)
+    total = np.empty(2 * span, source.dtype)
+    taps = cg * k_d * k_h * k_w
+    offsets = np.empty(taps, np.int64)
+    _tap_offsets(offsets, cg, (k_d, k_h, k_w), dilation, height, pitch, plane)
+    for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
+        n, g = task // groups, task % groups
+        _pad_planes(source, n, g * cg, cg, pad, scratch, depth, height, pitch)
+        for o in range(g * og, g * og + og, 2):  # output channels in pairs, and an odd one alone
+            pair = min(2, g * og + og - o)
+            weights = weight.ravel()[o * taps : (o + pair) * taps]
+            for od in range(out_d):
+                if pair == 2:
+                    _sum_taps_pair(total, scratch, od * height * pitch, offsets, weights, span)
+                else:
+                    _sum_taps(total, scratch, od * height * pitch, offsets, weights, span)
+                for k in range(pair):
+                    start = ((n * out_channels + o + k) * out_d + od) * out_h * out_w
+                    _copy_rows(out_flat, start, out_w, total, k * span, pitch, out_h, out_w)
 
 
-@numba.njit(parallel=True, **_OPTIONS)
-def plane_weight_grad(x, grad_y, partial, kernel, dilation, pad):
-    """partial[worker, o, t] = the gradient of weight[o] (flattened) at stride 1 from one worker's share
+@numba.njit(**_OPTIONS)
+def plane_weight_grad(x, grad_y, partial, kernel, dilation, pad, worker, workers):
+    """partial[worker, o, t] = the gradient of weight[o] (flattened) at stride 1 from ``worker``'s share
     of the (sample, group) tasks, taken in memory order so that the hardware prefetches the planes.
 
     grad_y is copied to the scratch's row pitch, with zeros in the garbage columns. They meet x
@@ -310,7 +313,7 @@ def plane_weight_grad(x, grad_y, partial, kernel, dilation, pad):
     a sum that comes out non-finite is redone with those columns masked out.
     """
     n_batch, channels = x.shape[0], x.shape[1]
-    workers, out_channels, taps = partial.shape
+    out_channels, taps = partial.shape[1:]
     out_d, out_h, out_w = grad_y.shape[2], grad_y.shape[3], grad_y.shape[4]
     cg = taps // (kernel[0] * kernel[1] * kernel[2])
     groups = channels // cg
@@ -323,45 +326,42 @@ def plane_weight_grad(x, grad_y, partial, kernel, dilation, pad):
     for i in range(span):
         valid[i] = i % pitch < out_w
     tasks = n_batch * groups
-    for worker in prange(workers):
-        scratch = np.zeros(cg * plane + (kernel[2] - 1) * dilation[2], x.dtype)
-        grads = np.zeros(og * out_d * span, x.dtype)
-        offsets = np.empty(taps, np.int64)
-        _tap_offsets(offsets, cg, kernel, dilation, height, pitch, plane)
-        sums = np.empty(8, x.dtype)
-        for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
-            n, g = task // groups, task % groups
-            _pad_planes(x, n, g * cg, cg, pad, scratch, depth, height, pitch)
-            _pad_planes(grad_y, n, g * og, og, (0, 0, 0), grads, out_d, out_h, pitch)
-            for o in range(0, og, 2):  # output channels in pairs (and an odd one alone), four taps per pass
-                pair = min(2, og - o)
-                for t in range(0, taps, 4):
-                    count = min(4, taps - t)
-                    sums[:] = 0
-                    for od in range(out_d):
-                        first, x_start = (o * out_d + od) * span, od * height * pitch
-                        if count == 4 and pair == 2:
-                            _correlate4_pair(
-                                sums, grads, first, first + out_d * span, scratch, x_start, offsets, t, span
-                            )
-                            continue
-                        if count == 4:
-                            _correlate4(sums, grads, first, scratch, x_start, offsets, t, span)
-                            continue
-                        for k in range(pair):
-                            for j in range(count):  # the last one to three taps: plain dot products
-                                tap_start = x_start + offsets[t + j]
-                                sums[4 * k + j] += _dot(grads, first + k * out_d * span, scratch, tap_start, 1, span)
+    scratch = np.zeros(cg * plane + (kernel[2] - 1) * dilation[2], x.dtype)
+    grads = np.zeros(og * out_d * span, x.dtype)
+    offsets = np.empty(taps, np.int64)
+    _tap_offsets(offsets, cg, kernel, dilation, height, pitch, plane)
+    sums = np.empty(8, x.dtype)
+    for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
+        n, g = task // groups, task % groups
+        _pad_planes(x, n, g * cg, cg, pad, scratch, depth, height, pitch)
+        _pad_planes(grad_y, n, g * og, og, (0, 0, 0), grads, out_d, out_h, pitch)
+        for o in range(0, og, 2):  # output channels in pairs (and an odd one alone), four taps per pass
+            pair = min(2, og - o)
+            for t in range(0, taps, 4):
+                count = min(4, taps - t)
+                sums[:] = 0
+                for od in range(out_d):
+                    first, x_start = (o * out_d + od) * span, od * height * pitch
+                    if count == 4 and pair == 2:
+                        _correlate4_pair(sums, grads, first, first + out_d * span, scratch, x_start, offsets, t, span)
+                        continue
+                    if count == 4:
+                        _correlate4(sums, grads, first, scratch, x_start, offsets, t, span)
+                        continue
                     for k in range(pair):
-                        for j in range(count):
-                            total = sums[4 * k + j]
-                            if not np.isfinite(total):
-                                total = 0
-                                for od in range(out_d):
-                                    x_start = od * height * pitch + offsets[t + j]
-                                    grads_start = ((o + k) * out_d + od) * span
-                                    total += _masked_dot(grads, grads_start, scratch, x_start, valid)
-                            partial[worker, g * og + o + k, t + j] += total
+                        for j in range(count):  # the last one to three taps: plain dot products
+                            tap_start = x_start + offsets[t + j]
+                            sums[4 * k + j] += _dot(grads, first + k * out_d * span, scratch, tap_start, 1, span)
+                for k in range(pair):
+                    for j in range(count):
+                        total = sums[4 * k + j]
+                        if not np.isfinite(total):
+                            total = 0
+                            for od in range(out_d):
+                                x_start = od * height * pitch + offsets[t + j]
+                                grads_start = ((o + k) * out_d + od) * span
+                                total += _masked_dot(grads, grads_start, scratch, x_start, valid)
+                        partial[worker, g * og + o + k, t + j] += total
 
 
 @numba.njit(**_OPTIONS)
@@ -421,3 +421,64 @@ def _masked_dot(a, a_start, b, b_start, valid):
         product = a[uint64(a_start) + i] * b[uint64(b_start) + i]
         total += product if valid[i] else 0
     return total
+
+
+# --- Launching. Each kernel above does one worker's share of its tasks. ``runtime.run`` describes a
+# call in a table of int64s (TABLE_FIELDS), and every thread of the team that runs it calls an entry
+# with the table's address: the entry reads its arrays out of the table, in place, and runs its share.
+
+KERNELS = ("rows", "weight_grad", "plane_forward", "plane_weight_grad")  # a table's first field
+TABLE_FIELDS = 2 + 3 * (1 + runtime.MAX_DIMS) + 12  # kernel, itemsize, 3 x (address, shape), 12 ints
+
+
+@intrinsic
+def _address(typingctx, address):
+    """An int64 as a pointer, for ``numba.carray``."""
+
+    def codegen(context, builder, signature, arguments):
+        return builder.inttoptr(arguments[0], cgutils.voidptr_t)
+
+    return types.voidptr(types.int64), codegen
+
+
+@numba.njit(**_OPTIONS)
+def _array(table, at, dtype):
+    """The C-contiguous array whose address and 6-D shape are ``table[at : at + 7]``."""
+    shape = (table[at + 1], table[at + 2], table[at + 3], table[at + 4], table[at + 5], table[at + 6])
+    return numba.carray(_address(table[at]), shape, dtype)
+
+
+@numba.njit(**_OPTIONS)
+def _share(table, dtype, worker, workers):
+    """Run the kernel ``table`` describes for ``worker``'s share of its tasks."""
+    a, b, c = _array(table, 2, dtype), _array(table, 9, dtype), _array(table, 16, dtype)
+    ints = table[23:]
+    stride, dilation, pad = (ints[0], ints[1], ints[2]), (ints[3], ints[4], ints[5]), (ints[6], ints[7], ints[8])
+    kernel = table[0]
+    if kernel == 0:
+        rows(a[0], b[0], c[0], stride, dilation, pad, ints[9] != 0, worker, workers)
+    elif kernel == 1:
+        weight_grad(a[0], b[0], c, stride, dilation, pad, worker, workers)
+    elif kernel == 2:
+        plane_forward(a[0], b[0], c[0], dilation, pad, worker, workers)
+    else:
+        plane_weight_grad(a[0], b[0], c[0, 0, 0], (ints[9], ints[10], ints[11]), dilation, pad, worker, workers)
+
+
+@numba.njit(**_OPTIONS)
+def share(table, worker, workers):
+    """``worker``'s share of the kernel call that ``table`` describes (without OpenMP, the runtime calls it)."""
+    if table[1] == 4:
+        _share(table, np.float32, worker, workers)
+    else:
+        _share(table, np.float64, worker, workers)
+
+
+if runtime.OPENMP:
+    _thread = types.ExternalFunction("omp_get_thread_num", types.intc())
+    _threads = types.ExternalFunction("omp_get_num_threads", types.intc())
+
+    @numba.cfunc(types.void(types.voidptr), cache=True, nogil=True)
+    def team_entry(table_address):
+        """Each thread of PyTorch's OpenMP team: its share of the kernel the table describes."""
+        share(numba.carray(table_address, TABLE_FIELDS, np.int64), np.int64(_thread()), np.int64(_threads()))

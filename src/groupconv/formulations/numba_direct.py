@@ -15,8 +15,9 @@ so each thread owns the output channels it writes and needs neither locks nor at
 Inputs in other layouts (channels-last, slices) are made contiguous first: reading them in
 place through their strides was measured slower than torch's conversion.
 
-The kernels compile once per machine (``cache=True``) for float32 and float64, and run
-on as many threads as ``torch.get_num_threads()`` (see :mod:`._numba_runtime`).
+The kernels compile once per machine (``cache=True``; the first use compiles them all, for
+float32 and float64, in about a minute), and run on PyTorch's own OpenMP threads, as many
+as ``torch.get_num_threads()`` (see :mod:`._numba_runtime`).
 
 Example:
     >>> from groupconv import ConvSpec
@@ -32,7 +33,6 @@ import numpy as np
 import torch
 
 from ..spec import ConvSpec
-from . import _numba_kernels as kernels
 from ._numba_runtime import geometry_3d as _geometry
 from ._numba_runtime import run, threads
 
@@ -54,10 +54,8 @@ def forward(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> torch.Tens
     """y = conv(x, weight): (N, C, *S) x (O, Cg, *K) -> (N, O, *L)."""
     output_size = spec.conv_output_size(x.shape[2:])
     y = x.new_empty(x.shape[0], weight.shape[0], *output_size)
-    if _unit_stride(spec):
-        run(kernels.plane_forward, _volume(x), _volume(weight), _volume(y), *_geometry(spec)[1:], threads())
-    else:
-        run(kernels.rows, _volume(x), _volume(weight), _volume(y), *_geometry(spec), False)
+    kernel = "plane_forward" if _unit_stride(spec) else "rows"
+    run(kernel, _volume(x), _volume(weight), _volume(y), (*_ints(spec), 0))  # 0: not the adjoint
     return y
 
 
@@ -69,20 +67,13 @@ def input_grad(grad_y: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, input
     # Stride 1: a convolution of zero-bordered grad_y with the flipped kernel, in and out swapped. A NaN or
     # inf weight would meet the border's zeros (0 x inf = NaN) where PyTorch never multiplies: row by row then.
     if _unit_stride(spec) and bool(weight.isfinite().all()):
-        _, dilation, pad = _geometry(spec)
+        stride, dilation, pad = _geometry(spec)
         reach = [d * (k - 1) for d, k in zip(dilation, _kernel_3d(weight))]
         flipped = [r - p for r, p in zip(reach, pad)]
-        run(
-            kernels.plane_forward,
-            _volume(grad_y),
-            _volume(_adjoint_weight(weight, spec)),
-            _volume(grad_x),
-            dilation,
-            tuple(flipped),
-            threads(),
-        )
+        adjoint = _volume(_adjoint_weight(weight, spec))
+        run("plane_forward", _volume(grad_y), adjoint, _volume(grad_x), (*stride, *dilation, *flipped))
     else:
-        run(kernels.rows, _volume(grad_x), _volume(weight), _volume(grad_y), *_geometry(spec), True)
+        run("rows", _volume(grad_x), _volume(weight), _volume(grad_y), (*_ints(spec), 1))  # 1: the adjoint
     return grad_x
 
 
@@ -91,17 +82,20 @@ def weight_grad(x: torch.Tensor, grad_y: torch.Tensor, spec: ConvSpec) -> torch.
 
     Each thread sums its share of the (sample, group) tasks into a partial gradient of its own.
     """
-    workers = max(1, min(threads(), x.shape[0] * spec.groups))
     partial = x.new_zeros(
-        workers, grad_y.shape[1], x.shape[1] // spec.groups, *(1,) * (3 - spec.dims), *spec.kernel_size
+        threads(), grad_y.shape[1], x.shape[1] // spec.groups, *(1,) * (3 - spec.dims), *spec.kernel_size
     )
     if _unit_stride(spec):
-        kernel = _kernel_3d(partial[0])
         flat = partial.flatten(2).numpy()  # a view: tap t of weight[o] is partial[worker, o, t]
-        run(kernels.plane_weight_grad, _volume(x), _volume(grad_y), flat, kernel, *_geometry(spec)[1:])
+        run("plane_weight_grad", _volume(x), _volume(grad_y), flat, (*_ints(spec), *_kernel_3d(partial[0])))
     else:
-        run(kernels.weight_grad, _volume(x), _volume(grad_y), partial.numpy(), *_geometry(spec))
+        run("weight_grad", _volume(x), _volume(grad_y), partial.numpy(), _ints(spec))
     return partial.sum(0).reshape(grad_y.shape[1], -1, *spec.kernel_size)
+
+
+def _ints(spec: ConvSpec) -> tuple[int, ...]:
+    """Stride, dilation and padding before, each in 3-D: the kernels' geometry."""
+    return tuple(value for values in _geometry(spec) for value in values)
 
 
 def _unit_stride(spec: ConvSpec) -> bool:
