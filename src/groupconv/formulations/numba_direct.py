@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ..spec import ConvSpec
+from ._memory import empty
 from ._numba_runtime import geometry_3d as _geometry
 from ._numba_runtime import run, threads
 
@@ -53,7 +54,7 @@ def supports(spec: ConvSpec, x: torch.Tensor) -> bool:
 def forward(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
     """y = conv(x, weight): (N, C, *S) x (O, Cg, *K) -> (N, O, *L)."""
     output_size = spec.conv_output_size(x.shape[2:])
-    y = x.new_empty(x.shape[0], weight.shape[0], *output_size)
+    y = empty((x.shape[0], weight.shape[0], *output_size), x.dtype)
     kernel = "plane_forward" if _unit_stride(spec) else "rows"
     run(kernel, _volume(x), _volume(weight), _volume(y), (*_ints(spec), 0))  # 0: not the adjoint
     return y
@@ -63,7 +64,7 @@ def input_grad(grad_y: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, input
     """dL/dx of conv(x, weight) for spatial input size S: (N, O, *L) -> (N, C, *S); also the
     transposed convolution of ``grad_y``."""
     channels = weight.shape[1] * spec.groups
-    grad_x = grad_y.new_empty(grad_y.shape[0], channels, *input_size)
+    grad_x = empty((grad_y.shape[0], channels, *input_size), grad_y.dtype)
     # Stride 1: a convolution of zero-bordered grad_y with the flipped kernel, in and out swapped. A NaN or
     # inf weight would meet the border's zeros (0 x inf = NaN) where PyTorch never multiplies: row by row then.
     if _unit_stride(spec) and bool(weight.isfinite().all()):
