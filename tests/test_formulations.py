@@ -43,10 +43,9 @@ def test_formulation_matches_pytorch(name, seed):
 
 @pytest.mark.parametrize("name", formulations.NAMES)
 def test_each_formulation_is_tested_widely(name):
-    """A formulation that claims little would pass the test above vacuously. (The narrowest,
-    numba_depthwise, supports 118 of the 2,000 oracle cases: depthwise at stride 1.)"""
+    """A formulation that claims little would pass the test above vacuously."""
     cases = [CASES[seed] for seed in SUPPORTED[name]]
-    assert len(cases) >= 100
+    assert len(cases) == CASES_PER_FORMULATION
     assert {c.transposed for c in cases} == {False, True}
     assert {c.dtype for c in cases} == {torch.float32, torch.float64}
     assert any(c.groups > 1 for c in cases)

@@ -423,74 +423,11 @@ def _masked_dot(a, a_start, b, b_start, valid):
     return total
 
 
-# --- Depthwise, channels last: x (N, D, H, W, C), y (N, OD, OH, OW, C), the weight as (taps, C).
-# Every pixel's channels are one contiguous row, so the innermost loop runs across channels (SIMD
-# lanes over channels), each tap clipped at the borders by skipping it: no scratch, no padding.
-
-
-@numba.njit(**_OPTIONS)
-def _pixel_tap(i_out, size, stride, dilation, pad, k):
-    """The input position tap ``k`` of output position ``i_out`` reads, or -1 in the padding."""
-    i = i_out * stride + k * dilation - pad
-    return i if 0 <= i < size else -1
-
-
-@numba.njit(**_OPTIONS)
-def depthwise_forward(x, weight, y, stride, dilation, pad, kernel, worker, workers):
-    """y = depthwise conv(x, weight) for ``worker``'s share of the output rows (sample, depth, row)."""
-    n_batch, in_d, in_h, in_w, channels = x.shape
-    out_d, out_h, out_w = y.shape[1], y.shape[2], y.shape[3]
-    xf, yf, wf = x.ravel(), y.ravel(), weight.ravel()
-    rows = n_batch * out_d * out_h
-    for row in range(worker * rows // workers, (worker + 1) * rows // workers):
-        n, od, oh = row // (out_d * out_h), row // out_h % out_d, row % out_h
-        for ow in range(out_w):
-            y_at = uint64((((n * out_d + od) * out_h + oh) * out_w + ow) * channels)
-            for c in range(uint64(channels)):
-                yf[y_at + c] = 0
-            for kd in range(kernel[0]):
-                i_d = _pixel_tap(od, in_d, stride[0], dilation[0], pad[0], kd)
-                for kh in range(kernel[1] if i_d >= 0 else 0):
-                    i_h = _pixel_tap(oh, in_h, stride[1], dilation[1], pad[1], kh)
-                    for kw in range(kernel[2] if i_h >= 0 else 0):
-                        i_w = _pixel_tap(ow, in_w, stride[2], dilation[2], pad[2], kw)
-                        if i_w >= 0:
-                            x_at = uint64((((n * in_d + i_d) * in_h + i_h) * in_w + i_w) * channels)
-                            w_at = uint64(((kd * kernel[1] + kh) * kernel[2] + kw) * channels)
-                            for c in range(uint64(channels)):
-                                yf[y_at + c] += wf[w_at + c] * xf[x_at + c]
-
-
-@numba.njit(**_OPTIONS)
-def depthwise_weight_grad(x, grad_y, partial, stride, dilation, pad, kernel, worker, workers):
-    """partial[worker] (taps, C) = the depthwise weight gradient of ``worker``'s share of the output rows."""
-    n_batch, in_d, in_h, in_w, channels = x.shape
-    out_d, out_h, out_w = grad_y.shape[1], grad_y.shape[2], grad_y.shape[3]
-    xf, gyf = x.ravel(), grad_y.ravel()
-    gw = partial[worker].ravel()
-    rows = n_batch * out_d * out_h
-    for row in range(worker * rows // workers, (worker + 1) * rows // workers):
-        n, od, oh = row // (out_d * out_h), row // out_h % out_d, row % out_h
-        for ow in range(out_w):
-            y_at = uint64((((n * out_d + od) * out_h + oh) * out_w + ow) * channels)
-            for kd in range(kernel[0]):
-                i_d = _pixel_tap(od, in_d, stride[0], dilation[0], pad[0], kd)
-                for kh in range(kernel[1] if i_d >= 0 else 0):
-                    i_h = _pixel_tap(oh, in_h, stride[1], dilation[1], pad[1], kh)
-                    for kw in range(kernel[2] if i_h >= 0 else 0):
-                        i_w = _pixel_tap(ow, in_w, stride[2], dilation[2], pad[2], kw)
-                        if i_w >= 0:
-                            x_at = uint64((((n * in_d + i_d) * in_h + i_h) * in_w + i_w) * channels)
-                            w_at = uint64(((kd * kernel[1] + kh) * kernel[2] + kw) * channels)
-                            for c in range(uint64(channels)):
-                                gw[w_at + c] += gyf[y_at + c] * xf[x_at + c]
-
-
 # --- Launching. Each kernel above does one worker's share of its tasks. ``runtime.run`` describes a
 # call in a table of int64s (TABLE_FIELDS), and every thread of the team that runs it calls an entry
 # with the table's address: the entry reads its arrays out of the table, in place, and runs its share.
 
-KERNELS = ("rows", "weight_grad", "plane_forward", "plane_weight_grad", "depthwise_forward", "depthwise_weight_grad")
+KERNELS = ("rows", "weight_grad", "plane_forward", "plane_weight_grad")  # a table's first field
 TABLE_FIELDS = 2 + 3 * (1 + runtime.MAX_DIMS) + 12  # kernel, itemsize, 3 x (address, shape), 12 ints
 
 
@@ -517,7 +454,6 @@ def _share(table, dtype, worker, workers):
     a, b, c = _array(table, 2, dtype), _array(table, 9, dtype), _array(table, 16, dtype)
     ints = table[23:]
     stride, dilation, pad = (ints[0], ints[1], ints[2]), (ints[3], ints[4], ints[5]), (ints[6], ints[7], ints[8])
-    kernel_3d = (ints[9], ints[10], ints[11])
     kernel = table[0]
     if kernel == 0:
         rows(a[0], b[0], c[0], stride, dilation, pad, ints[9] != 0, worker, workers)
@@ -525,12 +461,8 @@ def _share(table, dtype, worker, workers):
         weight_grad(a[0], b[0], c, stride, dilation, pad, worker, workers)
     elif kernel == 2:
         plane_forward(a[0], b[0], c[0], dilation, pad, worker, workers)
-    elif kernel == 3:
-        plane_weight_grad(a[0], b[0], c[0, 0, 0], kernel_3d, dilation, pad, worker, workers)
-    elif kernel == 4:
-        depthwise_forward(a[0], b[0, 0, 0, 0], c[0], stride, dilation, pad, kernel_3d, worker, workers)
     else:
-        depthwise_weight_grad(a[0], b[0], c[0, 0, 0], stride, dilation, pad, kernel_3d, worker, workers)
+        plane_weight_grad(a[0], b[0], c[0, 0, 0], (ints[9], ints[10], ints[11]), dilation, pad, worker, workers)
 
 
 @numba.njit(**_OPTIONS)
