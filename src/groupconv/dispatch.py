@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -102,9 +103,8 @@ def pytorch_layout(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> tor
     conv_spec = convolution(spec, weight)
     calls, grad_y = _layer_calls(x, weight, spec)
     chosen = {choose(direction, a, b, conv_spec, *rest).__name__.rpartition(".")[2] for direction, a, b, *rest in calls}
-    pytorch = {"native": memory_format(x), "native_channels_last": CHANNELS_LAST.get(spec.dims)}.get(chosen.pop())
-    if chosen:  # more than one formulation chosen
-        pytorch = None
+    layouts = {"native": memory_format(x), "native_channels_last": CHANNELS_LAST.get(spec.dims)}
+    pytorch = layouts.get(chosen.pop()) if len(chosen) == 1 else None  # PyTorch's layout, if it has every call
     if pytorch is not None and not spec.transposed:
         return pytorch
     if (pytorch is None and len(calls) == 1) or not formulations.load("native").supports(conv_spec, x):
@@ -119,7 +119,7 @@ def convolution(spec: ConvSpec, weight: torch.Tensor) -> ConvSpec:
     groupconv's ops see it: a transposed layer is the input gradient of a convolution with its weight."""
     from . import ops  # it imports this module
 
-    return ops.decode(ops.encode(spec), weight.shape[1] * spec.groups, weight.shape[0])
+    return ops.spec_of_weight(ops.encode(spec), weight)
 
 
 def _layer_calls(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> tuple[list[tuple], torch.Tensor | None]:
@@ -171,8 +171,8 @@ def _layer_runs(x, weight, spec: ConvSpec, grad_y, layout: torch.memory_format) 
         return y if grad_y is None else torch.autograd.grad(y, wrt, grad_y)
 
     return {
-        "pytorch": lambda: run(lambda *operands: functional.run_pytorch(*operands, None, layout)),
-        "groupconv": lambda: run(functional.run_ops),
+        "pytorch": functools.partial(run, functools.partial(functional.run_pytorch, layout=layout)),
+        "groupconv": functools.partial(run, functional.run_ops),
     }
 
 

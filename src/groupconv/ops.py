@@ -145,7 +145,7 @@ def conv_forward(
     groups: int,
 ) -> torch.Tensor:
     """y = conv(x, weight): (N, C, *S) x (O, Cg, *K) -> (N, O, *L)."""
-    spec = _spec_of_weight(Geometry(kernel_size, stride, padding, dilation, groups), weight)
+    spec = spec_of_weight(Geometry(kernel_size, stride, padding, dilation, groups), weight)
     return dispatch.compute("forward", x, weight, spec).contiguous(memory_format=memory_format(x))
 
 
@@ -161,7 +161,7 @@ def conv_input_grad(
     input_size: Sequence[int],
 ) -> torch.Tensor:
     """dL/dx of conv(x, weight), also the transposed convolution: (N, O, *L) -> (N, C, *input_size)."""
-    spec = _spec_of_weight(Geometry(kernel_size, stride, padding, dilation, groups), weight)
+    spec = spec_of_weight(Geometry(kernel_size, stride, padding, dilation, groups), weight)
     grad_x = dispatch.compute("input_grad", grad_y, weight, spec, tuple(input_size))
     return grad_x.contiguous(memory_format=memory_format(grad_y))
 
@@ -183,7 +183,7 @@ def conv_weight_grad(
 
 @conv_forward.register_fake
 def _conv_forward_fake(x, weight, kernel_size, stride, padding, dilation, groups):
-    spec = _spec_of_weight(Geometry(kernel_size, stride, padding, dilation, groups), weight)
+    spec = spec_of_weight(Geometry(kernel_size, stride, padding, dilation, groups), weight)
     shape = (x.shape[0], weight.shape[0], *spec.output_size(x.shape[2:]))
     return empty(shape, like=x)
 
@@ -219,6 +219,6 @@ def _weight_grad_flops(x_shape, grad_y_shape, *geometry, out_shape, **_) -> int:
     return 2 * math.prod(grad_y_shape) * math.prod(out_shape[1:])
 
 
-def _spec_of_weight(geometry: Geometry, weight: torch.Tensor) -> ConvSpec:
-    """The convolution whose weight (O, Cg, *K) is ``weight``."""
+def spec_of_weight(geometry: Geometry, weight: torch.Tensor) -> ConvSpec:
+    """The convolution of ``geometry`` whose weight (O, Cg, *K) is ``weight``."""
     return decode(geometry, weight.shape[1] * geometry.groups, weight.shape[0])

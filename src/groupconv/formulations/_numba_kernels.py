@@ -428,7 +428,10 @@ def _masked_dot(a, a_start, b, b_start, valid):
 # with the table's address: the entry reads its arrays out of the table, in place, and runs its share.
 
 KERNELS = ("rows", "weight_grad", "plane_forward", "plane_weight_grad")  # a table's first field
-TABLE_FIELDS = 2 + 3 * (1 + runtime.MAX_DIMS) + 12  # kernel, itemsize, 3 x (address, shape), 12 ints
+_ARRAY = 1 + runtime.MAX_DIMS  # an array's fields: its address and 6-D shape
+A_AT, B_AT, C_AT = 2, 2 + _ARRAY, 2 + 2 * _ARRAY  # after the kernel's index and the itemsize: three arrays
+INTS_AT = 2 + 3 * _ARRAY  # then 12 ints
+TABLE_FIELDS = INTS_AT + 12
 
 
 @intrinsic
@@ -451,8 +454,8 @@ def _array(table, at, dtype):
 @numba.njit(**_OPTIONS)
 def _share(table, dtype, worker, workers):
     """Run the kernel ``table`` describes for ``worker``'s share of its tasks."""
-    a, b, c = _array(table, 2, dtype), _array(table, 9, dtype), _array(table, 16, dtype)
-    ints = table[23:]
+    a, b, c = _array(table, A_AT, dtype), _array(table, B_AT, dtype), _array(table, C_AT, dtype)
+    ints = table[INTS_AT:]
     stride, dilation, pad = (ints[0], ints[1], ints[2]), (ints[3], ints[4], ints[5]), (ints[6], ints[7], ints[8])
     kernel = table[0]
     if kernel == 0:

@@ -46,7 +46,8 @@ def run(kernel: str, a: np.ndarray, b: np.ndarray, c: np.ndarray, ints: tuple[in
     fields = [kernels.KERNELS.index(kernel), a.itemsize]
     for array in (a, b, c):
         fields += [array.ctypes.data, *(1,) * (MAX_DIMS - array.ndim), *array.shape]
-    table = np.array([*fields, *ints, *(0,) * (12 - len(ints))], np.int64)
+    table = np.zeros(kernels.TABLE_FIELDS, np.int64)  # the ints not given stay 0
+    table[: len(fields) + len(ints)] = [*fields, *ints]
     workers = threads()
     if OPENMP:
         _parallel(kernels.team_entry.address, table.ctypes.data, workers, 0)
