@@ -14,10 +14,11 @@ from test_cli import SCHEMAS, schema_errors  # the validator of docs/cli-json.md
 
 from groupconv import ConvSpec, GroupConvError
 from groupconv import nn as gnn
-from groupconv.bench import contenders, endtoend, floors, layers, report, suite, timing
+from groupconv import timing
+from groupconv.bench import contenders, endtoend, floors, layers, report, suite
 from groupconv.cli import main
-from groupconv.formatting import to_json
 from groupconv.models import resnext
+from groupconv.reports.tables import to_json
 
 # Quick run -------------------------------------------------------------------------------------------------------
 

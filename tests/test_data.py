@@ -1,4 +1,4 @@
-"""groupconv.data: idx parsing, the real Fashion-MNIST files, the emoji set, and the missing-data error."""
+"""groupconv.training.data: idx parsing, the real Fashion-MNIST files, the emoji set, and the missing-data error."""
 
 import gzip
 from pathlib import Path
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from groupconv.data import DATASETS, DataMissingError, load
-from groupconv.data.emoji import EMOJI_TEST, FONT, parse_emoji_test
-from groupconv.data.fashion_mnist import DEFAULT_DIR, read_idx
+from groupconv.training.data import DATASETS, DataMissingError, load
+from groupconv.training.data.emoji import EMOJI_TEST, FONT, parse_emoji_test
+from groupconv.training.data.fashion_mnist import DEFAULT_DIR, read_idx
 
 has_fashion_mnist = pytest.mark.skipif(not DEFAULT_DIR.is_dir(), reason="needs dataset-fashion-mnist (make data)")
 has_emoji = pytest.mark.skipif(
@@ -101,7 +101,7 @@ def test_emoji_set_is_colour_labelled_and_split_without_shared_variants():
 
 @has_emoji
 def test_emoji_variants_share_a_split():
-    from groupconv.data.emoji import _is_test
+    from groupconv.training.data.emoji import _is_test
 
     names = [name for _, _, name in parse_emoji_test(EMOJI_TEST.read_text(encoding="utf-8"))]
     waving = {_is_test(name) for name in names if name.startswith("waving hand")}

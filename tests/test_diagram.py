@@ -14,7 +14,7 @@ from PIL import Image
 
 import groupconv
 from groupconv import ConvSpec, GroupConvError
-from groupconv.drawing import channel_blocks, connectivity
+from groupconv.reports.diagram import channel_blocks, connectivity
 
 LAYERS = {
     "the document's 4->8, groups=2": ConvSpec(4, 8, 3, groups=2),

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from groupconv.cli import main
-from groupconv.data.fashion_mnist import DEFAULT_DIR
-from groupconv.experiments import groups, runner, specialisation
-from groupconv.experiments.specialisation import colour_share, permutation_test
-from groupconv.filters import draw_filters, filter_images
 from groupconv.models import alexnet
-from groupconv.train import TrainConfig
+from groupconv.training.data.fashion_mnist import DEFAULT_DIR
+from groupconv.training.experiments import groups, runner, specialisation
+from groupconv.training.experiments.specialisation import colour_share, permutation_test
+from groupconv.training.filters import draw_filters, filter_images
+from groupconv.training.train import TrainConfig
 
 
 def test_colour_share_of_random_filters_averages_two_thirds():

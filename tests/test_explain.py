@@ -16,7 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import groupconv
 from groupconv import ConvSpec, GroupConvError
-from groupconv.explanation import check_groups, describe, group_options
+from groupconv.reports.explain import check_groups, describe, group_options
 
 TORCH_CONV = {
     (False, 1): torch.nn.Conv1d,

@@ -27,13 +27,13 @@ from torch import nn
 
 import groupconv.nn as gnn
 from groupconv.cli import main
-from groupconv.data import load as load_data
-from groupconv.data.fashion_mnist import DEFAULT_DIR
 from groupconv.models import ChannelShuffle, alexnet, resnext, shufflenet
 from groupconv.parallel import CollectiveError, ShardingError, plan, shard
 from groupconv.parallel.launch import LaunchError, spawn
 from groupconv.parallel.rules import ShardedDropout
-from groupconv.train import evaluate, load_checkpoint
+from groupconv.training.data import load as load_data
+from groupconv.training.data.fashion_mnist import DEFAULT_DIR
+from groupconv.training.train import evaluate, load_checkpoint
 
 RANKS, BATCH = 2, 8
 DEADLINE = 120  # seconds: spawned ranks still running then are stopped, so no test can hang

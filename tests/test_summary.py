@@ -19,8 +19,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import groupconv
 from groupconv import GroupConvError
-from groupconv.model_summary import load_model
 from groupconv.models import BUILTIN, DEFAULT_INPUT
+from groupconv.reports.summary import load_model
 
 
 def as_torch(model: nn.Module) -> nn.Module:

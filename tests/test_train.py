@@ -1,4 +1,4 @@
-"""groupconv.train and `groupconv train`: the loss falls on real data, seeds reproduce, checkpoints reload."""
+"""groupconv.training.train and `groupconv train`: the loss falls on real data, seeds reproduce, checkpoints reload."""
 
 import json
 import math
@@ -8,9 +8,9 @@ import torch
 
 from groupconv import GroupConvError
 from groupconv.cli import main
-from groupconv.data import ImageSet, load
-from groupconv.data.fashion_mnist import DEFAULT_DIR
-from groupconv.train import TrainConfig, evaluate, load_checkpoint, train
+from groupconv.training.data import ImageSet, load
+from groupconv.training.data.fashion_mnist import DEFAULT_DIR
+from groupconv.training.train import TrainConfig, evaluate, load_checkpoint, train
 
 pytestmark = pytest.mark.skipif(not DEFAULT_DIR.is_dir(), reason="needs dataset-fashion-mnist (make data)")
 SMALL = dict(train_subset=256, test_subset=200, batch_size=32)

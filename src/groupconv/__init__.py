@@ -1,5 +1,7 @@
 """groupconv: grouped convolution with PyTorch's conventions, computed by its own code.
 
+Names load when first used, so ``import groupconv.spec`` (and ``groupconv.numpy``) need no torch.
+
 >>> import groupconv
 >>> groupconv.valid_groups(4, 8)
 [1, 2, 4]
@@ -9,16 +11,32 @@
 (9, 1, 3, 3)
 """
 
-from . import functional, nn, numpy
-from .drawing import diagram
+from __future__ import annotations
+
+import importlib
+
 from .errors import GroupConvError
-from .explanation import explain
-from .model_summary import summary
 from .spec import ConvSpec, max_groups, valid_groups
-from .tuning import tune
 
 __version__ = "0.1.0"
-__all__ = [
-    "ConvSpec", "GroupConvError", "diagram", "explain", "functional", "max_groups", "nn", "numpy", "summary",
-    "tune", "valid_groups",
-]  # fmt: skip
+
+_SUBMODULES = ("functional", "nn", "numpy")
+_NAMES = {  # name: the module that defines it
+    "diagram": "reports.diagram",
+    "explain": "reports.explain",
+    "summary": "reports.summary",
+    "tune": "tuning",
+}
+__all__ = ["ConvSpec", "GroupConvError", "max_groups", "valid_groups", *_SUBMODULES, *_NAMES]
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from .. import nn as gnn
 from .. import tuning
 from ..models import resnext, shufflenet
-from .timing import TimerSettings, Timing, interleaved
+from ..timing import TimerSettings, Timing, interleaved
 
 _TORCH_OF_TWIN = {twin: torch_class for torch_class, twin in gnn.TWINS.items()}
 _CLASSES = 10

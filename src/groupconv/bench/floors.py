@@ -15,7 +15,7 @@ import math
 import torch
 
 from ..spec import ConvSpec
-from .timing import TimerSettings, interleaved
+from ..timing import TimerSettings, interleaved
 
 MODES = ("forward", "forward_backward")
 DIRECTIONS = {"forward": 1, "forward_backward": 3}  # directions each mode runs

@@ -13,9 +13,9 @@ import math
 import statistics
 from pathlib import Path
 
+from ..timing import FULL, Timing
 from .contenders import NAMES
 from .suite import LayerResult, Results
-from .timing import FULL, Timing
 
 PLOT_NAME = "images/bench-groups.png"
 NEVER_SLOWER = 1.05  # the targets: zoo, groupconv <= 1.05 x PyTorch (best against best, and per layout)

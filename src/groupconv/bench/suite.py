@@ -16,11 +16,12 @@ from typing import TypeVar
 import torch
 from tqdm import tqdm
 
-from . import endtoend, floors, layers, machine
+from .. import machine
+from ..timing import FULL, QUICK, TimerSettings, Timing, interleaved
+from . import endtoend, floors, layers
 from .contenders import NAMES, Contender, build
 from .floors import Floors
 from .layers import Layer
-from .timing import FULL, QUICK, TimerSettings, Timing, interleaved
 
 T = TypeVar("T")
 MISMATCH_TOLERANCE = 1e-4  # max |error| / max |reference|: float32 sums of thousands of terms stay well under

@@ -28,8 +28,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import DATASETS
-from ..train import TrainConfig, build_model
+from ..training.data import DATASETS
+from ..training.train import TrainConfig, build_model
 from .collectives import Traffic, sent_bytes
 from .group_parallel import shard
 from .launch import spawn

@@ -1,6 +1,6 @@
 """``groupconv train --group-parallel`` (under torchrun) and ``--procs R`` (spawning R processes).
 
-Every rank runs :func:`groupconv.train.train` on the same config and seed, so each builds
+Every rank runs :func:`groupconv.training.train.train` on the same config and seed, so each builds
 the same model and reads the same batches; ``wrap`` splits the model across the ranks.
 Rank 0 shows progress and writes the checkpoint (of the whole model) and metrics.
 """
@@ -14,9 +14,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..data import DATASETS
 from ..errors import GroupConvError
-from ..train import TrainConfig, build_model
+from ..training.data import DATASETS
+from ..training.train import TrainConfig, build_model
 from . import launch
 from .group_parallel import shard
 from .planner import plan

@@ -20,10 +20,10 @@ import os
 from pathlib import Path
 from typing import ClassVar
 
-from . import formatting as fmt
-from .errors import GroupConvError
-from .explanation import describe
-from .spec import ConvSpec, Shape
+from ..errors import GroupConvError
+from ..spec import ConvSpec, Shape
+from . import tables as fmt
+from .explain import describe
 
 FORMATS = ("png", "svg")
 FIGURE_INCHES = (14.0, 6.5)

@@ -29,10 +29,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from . import formatting as fmt
-from .errors import GroupConvError
-from .explanation import GroupsOption, group_options
-from .spec import ConvSpec, Shape, check_int
+from ..errors import GroupConvError
+from ..spec import ConvSpec, Shape, check_int
+from . import tables as fmt
+from .explain import GroupsOption, group_options
 
 _CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _CONV_FIELDS = (
@@ -135,7 +135,7 @@ def load_model(reference: str) -> tuple[nn.Module, tuple[int, ...] | None]:
         >>> model.features.conv2.groups, input_shape
         (2, (1, 1, 28, 28))
     """
-    from . import models
+    from .. import models
 
     if reference in models.BUILTIN:
         return models.BUILTIN[reference](), models.DEFAULT_INPUT.get(reference)

@@ -1,4 +1,4 @@
-"""The ``train``, ``experiment`` and ``filters`` subcommands; ``cli.py`` calls :func:`register`.
+"""``groupconv train``, ``groupconv experiment`` and ``groupconv filters``.
 
 Each subcommand sets ``args.run``; errors are ``GroupConvError``s, which ``cli.main``
 prints as one line.
@@ -7,9 +7,9 @@ prints as one line.
 from __future__ import annotations
 
 import argparse
-import textwrap
 
-from .train import MODELS, TrainConfig
+from ..training.train import MODELS, TrainConfig
+from .common import add_command
 
 _DEFAULTS = TrainConfig()
 
@@ -17,7 +17,7 @@ _DEFAULTS = TrainConfig()
 def register(commands) -> None:
     """Add ``train``, ``experiment groups|specialisation`` and ``filters`` to ``commands`` (argparse subparsers)."""
     _add_train(commands)
-    experiment = _parser(
+    experiment = add_command(
         commands, "experiment", "the document's claims, trained and measured", "Run one of the document's experiments."
     )
     kinds = experiment.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
@@ -26,18 +26,8 @@ def register(commands) -> None:
     _add_filters(commands)
 
 
-def _parser(commands, name: str, help: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
-    return commands.add_parser(
-        name,
-        help=help,
-        description=textwrap.fill(description, 79),
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-
-
 def _add_train(commands) -> None:
-    train = _parser(
+    train = add_command(
         commands,
         "train",
         "train a model on Fashion-MNIST or the emoji set",
@@ -107,7 +97,7 @@ def _experiment_arguments(parser: argparse.ArgumentParser, out: str, groups: lis
 
 
 def _add_groups(kinds) -> None:
-    groups = _parser(
+    groups = add_command(
         kinds,
         "groups",
         "AlexNet with 1, 2, 4 filter groups: error, parameters, MACs, time",
@@ -125,7 +115,7 @@ def _add_groups(kinds) -> None:
 
 
 def _add_specialisation(kinds) -> None:
-    specialisation = _parser(
+    specialisation = add_command(
         kinds,
         "specialisation",
         "do conv1's filters split into grey and colour by group? (emoji)",
@@ -146,7 +136,7 @@ def _add_specialisation(kinds) -> None:
 
 
 def _add_filters(commands) -> None:
-    filters = _parser(
+    filters = add_command(
         commands,
         "filters",
         "draw a trained layer's filters, arranged by group",
@@ -170,17 +160,17 @@ def _config(args: argparse.Namespace, **fields) -> dict:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .train import train
+    from ..training.train import train
 
     config = TrainConfig(model=args.model, groups=args.groups, dataset=args.dataset, seed=args.seed, **_config(args))
     if args.procs > 1 and not args.group_parallel:  # start R processes, each running this command group-parallel
-        from .parallel import training
+        from ..parallel import training
 
         training.spawn(_train, args.procs, config, argparse.Namespace(**{**vars(args), "group_parallel": True}))
         return
     wrap, lead = (None, True)
     if args.group_parallel:
-        from .parallel import training
+        from ..parallel import training
 
         wrap, lead = training.join(config)
     result = train(config, args.out if lead else None, args.data_dir, progress=lead, wrap=wrap)
@@ -192,7 +182,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _groups(args: argparse.Namespace) -> None:
-    from .experiments import groups
+    from ..training.experiments import groups
 
     rows = groups.run(args.out, args.groups, args.seeds, args.jobs, args.data_dir, **_config(args))
     print(groups.table(rows))
@@ -200,7 +190,7 @@ def _groups(args: argparse.Namespace) -> None:
 
 
 def _specialisation(args: argparse.Namespace) -> None:
-    from .experiments import specialisation
+    from ..training.experiments import specialisation
 
     report = specialisation.run(
         args.out, args.groups, args.seeds, args.jobs, args.data_dir, args.permutations, **_config(args)
@@ -210,8 +200,8 @@ def _specialisation(args: argparse.Namespace) -> None:
 
 
 def _filters(args: argparse.Namespace) -> None:
-    from .filters import draw_filters
-    from .train import load_checkpoint
+    from ..training.filters import draw_filters
+    from ..training.train import load_checkpoint
 
     model, config = load_checkpoint(args.checkpoint)
     drawn = draw_filters(model, args.layer, args.output, title=f"{config.model} groups={config.groups} {args.layer}")

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..errors import GroupConvError
+from ..models import alexnet, mobilenet, resnext, shufflenet
 from . import data as datasets
-from .errors import GroupConvError
-from .models import alexnet, mobilenet, resnext, shufflenet
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     # name: (config, data info) -> model; `groups` is each model's grouping knob
@@ -188,7 +188,7 @@ def count_params(model: nn.Module) -> int:
 
 def count_macs(model: nn.Module, image_shape: tuple[int, ...]) -> int:
     """Multiply-accumulates of one image's forward pass (convolutions and linear layers)."""
-    from .model_summary import summary
+    from ..reports.summary import summary
 
     return summary(model, (1, *image_shape)).total_macs
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import GroupConvError
+from ...errors import GroupConvError
 
 
 class DataMissingError(GroupConvError):

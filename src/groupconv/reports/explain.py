@@ -16,9 +16,9 @@ import math
 from collections.abc import Sequence
 from typing import ClassVar
 
-from . import formatting as fmt
-from .errors import GroupConvError
-from .spec import ConvSpec, Shape, check_int, valid_groups
+from ..errors import GroupConvError
+from ..spec import ConvSpec, Shape, check_int, valid_groups
+from . import tables as fmt
 
 DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 _LISTED_GROUPS = 8  # the report lists at most this many groups' slices, then elides the middle

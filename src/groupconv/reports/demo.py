@@ -12,8 +12,8 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from .functional import conv2d
-from .spec import ConvSpec, valid_groups
+from ..functional import conv2d
+from ..spec import ConvSpec, valid_groups
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,10 +1,11 @@
-"""The ``bench`` subcommand; ``cli.py`` calls :func:`register`."""
+"""``groupconv bench``: the benchmark report, docs/benchmarks.md."""
 
 from __future__ import annotations
 
 import argparse
 import shlex
-import textwrap
+
+from .common import JSON_HELP, add_command
 
 DEFAULT_OUT = "docs/benchmarks.md"
 _DESCRIPTION = (
@@ -24,12 +25,12 @@ _EXAMPLES = """examples:
 
 def register(commands) -> None:
     """Add ``bench`` to ``commands`` (argparse subparsers)."""
-    bench = commands.add_parser(
+    bench = add_command(
+        commands,
         "bench",
-        help="time groupconv against PyTorch, ONNX Runtime and the machine's floors",
-        description=textwrap.fill(_DESCRIPTION, 79),
-        epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "time groupconv against PyTorch, ONNX Runtime and the machine's floors",
+        _DESCRIPTION,
+        _EXAMPLES,
     )
     bench.add_argument(
         "--out",
@@ -38,13 +39,13 @@ def register(commands) -> None:
         help="the Markdown report to write; the plot goes to images/bench-groups.png beside it (default: %(default)s)",
     )
     bench.add_argument("--quick", action="store_true", help="tiny layers and few repeats (seconds): a smoke test")
-    bench.add_argument("--json", action="store_true", help="print JSON (schema: docs/cli-json.md) instead of text")
+    bench.add_argument("--json", action="store_true", help=JSON_HELP)
     bench.set_defaults(run=_bench)
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from ..formatting import to_json
-    from . import run, write
+    from ..bench import run, write
+    from ..reports.tables import to_json
 
     results = run(quick=args.quick, command=_command_line(args))
     report, plot = write(results, args.out)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import GroupConvError
+from ..errors import GroupConvError
 
 
 def find_conv(model: nn.Module, name: str) -> nn.Conv2d:

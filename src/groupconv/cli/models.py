@@ -1,0 +1,107 @@
+"""``groupconv summary`` and ``groupconv tune``: any PyTorch model, built in or imported."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..errors import GroupConvError
+from .common import add_command, shape
+
+_TEXTS = {  # name: (one-line help, description, examples)
+    "summary": (
+        "a per-layer table of any PyTorch model, with totals",
+        "A per-layer table of a model: type, channels, groups, kernel, parameters, MACs and output shape, with "
+        "totals, from one forward pass on zeros; then every convolution whose channel counts would allow more "
+        "groups, with what that would save.",
+        """examples:
+  groupconv summary alexnet-g2
+  groupconv summary mobilenet --input 8,1,28,28 --json
+  groupconv summary torchvision.models:resnext50_32x4d --input 1,3,224,224""",
+    ),
+    "tune": (
+        "time every formulation of a model's convolutions and cache the fastest",
+        "Run the model forward and backward on random input of the given shape (with and without a gradient for "
+        "the input), its torch.nn convolutions replaced by groupconv's; time every formulation (PyTorch's "
+        "channels-first and channels-last, groupconv's Numba kernels, im2col, per-group split) of every "
+        "convolution direction on its real shape, check each against the reference, and cache the fastest on "
+        "disk ($GROUPCONV_CACHE, else ~/.cache/groupconv/tune.json), where every later run on this machine finds "
+        "it. A layer whose directions go to different formulations is also timed whole, by PyTorch's convolution "
+        "and by groupconv's, and the faster route cached.",
+        """examples:
+  groupconv tune resnext
+  groupconv tune shufflenet --input 64,1,28,28 --json
+  groupconv tune mypackage.models:build --input 8,3,224,224 --retune""",
+    ),
+}
+
+
+def register(commands) -> None:
+    """Add ``summary`` and ``tune`` to ``commands`` (argparse subparsers)."""
+    summary = _add_model_arguments(add_command(commands, "summary", *_TEXTS["summary"], json=True))
+    summary.set_defaults(run=_summary)
+    tune = _add_model_arguments(add_command(commands, "tune", *_TEXTS["tune"], json=True))
+    tune.add_argument("--retune", action="store_true", help="time calls already in the cache again")
+    tune.set_defaults(run=_tune)
+
+
+def _add_model_arguments(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from ..models import BUILTIN, DEFAULT_INPUT
+
+    sub.add_argument(
+        "model",
+        metavar="MODEL",
+        help=f"a built-in model ({', '.join(BUILTIN)}) or package.module:callable, a function "
+        "that returns a torch.nn.Module (or the module itself)",
+    )
+    sub.add_argument(
+        "--input",
+        type=shape,
+        metavar="N,C,H,W",
+        help=f"the input shape (default for built-in models: {_defaults(DEFAULT_INPUT)})",
+    )
+    return sub
+
+
+def _defaults(shapes: dict[str, tuple[int, ...]]) -> str:
+    """``1,1,28,28`` when every built-in model takes that, else ``name 1,3,32,32, ...``."""
+    texts = {name: ",".join(map(str, shape)) for name, shape in shapes.items()}
+    if len(set(texts.values())) == 1:
+        return next(iter(texts.values()))
+    return ", ".join(f"{name} {text}" for name, text in texts.items())
+
+
+def _summary(args: argparse.Namespace) -> None:
+    from ..reports.summary import summary
+
+    model, input_shape = _model(args)
+    result = summary(model, input_shape, name=args.model)
+    print(result.to_json() if args.json else result)
+
+
+def _tune(args: argparse.Namespace) -> None:
+    import torch
+
+    from .. import nn, tuning
+    from ..reports.summary import model_failures_in_one_line
+
+    model, input_shape = _model(args)
+    with model_failures_in_one_line(input_shape):
+        report = tuning.tune(nn.convert(model), torch.randn(input_shape), retune=args.retune)
+    if args.json:
+        calls = [call.to_dict() for call in report.calls]
+        document = {"schema": "groupconv.tune/1", "model": args.model, "input_shape": list(input_shape)}
+        print(json.dumps({**document, "cache": str(tuning.cache_path()), "calls": calls}, indent=2))
+    else:
+        print(f"{report}\n\n{len(report.calls)} calls tuned; cached in {tuning.cache_path()}")
+
+
+def _model(args: argparse.Namespace):
+    """The model MODEL names and the input shape to run it on."""
+    from ..reports.summary import load_model
+
+    model, default_input = load_model(args.model)
+    input_shape = args.input or default_input
+    if input_shape is None:
+        raise GroupConvError(f"model {args.model!r} has no default input shape; give --input N,C,H,W")
+    return model, input_shape
