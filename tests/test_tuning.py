@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import groupconv
-from groupconv import ConvSpec, dispatch, formulations, tuning
+from groupconv import ConvSpec, dispatch, formulations, routing, tuning
 
 
 @pytest.fixture(autouse=True)
@@ -262,7 +262,7 @@ def test_a_transposed_layer_is_timed_whole(monkeypatch, output_by, pytorch_s, gr
     forward, its weight's the convolution's weight gradient of (output's gradient, input)."""
     layer = groupconv.nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, groups=2, bias=False)  # grad_fn: the conv
     x, grad_y = torch.randn(2, 8, 5, 5, requires_grad=True), torch.randn(2, 4, 9, 9)
-    convolution = dispatch.convolution(layer.spec, layer.weight)
+    convolution = routing.convolution(layer.spec, layer.weight)
     tuning.cache().put(dispatch.call_key("input_grad", x, layer.weight, convolution, (9, 9)), output_by)
     tuning.cache().put(dispatch.call_key("forward", grad_y, layer.weight, convolution), "native")
     tuning.cache().put(dispatch.call_key("weight_grad", grad_y, x, convolution), "native")

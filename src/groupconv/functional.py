@@ -18,9 +18,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from . import autograd, dispatch, ops, tuning
+from . import dispatch, ops, routing, tuning
 from .errors import GroupConvError
-from .layouts import memory_format
 from .spec import ConvSpec
 
 _HALF = (torch.float16, torch.bfloat16)
@@ -99,7 +98,7 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
         spec = dataclasses.replace(spec, padding=0, padding_mode="zeros")
     if torch.onnx.is_in_onnx_export():  # standard ONNX Conv/ConvTranspose nodes: see groupconv.ops
         return _unbatched(ops.torch_convolution(x, weight, spec, bias), batched)
-    route = _route(spec, x, weight)
+    route = routing.route(spec, x, weight)
     if key is not None and batched and x is input:  # no padding mode, no upcast: later calls may skip to the route
         if len(decisions) >= _REMEMBERED_CALLS:  # ever-new shapes (a varying length, say) must not grow it forever
             decisions.clear()
@@ -109,49 +108,6 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
 
 def _unbatched(y: torch.Tensor, batched: bool) -> torch.Tensor:
     return y if batched else y.squeeze(0)
-
-
-def _route(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor):
-    """How calls like this one run, as a function of (x, weight, bias): PyTorch's convolution and
-    autograd where the dispatcher gives PyTorch every direction, else groupconv's ops."""
-    layout = dispatch.pytorch_layout(x, weight, spec)
-    if layout is None:
-        return lambda x, weight, bias: run_ops(spec, x, weight, bias)
-    if layout is not memory_format(x) or any(lo != hi for lo, hi in spec.padding_pairs) or spec.transposed:
-        return lambda x, weight, bias: run_pytorch(spec, x, weight, bias, layout)
-    geometry = ops.convolution_arguments(spec)  # x is in the layout it computes in: one call, worked out once
-    return lambda x, weight, bias: torch.convolution(x, weight, bias, *geometry).contiguous(memory_format=layout)
-
-
-def run_pytorch(
-    spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, layout=None
-) -> torch.Tensor:
-    """The batched, zero-padded layer by PyTorch's convolution and autograd, computed in ``layout``
-    (default: x's), answered in x's (channels-last in, channels-last out).
-
-    A transposed layer's bias is added afterwards: given one, PyTorch 2.13's transposed convolution
-    takes a slower path (forward of ``ConvTranspose2d(128, 128, 3, padding=1, groups=32)`` on
-    8x128x28x28: 10.4 ms with the bias, 1.2 ms without it and 0.02 ms to add it)."""
-    answer_layout = memory_format(x)
-    x = x.contiguous(memory_format=layout or answer_layout)
-    if spec.transposed:
-        y = _add_bias(ops.torch_convolution(x, weight, spec), bias, spec)
-    else:
-        y = ops.torch_convolution(x, weight, spec, bias)
-    return y.contiguous(memory_format=answer_layout)
-
-
-def run_ops(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """The batched, zero-padded layer by groupconv's ops, answered in x's layout."""
-    if spec.transposed:
-        y = autograd.conv_input_grad(x, weight, spec, spec.output_size(x.shape[2:]))
-    else:
-        y = autograd.conv(x, weight, spec)
-    return _add_bias(y, bias, spec)
-
-
-def _add_bias(y: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
-    return y if bias is None else y + bias.view(-1, *(1,) * spec.dims)
 
 
 def _call_key(spec: ConvSpec, input, weight, bias) -> tuple | None:
