@@ -292,12 +292,30 @@ def test_output_padding_is_only_for_transposed():
             10,
             20,
             4,
-            "in_channels=10 is not divisible by groups=4; valid groups for in_channels=10, "
-            "out_channels=20: 1, 2, 5, 10",
+            "groups=4 is invalid: in_channels=10 is not divisible by 4; nearest valid: 2 or 5 "
+            "(valid groups: 1, 2, 5, 10; the largest is gcd(10, 20) = 10)",
         ),
-        (4, 6, 4, "out_channels=6 is not divisible by groups=4; valid groups for in_channels=4, out_channels=6: 1, 2"),
-        (3, 9, 9, "in_channels=3 is not divisible by groups=9; valid groups for in_channels=3, out_channels=9: 1, 3"),
-        (7, 5, 2, "in_channels=7 is not divisible by groups=2; valid groups for in_channels=7, out_channels=5: 1"),
+        (
+            4,
+            6,
+            4,
+            "groups=4 is invalid: out_channels=6 is not divisible by 4; nearest valid: 2 (valid groups: 1, 2; "
+            "the largest is gcd(4, 6) = 2)",
+        ),
+        (
+            3,
+            9,
+            9,
+            "groups=9 is invalid: in_channels=3 is not divisible by 9; nearest valid: 3 (valid groups: 1, 3; "
+            "the largest is gcd(3, 9) = 3)",
+        ),
+        (
+            7,
+            5,
+            2,
+            "groups=2 is invalid: in_channels=7 and out_channels=5 are not divisible by 2; nearest valid: 1 "
+            "(valid groups: 1; the largest is gcd(7, 5) = 1)",
+        ),
     ],
 )
 def test_channels_not_divisible_by_groups_lists_valid_groups(frontend, transposed, cin, cout, groups, text):
@@ -314,14 +332,17 @@ def test_functional_weight_not_divisible_by_groups(dims):
     with pytest.raises(
         GroupConvError,
         match=message(
-            f"Given weight of size [7, 2, {', '.join('1' * dims)}]: out_channels=7 is not divisible by groups=2; "
-            f"valid groups for in_channels=4, out_channels=7: 1"
+            f"Given weight of size [7, 2, {', '.join('1' * dims)}]: groups=2 is invalid: out_channels=7 is not "
+            f"divisible by 2; nearest valid: 1 (valid groups: 1; the largest is gcd(4, 7) = 1)"
         ),
     ):
         FUNCTIONS[dims, False](x, torch.randn(7, 2, *k), groups=2)
     with pytest.raises(
         GroupConvError,
-        match=message("in_channels=5 is not divisible by groups=2; valid groups for in_channels=5, out_channels=6: 1"),
+        match=message(
+            "groups=2 is invalid: in_channels=5 is not divisible by 2; nearest valid: 1 (valid groups: 1; "
+            "the largest is gcd(5, 6) = 1)"
+        ),
     ):
         FUNCTIONS[dims, True](torch.randn(1, 5, *(3,) * dims), torch.randn(5, 3, *k), groups=2)
 

@@ -365,3 +365,22 @@ def test_document_alexnet_grouping_cuts_macs():
         lambda: F.conv2d(torch.randn(1, 96, 27, 27), torch.randn(256, 48, 5, 5), padding=2, groups=2)
     )
     assert grouped * 2 == flops
+
+
+@pytest.mark.parametrize(
+    ("channels", "factors"),
+    [
+        (2**63 - 1, {7: 2, 73: 1, 127: 1, 337: 1, 92737: 1, 649657: 1}),
+        (2**61 - 1, {2**61 - 1: 1}),  # a Mersenne prime
+        ((2**31 - 1) ** 2, {2**31 - 1: 2}),
+        (2147483647 * 4294967291, {2147483647: 1, 4294967291: 1}),  # two primes near 2**31 and 2**32
+    ],
+)
+def test_valid_groups_of_64_bit_channels_come_from_the_factorisation(channels, factors):
+    """Listing divisors by trial up to the gcd would never end for these; the divisors' count
+    follows from the factorisation (the product of each power + 1) and each divides the gcd."""
+    groups = valid_groups(channels, channels)
+    assert len(groups) == math.prod(power + 1 for power in factors.values())
+    assert groups == sorted(set(groups)) and groups[0] == 1 and groups[-1] == channels
+    assert all(channels % g == 0 for g in groups)
+    assert set(factors) <= set(groups)

@@ -51,8 +51,91 @@ def valid_groups(in_channels: int, out_channels: int) -> list[int]:
         >>> valid_groups(4, 8)
         [1, 2, 4]
     """
-    gcd = max_groups(in_channels, out_channels)
-    return [g for g in range(1, gcd + 1) if gcd % g == 0]
+    divisors = [1]
+    for prime, power in _factorise(max_groups(in_channels, out_channels)).items():
+        divisors = [d * prime**k for d in divisors for k in range(power + 1)]
+    return sorted(divisors)
+
+
+def groups_error(in_channels: int, out_channels: int, groups: int) -> GroupConvError:
+    """The one message for a ``groups`` that does not divide both channel counts: why, and what is near.
+
+    Example:
+        >>> print(groups_error(4, 8, 3))
+        groups=3 is invalid: in_channels=4 and out_channels=8 are not divisible by 3; nearest valid: 2 or 4 \
+(valid groups: 1, 2, 4; the largest is gcd(4, 8) = 4)
+    """
+    valid = valid_groups(in_channels, out_channels)
+    names = [f"{n}={c}" for n, c in (("in_channels", in_channels), ("out_channels", out_channels)) if c % groups]
+    verb = "is" if len(names) == 1 else "are"
+    below = [g for g in valid if g < groups][-1:]
+    above = [g for g in valid if g > groups][:1]
+    shown = valid if len(valid) <= _LISTED_GROUPS else [*valid[:_LISTED_GROUPS], "..."]
+    return GroupConvError(
+        f"groups={groups} is invalid: {' and '.join(names)} {verb} not divisible by {groups}; nearest valid: "
+        f"{' or '.join(map(str, below + above))} (valid groups: {', '.join(map(str, shown))}; "
+        f"the largest is gcd({in_channels}, {out_channels}) = {valid[-1]})"
+    )
+
+
+def _factorise(n: int) -> dict[int, int]:
+    """``n``'s prime factors and their powers: small primes by division, the rest by Pollard's rho,
+    so any 64-bit ``n`` takes milliseconds where listing divisors up to ``n`` would never end."""
+    factors: dict[int, int] = {}
+    for prime in _SMALL_PRIMES:
+        while n % prime == 0:
+            factors[prime] = factors.get(prime, 0) + 1
+            n //= prime
+    pending = [n] if n > 1 else []
+    while pending:
+        m = pending.pop()
+        if _is_prime(m):
+            factors[m] = factors.get(m, 0) + 1
+        else:
+            d = _pollard_rho(m)
+            pending += [d, m // d]
+    return dict(sorted(factors.items()))
+
+
+_SMALL_PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37)
+_LISTED_GROUPS = 24  # a gcd with more divisors lists its first ones and "..."
+
+
+def _is_prime(n: int) -> bool:
+    """Miller-Rabin with the first 12 primes as witnesses: exact below 3.3e24, so for every int64."""
+    if n < 2:
+        return False
+    if n in _SMALL_PRIMES:
+        return True
+    odd, twos = n - 1, 0
+    while odd % 2 == 0:
+        odd, twos = odd // 2, twos + 1
+    for witness in _SMALL_PRIMES:
+        x = pow(witness, odd, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(twos - 1):
+            x = x * x % n
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
+
+
+def _pollard_rho(n: int) -> int:
+    """A non-trivial factor of the odd composite ``n`` (Floyd's cycle on x -> x^2 + c mod n)."""
+    for c in range(1, n):
+        x = y = 2
+        d = 1
+        while d == 1:
+            x = (x * x + c) % n
+            y = (y * y + c) % n
+            y = (y * y + c) % n
+            d = math.gcd(abs(x - y), n)
+        if d != n:
+            return d
+    raise ArithmeticError(f"no factor found for {n}")  # unreachable for composite n
 
 
 def check_int(name: str, value: object, minimum: int) -> int:
@@ -281,13 +364,8 @@ def _normalise(spec: ConvSpec) -> dict:
     in_channels = check_int("in_channels", spec.in_channels, minimum=1)
     out_channels = check_int("out_channels", spec.out_channels, minimum=1)
     groups = check_int("groups", spec.groups, minimum=1)
-    for name, channels in (("in_channels", in_channels), ("out_channels", out_channels)):
-        if channels % groups:
-            choices = ", ".join(map(str, valid_groups(in_channels, out_channels)))
-            raise GroupConvError(
-                f"{name}={channels} is not divisible by groups={groups}; valid groups for "
-                f"in_channels={in_channels}, out_channels={out_channels}: {choices}"
-            )
+    if in_channels % groups or out_channels % groups:
+        raise groups_error(in_channels, out_channels, groups)
     kernel_size = _ints("kernel_size", spec.kernel_size, dims, minimum=1)
     stride = _ints("stride", spec.stride, dims, minimum=1)
     dilation = _ints("dilation", spec.dilation, dims, minimum=1)

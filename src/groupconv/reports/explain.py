@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from ..errors import GroupConvError
-from ..spec import ConvSpec, Shape, check_int, valid_groups
+from ..spec import ConvSpec, Shape, check_int, groups_error, valid_groups
 from . import tables as fmt
 
 DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
@@ -169,19 +169,11 @@ def check_groups(in_channels: int, out_channels: int, groups: int) -> None:
         groupconv.errors.GroupConvError: groups=3 is invalid: in_channels=4 and out_channels=8 are not \
 divisible by 3; nearest valid: 2 or 4 (valid groups: 1, 2, 4; the largest is gcd(4, 8) = 4)
     """
-    valid = valid_groups(in_channels, out_channels)
+    in_channels = check_int("in_channels", in_channels, minimum=1)
+    out_channels = check_int("out_channels", out_channels, minimum=1)
     groups = check_int("groups", groups, minimum=1)
-    if groups in valid:
-        return
-    names = [f"{n}={c}" for n, c in (("in_channels", in_channels), ("out_channels", out_channels)) if c % groups]
-    verb = "is" if len(names) == 1 else "are"
-    below = [g for g in valid if g < groups][-1:]
-    above = [g for g in valid if g > groups][:1]
-    raise GroupConvError(
-        f"groups={groups} is invalid: {' and '.join(names)} {verb} not divisible by {groups}; nearest valid: "
-        f"{' or '.join(map(str, below + above))} (valid groups: {', '.join(map(str, valid))}; "
-        f"the largest is gcd({in_channels}, {out_channels}) = {valid[-1]})"
-    )
+    if in_channels % groups or out_channels % groups:
+        raise groups_error(in_channels, out_channels, groups)
 
 
 def describe(spec: ConvSpec) -> str:
