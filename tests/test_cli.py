@@ -3,8 +3,12 @@ errors with exit status 2, help, and the README's examples against the real outp
 
 from __future__ import annotations
 
+import argparse
+import doctest
+import importlib
 import json
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -310,10 +314,21 @@ def test_top_level_help_lists_every_command(capsys):
     assert "alexnet, alexnet-g2, alexnet-g4, resnext," in out and "default for built-in models: 1,1,28,28" in out
 
 
+def readme_blocks(language: str) -> list[str]:
+    """The text of every ```language block in the README."""
+    return re.findall(rf"```{language}\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+
+
 def readme_examples() -> list[tuple[list[str], str]]:
     """(argv, output) of every ```console block in the README that runs ``groupconv``."""
-    blocks = re.findall(r"```console\n\$ groupconv (.*?)\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
-    return [(command.split(), output) for command, output in blocks]
+    blocks = [block.split("\n", 1) for block in readme_blocks("console") if block.startswith("$ groupconv ")]
+    return [(command.removeprefix("$ groupconv ").split(), output) for command, output in blocks]
+
+
+def readme_commands() -> list[str]:
+    """Every ``groupconv`` command line of the README's ```sh blocks, its comment left off."""
+    lines = [line.split("  #")[0].strip() for block in readme_blocks("sh") for line in block.splitlines()]
+    return [line.removeprefix("groupconv ") for line in lines if line.startswith("groupconv ")]
 
 
 def test_the_readme_shows_explain_on_the_documents_example():
@@ -326,6 +341,39 @@ def test_the_readme_shows_real_output(argv, output, capsys):
     status, out, _ = run(argv, capsys)
     assert status == 0
     assert out == output
+
+
+def test_the_readme_names_a_command_per_tool():
+    tools = {command.split()[0] for command in readme_commands()} | {argv[0] for argv, _ in readme_examples()}
+    assert tools >= {"explain", "diagram", "summary", "tune", "train", "experiment", "filters", "bench", "parallel"}
+
+
+@pytest.mark.parametrize("command", readme_commands(), ids=lambda command: command[:40])
+def test_the_readme_commands_are_accepted(command, monkeypatch):
+    """Each command parses as written; running them (training, benchmarks) is for their own tests."""
+    monkeypatch.setattr(argparse.ArgumentParser, "error", lambda _, message: pytest.fail(f"{command}: {message}"))
+    parser = importlib.import_module("groupconv.cli.main")._build_parser()  # the module, not cli.main the function
+    args = parser.parse_args(shlex.split(command))
+    assert callable(args.run)
+
+
+def test_the_readme_shows_the_demos_output(capsys):
+    shown = next(block for block in readme_blocks("text") if block.startswith("$ groupconv demo\n"))
+    status, out, _ = run(["demo"], capsys)
+    differences = r"\d\.\d\de[-+]\d+$"  # max |groupconv - PyTorch| depends on the formulation that ran
+    assert status == 0
+    assert re.sub(differences, "", out, flags=re.M) == re.sub(differences, "", shown.split("\n", 1)[1], flags=re.M)
+
+
+@pytest.mark.slow
+def test_the_readmes_python_examples_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("GROUPCONV_CACHE", str(tmp_path / "tune.json"))
+    monkeypatch.chdir(tmp_path)
+    report: list[str] = []
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    for block in readme_blocks("pycon"):
+        runner.run(doctest.DocTestParser().get_doctest(block, {}, "README.md", "README.md", 0), out=report.append)
+    assert runner.tries > 0 and runner.failures == 0, "".join(report)
 
 
 def test_the_readme_shows_a_rendered_diagram():
