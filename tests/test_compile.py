@@ -141,3 +141,26 @@ def _op_cases():
 def test_opcheck(op, args):
     """torch.library's own checks: schema, fake implementation against the real one, autograd registration."""
     torch.library.opcheck(op, args)
+
+
+LAYERS = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_compile_warns_nothing(name):
+    """Every torch.compile of a layer used to print a Dynamo UserWarning (an lru_cache-wrapped call)."""
+    import warnings
+
+    layer = getattr(groupconv.nn, name)(4, 4, 3, groups=2)
+    x = torch.randn(1, 4, *(5,) * int(name[-2]))
+    compiled = torch.compile(layer, backend="eager", fullgraph=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch._dynamo.reset()
+        compiled(x)
+
+
+def test_jit_script_says_to_use_compile_or_export():
+    model = torch.nn.Sequential(groupconv.nn.Conv2d(4, 8, 3, groups=2))
+    with pytest.raises(TypeError, match=r"torch\.jit\.script cannot compile groupconv\.nn\.Conv2d .*torch\.compile"):
+        torch.jit.script(model)

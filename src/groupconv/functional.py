@@ -81,6 +81,11 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
         >>> apply(spec, torch.randn(1, 4, 8, 8), torch.randn(8, 2, 3, 3)).shape
         torch.Size([1, 8, 8, 8])
     """
+    cast = _autocast_dtype(input)
+    if cast is not None:  # as autocast does for torch's convolutions, which are on its lower-precision list
+        operands = [_autocast(t, cast) for t in (input, weight, bias)]
+        with torch.autocast(input.device.type, enabled=False):  # the computation below must not be recast
+            return apply(spec, *operands)
     key = _call_key(spec, input, weight, bias)
     decisions = tuning.cache().decisions if key is not None else {}
     remembered = decisions.get(key)
@@ -104,6 +109,22 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
             decisions.clear()
         decisions[key] = route
     return _unbatched(route(x, weight, bias), batched)
+
+
+def _autocast_dtype(input) -> torch.dtype | None:
+    """The dtype an enabled ``torch.autocast`` casts convolutions to on ``input``'s device, else None."""
+    if not isinstance(input, torch.Tensor):
+        return None  # the full path's checks say what is wrong
+    device = input.device.type
+    if not (torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)):
+        return None
+    return torch.get_autocast_dtype(device)
+
+
+def _autocast(tensor, dtype: torch.dtype):
+    """Autocast's rule for an operand: floating-point tensors other than float64 are cast, the rest kept."""
+    eligible = isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and tensor.dtype != torch.float64
+    return tensor.to(dtype) if eligible else tensor
 
 
 def _unbatched(y: torch.Tensor, batched: bool) -> torch.Tensor:

@@ -6,6 +6,11 @@ shapes, initialisation, ``state_dict`` keys and ``extra_repr`` are PyTorch's own
 by :class:`~groupconv.ConvSpec` (errors name the fix), and the forward pass, with its
 gradients, is computed by groupconv.
 
+Like PyTorch's, the layers follow ``torch.autocast`` (their operands are cast to autocast's
+dtype, as for a lower-precision op), compile with ``torch.compile`` and export with
+``torch.export``. ``torch.jit.script`` is not supported: it raises a TypeError that says
+to use ``torch.compile`` or ``torch.export`` instead.
+
 Example:
     >>> import torch, groupconv
     >>> conv = groupconv.nn.Conv2d(4, 8, kernel_size=3, groups=2, bias=False)
@@ -42,6 +47,13 @@ class _GroupConvNd:
         ConvSpec(**spec_args, transposed=self._transposed, dims=self._dims)
         super().__init__(*args, **kwargs)
 
+    def __prepare_scriptable__(self):  # torch.jit.script calls this on every submodule first
+        raise TypeError(
+            f"torch.jit.script cannot compile groupconv.nn.{type(self).__name__} (TorchScript is deprecated and "
+            "groupconv's validation and routing are Python): use torch.compile(model) or "
+            "torch.export.export(model, (example_input,))"
+        )
+
     @classmethod
     def _torch_class(cls) -> type:
         return next(base for base in cls.__mro__ if base.__module__.startswith("torch.nn"))
@@ -63,6 +75,8 @@ class _GroupConvNd:
             self.output_padding,
             self._dims,
         )
+        if torch.compiler.is_compiling():  # dynamo warns on lru_cache (it traces the validation instead)
+            return _spec.__wrapped__(*attributes)
         try:
             return _spec(*attributes)
         except TypeError:  # an unhashable attribute (a list the user set): validated afresh, or its error raised
