@@ -2,7 +2,7 @@
 
 The three directions are ``torch.convolution`` and ``aten.convolution_backward`` with one
 gradient's mask set, as PyTorch's own backward runs them (for channels-last operands its
-input gradient is up to 20% faster than the equivalent transposed convolution). The
+input gradient is faster than the equivalent transposed convolution: docs/design.md). The
 operand a gradient does not need (x, or the weight) is an uninitialised stand-in in the
 input's layout: aten reads only its size, but picks its kernels by layout.
 Native kernels take one symmetric padding per dimension, so the asymmetric padding of
