@@ -1,4 +1,5 @@
-"""Gradients: finite differences (gradcheck, gradgradcheck) and the document's split-and-concatenate."""
+"""Gradients: finite differences (gradcheck, gradgradcheck) and the split-and-concatenate of
+*A Deeper Understanding of Grouped Convolution*."""
 
 import pytest
 import torch
@@ -58,7 +59,7 @@ def test_second_derivatives_match_pytorch(name, input_shape, weight_shape, kwarg
 
 
 SPLIT_CASES = [  # (dims, transposed, groups, in channels, out channels, keyword arguments)
-    (2, False, 2, 4, 8, dict(padding=1)),  # the document's example
+    (2, False, 2, 4, 8, dict(padding=1)),  # the Grouped Convolution post's example
     (2, False, 3, 3, 9, dict(stride=2)),
     (1, False, 4, 8, 4, dict(dilation=2)),
     (3, False, 2, 4, 6, dict(padding=1)),
@@ -71,7 +72,7 @@ SPLIT_CASES = [  # (dims, transposed, groups, in channels, out channels, keyword
 def test_grouped_equals_concatenated_independent_convolutions(
     dims, transposed, groups, in_channels, out_channels, kwargs
 ):
-    """The document's explanation: split the input channels into groups, convolve each
+    """The Grouped Convolution post's explanation: split the input channels into groups, convolve each
     group with its own filters (a plain groups=1 PyTorch convolution), concatenate.
     Outputs and the gradients of input, weight and bias all agree."""
     generator = torch.Generator().manual_seed(groups)

@@ -17,7 +17,7 @@ from groupconv import ConvSpec, GroupConvError
 from groupconv.reports.diagram import channel_blocks, connectivity
 
 LAYERS = {
-    "the document's 4->8, groups=2": ConvSpec(4, 8, 3, groups=2),
+    "A Deeper Understanding of Grouped Convolution's 4->8, groups=2": ConvSpec(4, 8, 3, groups=2),
     "1-D": ConvSpec(6, 9, 5, groups=3, dims=1),
     "3-D transposed": ConvSpec(6, 12, 3, groups=3, transposed=True, dims=3),
     "groups=1": ConvSpec(3, 16, 3),
@@ -28,7 +28,7 @@ LAYERS = {
     "512 depthwise": ConvSpec(512, 512, 3, groups=512, bias=False),
     "prime width": ConvSpec(509, 509, 1),
 }
-RED, GREEN = (0xD6, 0x27, 0x28), (0x2C, 0xA0, 0x2C)  # the first two groups, as in the document
+RED, GREEN = (0xD6, 0x27, 0x28), (0x2C, 0xA0, 0x2C)  # the first two groups, as in the Grouped Convolution post
 
 
 @pytest.mark.parametrize("name", LAYERS)

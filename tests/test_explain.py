@@ -3,7 +3,7 @@
 Oracles: torch.nn's conv modules (weight shapes, parameter counts, which groups they
 accept), autograd (which input channels and weight rows each output channel depends
 on), torch.utils.flop_counter (MACs = FLOPs / 2), tensor sizes in bytes, and the
-document's own numbers. Nothing here compares explain with itself or with ConvSpec.
+numbers of *A Deeper Understanding of Grouped Convolution*. Nothing here compares explain with itself or with ConvSpec.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""ConvSpec's arithmetic and the document's statements, against independent oracles.
+"""ConvSpec's arithmetic and the statements of *A Deeper Understanding of Grouped Convolution*,
+against independent oracles.
 
 Oracles: torch.nn modules (weight shapes, parameter counts, which groups they accept),
 torch.nn.functional (output shapes, 'same' padding), torch.utils.flop_counter
@@ -39,7 +40,7 @@ def torch_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-# --- The document's worked examples -------------------------------------------------
+# --- The Grouped Convolution post's worked examples -------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -47,7 +48,7 @@ def torch_params(module: torch.nn.Module) -> int:
     [(4, 8, 1, (8, 4, 3, 3)), (4, 8, 2, (8, 2, 3, 3)), (3, 9, 3, (9, 1, 3, 3))],
 )
 def test_document_weight_shapes(in_channels, out_channels, groups, weight_shape):
-    """`conv.weight.shape` as printed in the document, for groupconv, torch.nn and groupconv.nn."""
+    """`conv.weight.shape` as printed in the Grouped Convolution post, for groupconv, torch.nn and groupconv.nn."""
     spec = ConvSpec(in_channels, out_channels, kernel_size=(3, 3), groups=groups)
     assert spec.weight_shape == weight_shape
     assert tuple(torch.nn.Conv2d(in_channels, out_channels, (3, 3), groups=groups).weight.shape) == weight_shape

@@ -18,7 +18,10 @@ def register(commands) -> None:
     """Add ``train``, ``experiment groups|specialisation`` and ``filters`` to ``commands`` (argparse subparsers)."""
     _add_train(commands)
     experiment = add_command(
-        commands, "experiment", "the document's claims, trained and measured", "Run one of the document's experiments."
+        commands,
+        "experiment",
+        "the claims of A Deeper Understanding of Grouped Convolution, trained and measured",
+        "Run one of the Grouped Convolution post's experiments.",
     )
     kinds = experiment.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
     _add_groups(kinds)

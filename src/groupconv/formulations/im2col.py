@@ -3,8 +3,8 @@
 Every kernel window of the (padded) input is laid out as a column (im2col), the
 columns are split into G channel groups, and each group's columns meet only that
 group's filters: one einsum ``(N, G, Cg, L, K) x (G, Og, Cg, K) -> (N, G, Og, L)``,
-which torch runs as a single batched GEMM — the document's "split, convolve each
-group, concatenate" without a Python loop over groups.
+which torch runs as a single batched GEMM — *A Deeper Understanding of Grouped Convolution*'s "split, convolve
+each group, concatenate" without a Python loop over groups.
 
 Inputs arrive with zero padding still to apply (``spec.padding_pairs``); other padding
 modes were applied by the frontend. Runs on whatever device the tensors are on.

@@ -1,4 +1,4 @@
-"""The document's description taken literally: split the channels into groups,
+"""*A Deeper Understanding of Grouped Convolution*'s description taken literally: split the channels into groups,
 convolve each group with its own filters as an ordinary convolution, concatenate.
 
 One native convolution per group: a baseline that shows what grouping costs when a

@@ -1,4 +1,5 @@
-"""The document's worked example, computed: one layer at every valid group count.
+"""The worked example of *A Deeper Understanding of Grouped Convolution*, computed: one layer at every
+valid group count.
 
 in_channels=4, out_channels=8, a 3x3 kernel and a 1x4x32x32 input: each ``groups``
 changes the weight's shape and parameter count, and groupconv's output is set

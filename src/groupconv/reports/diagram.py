@@ -1,9 +1,10 @@
 """A grouped layer drawn: channel blocks, filter groups and the connectivity matrix.
 
-:func:`diagram` draws a :class:`~groupconv.ConvSpec` the way the document's figures do:
-input channels on the left, the filters in the middle (each as deep as the input
-channels it reads), output channels on the right, every group in its own colour,
-with the (out x in) connectivity matrix beside it, block-diagonal when groups > 1.
+:func:`diagram` draws a :class:`~groupconv.ConvSpec` the way the figures of
+*A Deeper Understanding of Grouped Convolution* do: input channels on the left, the
+filters in the middle (each as deep as the input channels it reads), output channels on
+the right, every group in its own colour, with the (out x in) connectivity matrix beside
+it, block-diagonal when groups > 1.
 
 Wide layers stay readable: a column shows at most ``max_rows`` rows, and beyond that
 each row stands for a run of channels (never straddling two groups) or, when there are
@@ -27,7 +28,7 @@ from .explain import describe
 
 FORMATS = ("png", "svg")
 FIGURE_INCHES = (14.0, 6.5)
-_SMALL_PALETTE = (  # the first groups in clearly distinct colours; red and green first, as in the document
+_SMALL_PALETTE = (  # distinct colours for the first groups; red and green, as in the Grouped Convolution post
     "#d62728",
     "#2ca02c",
     "#1f77b4",

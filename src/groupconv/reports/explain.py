@@ -101,7 +101,7 @@ def explain(spec: ConvSpec, input_shape: Shape | None = None, dtype: str = "floa
     input shape, its output shape, MACs, FLOPs, bytes (of ``dtype``) and arithmetic intensity;
     and the same layer at every valid group count.
 
-    Example (the document's: 4 -> 8 channels, 3x3, two groups):
+    Example (*A Deeper Understanding of Grouped Convolution*'s: 4 -> 8 channels, 3x3, two groups):
         >>> report = explain(ConvSpec(4, 8, 3, groups=2, bias=False), (1, 4, 32, 32))
         >>> report.weight_shape, report.params, report.valid_groups
         ((8, 2, 3, 3), 144, (1, 2, 4))

@@ -30,23 +30,12 @@ import torch
 from torch import nn
 
 from ..errors import GroupConvError
-from ..spec import ConvSpec, Shape, check_int
+from ..nn import TWINS, spec_of
+from ..spec import Shape, check_int
 from . import tables as fmt
 from .explain import GroupsOption, group_options
 
-_CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-_CONV_FIELDS = (
-    "in_channels",
-    "out_channels",
-    "kernel_size",
-    "stride",
-    "padding",
-    "dilation",
-    "groups",
-    "padding_mode",
-    "transposed",
-    "output_padding",
-)
+_CONVOLUTIONS = tuple(TWINS)  # torch.nn conv classes; groupconv twins subclass them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +81,7 @@ def summary(model: nn.Module, input_shape: Shape, name: str | None = None) -> Su
     """Run ``model`` once on zeros of ``input_shape`` (in eval mode, without gradients; its
     training flags are restored) and count every layer.
 
-    Example (the document's layer, and a classifier after it):
+    Example (the layer of *A Deeper Understanding of Grouped Convolution*, and a classifier after it):
         >>> import torch
         >>> model = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, groups=2, bias=False), torch.nn.Flatten(),
         ...                             torch.nn.Linear(8 * 30 * 30, 10))
@@ -149,17 +138,6 @@ def load_model(reference: str) -> tuple[nn.Module, tuple[int, ...] | None]:
     if not isinstance(model, nn.Module):
         raise GroupConvError(f"{reference} gave a {type(model).__name__}, not a torch.nn.Module")
     return model, None
-
-
-def conv_spec(module: nn.Module) -> ConvSpec:
-    """The :class:`~groupconv.ConvSpec` of any ``torch.nn`` (or groupconv) convolution module.
-
-    Example:
-        >>> conv_spec(torch.nn.ConvTranspose1d(6, 4, 3, groups=2)).weight_shape
-        (6, 2, 3)
-    """
-    fields = {field: getattr(module, field) for field in _CONV_FIELDS}
-    return ConvSpec(**fields, bias=module.bias is not None, dims=len(module.kernel_size))
 
 
 def _is_layer(module: nn.Module) -> bool:
@@ -230,7 +208,7 @@ _NOT_COUNTED = dict(in_channels=None, out_channels=None, groups=None, kernel_siz
 def _counts(module: nn.Module, input_shapes: list[tuple]) -> dict:
     """Channels, groups, kernel, MACs and larger valid group counts, for a convolution or Linear layer."""
     if isinstance(module, _CONVOLUTIONS):
-        spec = conv_spec(module)
+        spec = spec_of(module)
         options = group_options(spec, input_shapes, against=spec.groups)
         return dict(
             in_channels=spec.in_channels,

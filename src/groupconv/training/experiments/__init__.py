@@ -1,4 +1,4 @@
-"""The document's claims as experiments, each one command.
+"""The claims of *A Deeper Understanding of Grouped Convolution* as experiments, each one command.
 
     groups            AlexNet with 1, 2, 4 filter groups on Fashion-MNIST: error, parameters, MACs, time
     specialisation    do conv1's filters split into grey and colour by the group they feed? (emoji, colour)
