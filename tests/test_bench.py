@@ -183,7 +183,7 @@ def test_timer_stops_early_once_every_contender_is_steady():
 def _tiny_layer_contenders():
     layer = layers.Layer("tiny", TINY, (1, 4, 6, 6))
     torch.manual_seed(0)
-    module = contenders.torch_module(TINY)
+    module = gnn.module_of(TINY)
     x, grad_y = torch.randn(layer.input_shape), torch.randn(TINY.output_shape(layer.input_shape))
     return layer, contenders.module_contender("torch_cf", module, x, grad_y)
 
@@ -217,7 +217,7 @@ def test_a_wrong_weight_gradient_is_reported():
 def test_onnx_model_matches_pytorch_on_a_transposed_layer(bias):
     spec = ConvSpec(6, 4, 3, stride=2, padding=1, output_padding=1, groups=2, bias=bias, transposed=True)
     torch.manual_seed(0)
-    module, x = contenders.torch_module(spec), torch.randn(2, 6, 5, 5)
+    module, x = gnn.module_of(spec), torch.randn(2, 6, 5, 5)
     got = contenders.onnxruntime_contender(spec, module.weight.detach(), x, module.bias).forward()
     assert suite.mismatch((module(x).detach(),), (got,)) is None
 

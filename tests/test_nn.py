@@ -114,6 +114,93 @@ def test_convert_a_bare_conv_module():
     assert type(groupconv.nn.convert(conv)) is groupconv.nn.Conv1d
 
 
+class _Scaled(torch.nn.Conv2d):
+    """A user's subclass that changes the computation: convert must leave it to PyTorch."""
+
+    def forward(self, input):
+        return 2 * super().forward(input)
+
+
+class _Initialised(torch.nn.Conv1d):
+    """A user's subclass that only changes the initialisation."""
+
+    def reset_parameters(self):
+        torch.nn.init.ones_(self.weight)
+
+
+def test_convert_then_revert_gives_torch_layers_with_identical_state_and_outputs():
+    model = torch.nn.Sequential(small_grouped_model(), _Scaled(6, 6, 1, groups=3))
+    x = torch.randn(2, 3, 9, 9)
+    classes = [type(m) for m in model.modules()]
+    expected, state = model(x), {k: v.clone() for k, v in model.state_dict().items()}
+    groupconv.nn.revert(groupconv.nn.convert(model))
+    assert [type(m) for m in model.modules()] == classes
+    assert model.state_dict().keys() == state.keys()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    assert torch.equal(model(x), expected)  # torch computes again: bit for bit
+
+
+def test_conversion_reports_what_convert_did_and_why_subclasses_are_skipped():
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3), _Scaled(4, 4, 1), _Initialised(4, 4, 1))
+    report = groupconv.nn.conversion(groupconv.nn.convert(model))
+    assert report.groupconv == ("0",)
+    assert report.pytorch == {
+        "1": "_Scaled subclasses torch.nn.Conv2d and overrides forward; groupconv leaves it to PyTorch",
+        "2": "_Initialised subclasses torch.nn.Conv1d and may rely on torch's class in its own code; "
+        "groupconv leaves it to PyTorch",
+    }
+    assert type(model[1]) is _Scaled and type(model[2]) is _Initialised
+
+
+def test_revert_keeps_a_users_subclass_of_a_twin():
+    class Mine(groupconv.nn.Conv2d):
+        pass
+
+    model = torch.nn.Sequential(Mine(4, 4, 3), groupconv.nn.Conv2d(4, 4, 3))
+    groupconv.nn.revert(model)
+    assert (type(model[0]), type(model[1])) == (Mine, torch.nn.Conv2d)
+
+
+LAYER_ARGUMENTS = [
+    ("Conv1d", dict(in_channels=4, out_channels=6, kernel_size=3, stride=2, padding=1, dilation=2, groups=2)),
+    (
+        "Conv2d",
+        dict(
+            in_channels=6,
+            out_channels=6,
+            kernel_size=(3, 1),
+            padding="same",
+            groups=3,
+            bias=False,
+            padding_mode="circular",
+        ),
+    ),
+    ("Conv3d", dict(in_channels=2, out_channels=4, kernel_size=1, padding_mode="reflect")),
+    (
+        "ConvTranspose2d",
+        dict(in_channels=4, out_channels=8, kernel_size=3, stride=2, padding=1, output_padding=1, groups=4),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "arguments"), LAYER_ARGUMENTS)
+def test_spec_of_and_module_of_round_trip_every_setting(name, arguments):
+    """The oracle is torch's own module: module_of(spec_of(m)) prints and sizes as m does."""
+    torch_layer = getattr(torch.nn, name)(**arguments)
+    spec = groupconv.nn.spec_of(torch_layer)
+    assert spec.weight_shape == tuple(torch_layer.weight.shape)
+    assert repr(groupconv.nn.module_of(spec)) == repr(torch_layer)
+    twin = groupconv.nn.module_of(spec, groupconv=True, dtype=torch.float64)
+    assert type(twin) is getattr(groupconv.nn, name) and twin.weight.dtype == torch.float64
+    assert groupconv.nn.spec_of(twin) == spec
+
+
+def test_spec_of_a_module_that_is_not_a_convolution():
+    with pytest.raises(TypeError, match=r"spec_of takes a torch\.nn conv module .* got Linear"):
+        groupconv.nn.spec_of(torch.nn.Linear(2, 2))
+
+
 def test_flop_counter_counts_groupconv_layers():
     """torch.utils.flop_counter sees groupconv's custom ops: the forward as torch.nn's, the backward right.
 

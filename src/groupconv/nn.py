@@ -61,26 +61,31 @@ class _GroupConvNd:
     @property
     def spec(self) -> ConvSpec:
         """The layer's :class:`~groupconv.ConvSpec`, read from its current attributes."""
-        attributes = (
-            self.in_channels,
-            self.out_channels,
-            self.kernel_size,
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
-            self.bias is not None,
-            self.padding_mode,
-            self.transposed,
-            self.output_padding,
-            self._dims,
-        )
+        attributes = _attributes(self)
         if torch.compiler.is_compiling():  # dynamo warns on lru_cache (it traces the validation instead)
             return _spec.__wrapped__(*attributes)
         try:
             return _spec(*attributes)
         except TypeError:  # an unhashable attribute (a list the user set): validated afresh, or its error raised
             return _spec.__wrapped__(*attributes)
+
+
+def _attributes(module: torch.nn.Module) -> tuple:
+    """A conv module's settings in ConvSpec's field order, ``dims`` last: the one place they are read."""
+    return (
+        module.in_channels,
+        module.out_channels,
+        module.kernel_size,
+        module.stride,
+        module.padding,
+        module.dilation,
+        module.groups,
+        module.bias is not None,
+        module.padding_mode,
+        module.transposed,
+        module.output_padding,
+        len(module.kernel_size),
+    )
 
 
 @functools.lru_cache(maxsize=1024)
@@ -164,11 +169,93 @@ for _twin in TWINS.values():
     _twin.__signature__ = inspect.signature(_twin._torch_class())
 
 
+_CONV_BASES = tuple(TWINS)
+_TORCH_OF_TWIN = {twin: torch_class for torch_class, twin in TWINS.items()}
+
+
+def spec_of(module: torch.nn.Module) -> ConvSpec:
+    """The :class:`~groupconv.ConvSpec` of any ``torch.nn`` or groupconv conv module (subclasses too).
+
+    Example:
+        >>> spec_of(torch.nn.ConvTranspose1d(6, 4, 3, groups=2)).weight_shape
+        (6, 2, 3)
+    """
+    if isinstance(module, _GroupConvNd):
+        return module.spec
+    if not isinstance(module, _CONV_BASES):
+        raise TypeError(
+            f"spec_of takes a torch.nn conv module (Conv1d ... ConvTranspose3d), got {type(module).__name__}"
+        )
+    *arguments, dims = _attributes(module)
+    return ConvSpec(*arguments, dims=dims)
+
+
+def module_of(spec: ConvSpec, *, groupconv: bool = False, **factory) -> torch.nn.Module:
+    """A new conv module of ``spec``, initialised as PyTorch does: ``torch.nn``'s, or with ``groupconv``
+    its groupconv twin; ``factory`` is ``device`` and ``dtype``.
+
+    Example:
+        >>> module_of(ConvSpec(4, 8, 3, groups=2, bias=False))
+        Conv2d(4, 8, kernel_size=(3, 3), stride=(1, 1), groups=2, bias=False)
+    """
+    torch_class = getattr(torch.nn, f"{'ConvTranspose' if spec.transposed else 'Conv'}{spec.dims}d")
+    arguments = {field.name: getattr(spec, field.name) for field in dataclasses.fields(spec)}
+    del arguments["transposed"], arguments["dims"]
+    if not spec.transposed:
+        del arguments["output_padding"]
+    return (TWINS[torch_class] if groupconv else torch_class)(**arguments, **factory)
+
+
+@dataclasses.dataclass(frozen=True)
+class Conversion:
+    """Which conv modules of a model groupconv computes, and why each other one is left to PyTorch.
+
+    ``groupconv``: the names of the modules groupconv computes; ``pytorch``: name -> why not.
+    """
+
+    groupconv: tuple[str, ...]
+    pytorch: dict[str, str]
+
+    def __str__(self) -> str:
+        lines = [f"{len(self.groupconv)} conv modules computed by groupconv, {len(self.pytorch)} left to PyTorch"]
+        lines += [f"  {name or '(the model)'}: {why}" for name, why in self.pytorch.items()]
+        return "\n".join(lines)
+
+
+def conversion(model: torch.nn.Module) -> Conversion:
+    """What :func:`convert` does to ``model``, or did: each conv module, computed by groupconv or not and why.
+
+    Example:
+        >>> class Custom(torch.nn.Conv2d):
+        ...     def forward(self, input):
+        ...         return super().forward(input)
+        >>> print(conversion(convert(torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3), Custom(4, 4, 1)))))
+        1 conv modules computed by groupconv, 1 left to PyTorch
+          1: Custom subclasses torch.nn.Conv2d and overrides forward; groupconv leaves it to PyTorch
+    """
+    ours, theirs = [], {}
+    for name, module in model.named_modules():
+        if isinstance(module, _GroupConvNd) or type(module) in TWINS:
+            ours.append(name)
+        elif isinstance(module, _CONV_BASES):
+            theirs[name] = _why_not(type(module))
+    return Conversion(tuple(ours), theirs)
+
+
+def _why_not(subclass: type) -> str:
+    base = next(base for base in subclass.__mro__ if base in TWINS)
+    overridden = [name for name in ("forward", "_conv_forward") if getattr(subclass, name) is not getattr(base, name)]
+    what = f"overrides {' and '.join(overridden)}" if overridden else "may rely on torch's class in its own code"
+    return f"{subclass.__name__} subclasses torch.nn.{base.__name__} and {what}; groupconv leaves it to PyTorch"
+
+
 def convert(model: torch.nn.Module) -> torch.nn.Module:
     """Make every ``torch.nn`` conv module in ``model`` compute with groupconv; return ``model``.
 
     Modules change class in place: parameters, buffers, hooks and any optimizer that
-    holds them stay as they are. Subclasses of torch's conv modules are left alone.
+    holds them stay as they are. Subclasses of torch's conv modules are left to PyTorch;
+    :func:`conversion` says which modules groupconv computes and why each other one is
+    not, and :func:`revert` undoes this.
 
     Example:
         >>> model = convert(torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, groups=2)))
@@ -179,4 +266,19 @@ def convert(model: torch.nn.Module) -> torch.nn.Module:
         twin = TWINS.get(type(module))
         if twin is not None:
             module.__class__ = twin
+    return model
+
+
+def revert(model: torch.nn.Module) -> torch.nn.Module:
+    """Make every groupconv conv module in ``model`` a ``torch.nn`` one again, in place, with the same
+    parameters; return ``model``. The inverse of :func:`convert`.
+
+    Example:
+        >>> type(revert(torch.nn.Sequential(Conv2d(4, 8, 3, groups=2)))[0]).__module__
+        'torch.nn.modules.conv'
+    """
+    for module in model.modules():
+        torch_class = _TORCH_OF_TWIN.get(type(module))  # a user's subclass of a twin keeps its class
+        if torch_class is not None:
+            module.__class__ = torch_class
     return model

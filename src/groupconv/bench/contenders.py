@@ -53,7 +53,7 @@ def build(layer: Layer, tuned: bool = True, seed: int = 0) -> list[Contender]:
     """Every contender for ``layer``, PyTorch channels-first first; weights and data from ``seed``;
     groupconv tuned on the layer's shape and layout unless not ``tuned`` (then it runs its heuristic choice)."""
     torch.manual_seed(seed)
-    module = torch_module(layer.spec)
+    module = gnn.module_of(layer.spec)
     x = torch.randn(layer.input_shape)
     grad_y = torch.randn(layer.spec.output_shape(layer.input_shape))
     contenders = [
@@ -79,25 +79,6 @@ def twin_contender(name: str, module: torch.nn.Module, x: torch.Tensor, grad_y: 
     if tuned:
         tuning.tune(twin, x, retune=True)  # timed afresh on this machine now; cached on disk for later runs
     return module_contender(name, twin, x, grad_y)
-
-
-def torch_module(spec: ConvSpec) -> torch.nn.Module:
-    """The ``torch.nn`` conv module of ``spec``, initialised as PyTorch does."""
-    layer = dict(
-        in_channels=spec.in_channels,
-        out_channels=spec.out_channels,
-        kernel_size=spec.kernel_size,
-        stride=spec.stride,
-        padding=spec.padding,
-        dilation=spec.dilation,
-        groups=spec.groups,
-        bias=spec.bias,
-        padding_mode=spec.padding_mode,
-    )
-    if spec.transposed:
-        layer["output_padding"] = spec.output_padding
-    kind = "ConvTranspose" if spec.transposed else "Conv"
-    return getattr(torch.nn, f"{kind}{spec.dims}d")(**layer)
 
 
 def module_contender(name: str, module: torch.nn.Module, x: torch.Tensor, grad_y: torch.Tensor) -> Contender:

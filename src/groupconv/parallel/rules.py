@@ -33,6 +33,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
 from ..errors import GroupConvError
+from ..nn import TWINS, module_of, spec_of
 from ..models.shufflenet import ChannelShuffle, channel_shuffle
 from .collectives import balanced
 
@@ -232,10 +233,9 @@ def _resized(layer: nn.Module, in_channels: int, out_channels: int, groups: int,
     """A layer of ``layer``'s class and hyper-parameters with other sizes, on the meta device."""
     if isinstance(layer, nn.Linear):
         return type(layer)(in_channels, out_channels, bias, device="meta")
-    options = {name: getattr(layer, name) for name in ("kernel_size", "stride", "padding", "dilation", "padding_mode")}
-    if layer.transposed:
-        options["output_padding"] = layer.output_padding
-    return type(layer)(in_channels, out_channels, groups=groups, bias=bias, device="meta", **options)
+    spec = spec_of(layer)
+    resized = dataclasses.replace(spec, in_channels=in_channels, out_channels=out_channels, groups=groups, bias=bias)
+    return module_of(resized, groupconv=isinstance(layer, tuple(TWINS.values())), device="meta")
 
 
 def _flattens_channels(layer: nn.Module) -> bool:
