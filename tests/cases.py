@@ -250,3 +250,12 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtyp
     tolerance = TOLERANCE[dtype]
     scale = max(1.0, expected.abs().max().item()) if expected.numel() else 1.0
     torch.testing.assert_close(actual, expected, rtol=tolerance, atol=tolerance * scale, msg=lambda m: f"{what}: {m}")
+
+
+def case_spec(case: Case) -> groupconv.ConvSpec:
+    """The spec formulations see for ``case``: padding modes other than zeros are applied before them."""
+    spec = groupconv.ConvSpec(
+        case.in_channels, case.out_channels, case.kernel_size, **case.layer_kwargs(),
+        transposed=case.transposed, dims=case.dims,
+    )  # fmt: skip
+    return spec if spec.padding_mode == "zeros" else dataclasses.replace(spec, padding=0, padding_mode="zeros")

@@ -1,20 +1,53 @@
-"""groupconv against PyTorch on 2,000 seeded random layers: outputs and every gradient."""
+"""groupconv against PyTorch on 2,000 seeded random layers: outputs and every gradient.
+
+Each layer runs twice over: as groupconv routes it (most small layers go to PyTorch's own
+convolution whole), and forced onto groupconv's own operators, so the count also tests
+groupconv's compute. The default tier runs the first 200 layers; the full suite all of them.
+"""
 
 import pytest
 import torch
-from cases import assert_results_close, forward_and_backward, groupconv_result, per_dim, random_case, torch_reference
+from cases import (
+    assert_results_close,
+    case_spec,
+    forward_and_backward,
+    groupconv_result,
+    per_dim,
+    random_case,
+    torch_reference,
+)
+
+from groupconv import dispatch, formulations
 
 ORACLE_CASES = 2000
+FAST_CASES = 200
+# groupconv's own compute, in the order tried: its kernels, then the reference that runs any layer
+OWN_FORMULATIONS = [name for name in ("direct", "numba_direct") if name in formulations.NAMES] + [
+    formulations.REFERENCE
+]
+SEEDS = [seed if seed < FAST_CASES else pytest.param(seed, marks=pytest.mark.slow) for seed in range(ORACLE_CASES)]
 
 
-@pytest.mark.parametrize("seed", range(ORACLE_CASES))
-def test_matches_pytorch(seed):
+@pytest.mark.parametrize("seed", SEEDS)
+def test_groupconv_route_matches_pytorch(seed):
     case = random_case(seed)
     operands = case.make_operands()
     expected = forward_and_backward(torch_reference, case, *operands)
     for call in ("first", "repeated"):  # a repeated call takes the route groupconv.functional.apply remembered
         actual = forward_and_backward(groupconv_result, case, *operands)
         assert_results_close(actual, expected, case, f"PyTorch ({call} call)")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_own_operators_match_pytorch(seed):
+    case = random_case(seed)
+    operands = case.make_operands()
+    spec, x = case_spec(case), operands[0]
+    own = next(name for name in OWN_FORMULATIONS if formulations.load(name).supports(spec, x))
+    expected = forward_and_backward(torch_reference, case, *operands)
+    with dispatch.use(own):
+        actual = forward_and_backward(groupconv_result, case, *operands)
+    assert_results_close(actual, expected, case, f"PyTorch ({own} forced)")
 
 
 def test_cases_cover_the_space():
