@@ -33,7 +33,9 @@ bench: $(INSTALLED)
 $(INSTALLED): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet torch==2.13.0
-	$(PYTHON) -m pip install --quiet -e '.[test]'
+	$(PYTHON) -m pip install --quiet 'setuptools>=68'
+	# --no-build-isolation: setup.py compiles groupconv._C (the C++ kernels) against the torch above
+	$(PYTHON) -m pip install --quiet --no-build-isolation -e '.[test]'
 	touch $@
 
 clean:

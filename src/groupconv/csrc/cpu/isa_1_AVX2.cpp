@@ -1,0 +1,2 @@
+// This file is kernels_impl.h compiled for AVX2 (setup.py sets the flags and CPU_CAPABILITY).
+#include "kernels_impl.h"

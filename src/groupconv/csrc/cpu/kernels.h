@@ -1,0 +1,59 @@
+// The raw kernels' interface: plain pointers and int64 geometry, no ATen types, so the
+// per-ISA translation units (isa_<n>_<ISA>.cpp) include nothing but ATen's vec headers.
+#pragma once
+
+#include <cstdint>
+
+namespace groupconv_native {
+
+// Every convolution is seen as 3-D: 1-D and 2-D layers get leading unit dims.
+// "in" is the forward convolution's input (x), "out" its output (y), whatever the direction.
+struct Geometry {
+  int64_t N, G, Cg, Og;  // batch, groups, input and output channels per group
+  int64_t in[3], out[3], k[3], stride[3], dil[3], pad[3];  // pad: zero padding before, per dim
+  int64_t taps() const { return k[0] * k[1] * k[2]; }
+  int64_t C() const { return G * Cg; }
+  int64_t O() const { return G * Og; }
+};
+
+// Packed channel rows are padded to a whole 64 bytes, a multiple of every ISA's vector.
+template <typename T>
+inline int64_t padded_channels(int64_t c) {
+  constexpr int64_t L = 64 / sizeof(T);
+  return (c + L - 1) / L * L;
+}
+
+// A kernel computes tasks [begin, end) of its direction; what a task is depends on the kernel.
+// Weight-gradient kernels add into `partial`, a private buffer of the caller's chunk.
+template <typename T>
+struct Kernels {
+  // channels-last (N, D, H, W, C): a task is one output row (n, od, oh) or, for the input
+  // gradient, one input row (n, id, ih). Weights come packed (see direct.cpp).
+  void (*forward_cl)(const Geometry&, const T* x, const T* w_packed, T* y, int64_t, int64_t);
+  void (*input_grad_cl)(const Geometry&, const T* gy, const T* w_packed, T* gx, int64_t, int64_t);
+  void (*weight_grad_cl)(const Geometry&, const T* x, const T* gy, T* partial, int64_t, int64_t);
+  // channels-first (N, C, D, H, W) with unit stride along W: a task is (n, g, row) or, for
+  // the weight gradient, (n, g).
+  void (*forward_cf)(const Geometry&, const T* x, const T* w, T* y, int64_t, int64_t);
+  void (*input_grad_cf)(const Geometry&, const T* gy, const T* w, T* gx, int64_t, int64_t);
+  void (*weight_grad_cf)(const Geometry&, const T* x, const T* gy, T* partial, int64_t, int64_t);
+  // channels-first, any stride: scalar loops; a task is (n, channel) or, for the weight
+  // gradient, (o, i) with nothing to reduce across tasks.
+  void (*forward_any)(const Geometry&, const T* x, const T* w, T* y, int64_t, int64_t);
+  void (*input_grad_any)(const Geometry&, const T* gy, const T* w, T* gx, int64_t, int64_t);
+  void (*weight_grad_any)(const Geometry&, const T* x, const T* gy, T* gw, int64_t, int64_t);
+};
+
+#define GROUPCONV_DECLARE_KERNELS(ISA)          \
+  namespace ISA {                               \
+  const Kernels<float>& float_kernels();        \
+  const Kernels<double>& double_kernels();      \
+  }
+
+GROUPCONV_DECLARE_KERNELS(DEFAULT)
+#if defined(GROUPCONV_X86_KERNELS)
+GROUPCONV_DECLARE_KERNELS(AVX2)
+GROUPCONV_DECLARE_KERNELS(AVX512)
+#endif
+
+}  // namespace groupconv_native

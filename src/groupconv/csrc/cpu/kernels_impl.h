@@ -1,0 +1,680 @@
+// groupconv's direct-convolution kernels, written once with ATen's Vectorized<T> and
+// compiled once per instruction set (isa_<n>_<ISA>.cpp; setup.py gives each its flags and
+// CPU_CAPABILITY), so every copy lives in its own namespace and direct.cpp picks one at run time.
+//
+// Legend: N batch, G groups, Cg/Og input/output channels per group, (D, H, W) spatial,
+// K kernel taps, V SIMD lanes. "dst" is what a kernel writes, "src" the activation it reads.
+#pragma once
+
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels.h"
+
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+#include <immintrin.h>
+#endif
+
+namespace groupconv_native {
+namespace CPU_CAPABILITY {
+
+using at::vec::Vectorized;
+
+// ---- lane permutation: lane l of a result takes lane idx[l] of one loaded vector ----------------
+template <typename T>
+struct Permute {
+  static constexpr int V = Vectorized<T>::size();
+#if defined(CPU_CAPABILITY_AVX512)
+  __m512i idx;
+  void set(const int32_t* lanes) {
+    alignas(64) int64_t wide[8];
+    alignas(64) int32_t narrow[16];
+    for (int l = 0; l < V; ++l) (sizeof(T) == 4 ? narrow[l] = lanes[l] : wide[l] = lanes[l]);
+    idx = sizeof(T) == 4 ? _mm512_load_si512(narrow) : _mm512_load_si512(wide);
+  }
+  Vectorized<T> operator()(const Vectorized<T>& v) const {
+    if constexpr (sizeof(T) == 4) return _mm512_permutexvar_ps(idx, v);
+    else return _mm512_permutexvar_pd(idx, v);
+  }
+#elif defined(CPU_CAPABILITY_AVX2)
+  __m256i idx;
+  void set(const int32_t* lanes) {
+    alignas(32) int32_t l32[8];
+    for (int l = 0; l < V; ++l) {
+      if constexpr (sizeof(T) == 4) l32[l] = lanes[l];
+      else l32[2 * l] = 2 * lanes[l], l32[2 * l + 1] = 2 * lanes[l] + 1;  // a double is two floats
+    }
+    idx = _mm256_load_si256(reinterpret_cast<const __m256i*>(l32));
+  }
+  Vectorized<T> operator()(const Vectorized<T>& v) const {
+    if constexpr (sizeof(T) == 4) return _mm256_permutevar8x32_ps(v, idx);
+    else return _mm256_castps_pd(_mm256_permutevar8x32_ps(_mm256_castpd_ps(v), idx));
+  }
+#else
+  int32_t idx[V];
+  void set(const int32_t* lanes) { std::memcpy(idx, lanes, sizeof(idx)); }
+  Vectorized<T> operator()(const Vectorized<T>& v) const {
+    T in[V], out[V];
+    v.store(in);
+    for (int l = 0; l < V; ++l) out[l] = in[idx[l]];
+    return Vectorized<T>::loadu(out);
+  }
+#endif
+};
+
+// ---- channels-last: which src channel each dst lane reads ---------------------------------------
+// dst channel d belongs to group d / Dg and reads src channel (d / Dg) * Sg + i, i < Sg.
+enum Mode { IDENTITY, BROADCAST, PERMUTE, GATHER };
+
+template <typename T>
+struct ChannelMap {
+  static constexpr int V = Vectorized<T>::size();
+  int mode;
+  int64_t blocks, Sg, Csrc;
+  std::vector<int64_t> base, count, load;  // per dst block: first src channel, dst lanes, src lanes to load
+  std::vector<int32_t> lanes;              // [block][i][V]: src channel - base (GATHER, PERMUTE)
+  std::vector<Permute<T>> perm;            // [block][i]
+
+  ChannelMap(int64_t G, int64_t Dg, int64_t Sg_) : Sg(Sg_), Csrc(G * Sg_) {
+    const int64_t Cdst = G * Dg;
+    blocks = (Cdst + V - 1) / V;
+    bool fits = true;
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t d0 = b * V, n = std::min<int64_t>(V, Cdst - d0);
+      const int64_t first = (d0 / Dg) * Sg, last = ((d0 + n - 1) / Dg) * Sg + Sg - 1;
+      base.push_back(first);
+      count.push_back(n);
+      load.push_back(std::min<int64_t>(V, Csrc - first));
+      fits = fits && last - first < V;
+      for (int64_t i = 0; i < Sg; ++i)
+        for (int64_t l = 0; l < V; ++l)
+          lanes.push_back(static_cast<int32_t>(((d0 + std::min(l, n - 1)) / Dg) * Sg + i - first));
+    }
+    mode = (Dg == 1 && Sg == 1) ? IDENTITY : (Dg % V == 0) ? BROADCAST : fits ? PERMUTE : GATHER;
+    if (mode == PERMUTE) {
+      perm.resize(blocks * Sg);
+      for (int64_t k = 0; k < blocks * Sg; ++k) perm[k].set(&lanes[k * V]);
+    }
+  }
+};
+
+// The src operand of dst block b, channel i of the group, at one src pixel (its block's channels
+// start at `px`); `loaded` is that pixel's block already loaded (IDENTITY, PERMUTE).
+template <typename T, int MODE>
+inline Vectorized<T> operand(const ChannelMap<T>& m, int64_t b, int64_t i, const T* px, const Vectorized<T>& loaded) {
+  constexpr int V = Vectorized<T>::size();
+  if constexpr (MODE == IDENTITY) return loaded;
+  else if constexpr (MODE == BROADCAST) return Vectorized<T>(px[i]);
+  else if constexpr (MODE == PERMUTE) return m.perm[b * m.Sg + i](loaded);
+  else {
+    T tmp[V];
+    const int32_t* lanes = &m.lanes[(b * m.Sg + i) * V];
+    for (int l = 0; l < V; ++l) tmp[l] = px[lanes[l]];
+    return Vectorized<T>::loadu(tmp);
+  }
+}
+
+template <typename T, int MODE>
+inline Vectorized<T> load_block(const ChannelMap<T>& m, int64_t b, const T* px) {
+  if constexpr (MODE == IDENTITY || MODE == PERMUTE) return Vectorized<T>::loadu(px, m.load[b]);
+  else return Vectorized<T>(T(0));
+}
+
+struct RowTerm {  // one (kd, kh) whose src row exists: its first tap and the row's src pixel 0
+  int64_t tap;
+  int64_t src_offset;
+};
+
+// P dst pixels of one channel block: acc[p] = sum over rows, the kw listed and i of
+// operand(src pixel first[p] + kw_off[q]) * w_packed[tap][i][block].
+template <typename T, int MODE, int P>
+inline void cl_pixels(const ChannelMap<T>& m, int64_t b, const T* src, const T* wp, int64_t Cpad, int64_t KW,
+                      const RowTerm* rows, int64_t nrows, const int64_t* kw_idx, const int64_t* kw_off, int64_t nkw,
+                      const int64_t* first, T* dst, int64_t dst_step) {
+  constexpr int64_t V = Vectorized<T>::size();
+  const int64_t d0 = b * V, base = m.base[b], K = m.Sg, Csrc = m.Csrc;
+  Vectorized<T> acc[P];
+  for (int p = 0; p < P; ++p) acc[p] = Vectorized<T>(T(0));
+  for (int64_t r = 0; r < nrows; ++r) {
+    const T* row = src + rows[r].src_offset;
+    for (int64_t q = 0; q < nkw; ++q) {
+      const T* wt = wp + ((rows[r].tap + kw_idx[q]) * K) * Cpad + d0;
+      const T* px[P];
+      Vectorized<T> xv[P];
+      for (int p = 0; p < P; ++p) {
+        px[p] = row + (first[p] + kw_off[q]) * Csrc + base;
+        xv[p] = load_block<T, MODE>(m, b, px[p]);
+      }
+      for (int64_t i = 0; i < K; ++i) {
+        const Vectorized<T> wv = Vectorized<T>::loadu(wt + i * Cpad);
+        for (int p = 0; p < P; ++p) acc[p] = at::vec::fmadd(operand<T, MODE>(m, b, i, px[p], xv[p]), wv, acc[p]);
+      }
+    }
+  }
+  (void)KW;
+  for (int p = 0; p < P; ++p) acc[p].store(dst + p * dst_step + d0, m.count[b]);
+}
+
+// One channels-last row of dst pixels. `col(w, kw, &c)` says whether dst pixel w reads src column c
+// at tap kw; `linear` (stride 1 or the forward direction) lets runs of full pixels be blocked with
+// src column first + p * step.
+template <typename T, int MODE, typename Col>
+void cl_row(const ChannelMap<T>& m, const T* src_row_base, const T* wp, int64_t Cpad, int64_t KW, int64_t dil_w,
+            int sign, const RowTerm* rows, int64_t nrows, int64_t Wdst, int64_t Cdst, const std::vector<char>& full,
+            int64_t step, Col col, T* dst_row) {
+  constexpr int P = 4;
+  std::vector<int64_t> kw_idx(KW), kw_off(KW), all_idx(KW), all_off(KW);
+  for (int64_t kw = 0; kw < KW; ++kw) all_idx[kw] = kw, all_off[kw] = sign * kw * dil_w;
+  for (int64_t b = 0; b < m.blocks; ++b) {
+    int64_t w = 0;
+    while (w < Wdst) {
+      if (w + P <= Wdst && full[w] && full[w + P - 1]) {  // full[] is contiguous runs: ends suffice
+        int64_t c0;
+        col(w, 0, &c0);
+        int64_t first[P];
+        for (int p = 0; p < P; ++p) first[p] = c0 + p * step;
+        cl_pixels<T, MODE, P>(m, b, src_row_base, wp, Cpad, KW, rows, nrows, all_idx.data(), all_off.data(), KW,
+                              first, dst_row + w * Cdst, Cdst);
+        w += P;
+      } else {
+        int64_t n = 0;
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          int64_t c;
+          if (col(w, kw, &c)) kw_idx[n] = kw, kw_off[n] = c, ++n;
+        }
+        const int64_t zero = 0;
+        cl_pixels<T, MODE, 1>(m, b, src_row_base, wp, Cpad, KW, rows, nrows, kw_idx.data(), kw_off.data(), n, &zero,
+                              dst_row + w * Cdst, Cdst);
+        ++w;
+      }
+    }
+  }
+}
+
+// Forward, channels-last: a task is an output row (n, od, oh). w_packed: [K taps][Cg][O padded to V].
+template <typename T, int MODE>
+void forward_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* x, const T* wp, T* y, int64_t begin,
+                     int64_t end) {
+  const int64_t C = g.C(), O = g.O(), Cpad = padded_channels<T>(m.blocks * Vectorized<T>::size());
+  const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2];
+  const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
+  std::vector<char> full(OW);
+  for (int64_t ow = 0; ow < OW; ++ow) {
+    const int64_t lo = ow * g.stride[2] - g.pad[2], hi = lo + (KW - 1) * g.dil[2];
+    full[ow] = lo >= 0 && hi < IW;
+  }
+  auto col = [&](int64_t ow, int64_t kw, int64_t* c) {
+    *c = ow * g.stride[2] + kw * g.dil[2] - g.pad[2];
+    return *c >= 0 && *c < IW;
+  };
+  std::vector<RowTerm> rows(KD * KH);
+  for (int64_t t = begin; t < end; ++t) {
+    const int64_t n = t / (OD * OH), od = t / OH % OD, oh = t % OH;
+    int64_t nrows = 0;
+    for (int64_t kd = 0; kd < KD; ++kd) {
+      const int64_t id = od * g.stride[0] + kd * g.dil[0] - g.pad[0];
+      if (id < 0 || id >= ID) continue;
+      for (int64_t kh = 0; kh < KH; ++kh) {
+        const int64_t ih = oh * g.stride[1] + kh * g.dil[1] - g.pad[1];
+        if (ih < 0 || ih >= IH) continue;
+        rows[nrows++] = {(kd * KH + kh) * KW, ((n * ID + id) * IH + ih) * IW * C};
+      }
+    }
+    cl_row<T, MODE>(m, x, wp, Cpad, KW, g.dil[2], 1, rows.data(), nrows, OW, O, full, g.stride[2], col,
+                    y + ((n * OD + od) * OH + oh) * OW * O);
+  }
+}
+
+// Input gradient, channels-last: a task is an input row (n, id, ih). w_packed: [K][Og][C padded].
+template <typename T, int MODE>
+void input_grad_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* gy, const T* wp, T* gx, int64_t begin,
+                        int64_t end) {
+  const int64_t C = g.C(), O = g.O(), Cpad = padded_channels<T>(m.blocks * Vectorized<T>::size());
+  const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2];
+  const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
+  const int64_t sw = g.stride[2];
+  // dst pixel iw reads output column (iw + pad - kw * dil) / stride when that divides and exists
+  auto col = [&](int64_t iw, int64_t kw, int64_t* c) {
+    const int64_t num = iw + g.pad[2] - kw * g.dil[2];
+    if (num < 0 || num % sw != 0) return false;
+    *c = num / sw;
+    return *c < OW;
+  };
+  std::vector<char> full(IW);
+  for (int64_t iw = 0; iw < IW; ++iw) {
+    const int64_t hi = iw + g.pad[2], lo = hi - (KW - 1) * g.dil[2];
+    full[iw] = sw == 1 && lo >= 0 && hi < OW;
+  }
+  std::vector<RowTerm> rows(KD * KH);
+  for (int64_t t = begin; t < end; ++t) {
+    const int64_t n = t / (ID * IH), id = t / IH % ID, ih = t % IH;
+    int64_t nrows = 0;
+    for (int64_t kd = 0; kd < KD; ++kd) {
+      const int64_t num_d = id + g.pad[0] - kd * g.dil[0];
+      if (num_d < 0 || num_d % g.stride[0] != 0 || num_d / g.stride[0] >= OD) continue;
+      for (int64_t kh = 0; kh < KH; ++kh) {
+        const int64_t num_h = ih + g.pad[1] - kh * g.dil[1];
+        if (num_h < 0 || num_h % g.stride[1] != 0 || num_h / g.stride[1] >= OH) continue;
+        rows[nrows++] = {(kd * KH + kh) * KW, ((n * OD + num_d / g.stride[0]) * OH + num_h / g.stride[1]) * OW * O};
+      }
+    }
+    T* dst = gx + ((n * ID + id) * IH + ih) * IW * C;
+    if (nrows == 0) {
+      std::memset(dst, 0, sizeof(T) * IW * C);
+      continue;
+    }
+    cl_row<T, MODE>(m, gy, wp, Cpad, KW, g.dil[2], -1, rows.data(), nrows, IW, C, full, 1, col, dst);
+  }
+}
+
+// Weight gradient, channels-last: a task is an output row (n, od, oh); partial: [K][Cg][O padded].
+template <typename T, int MODE>
+void weight_grad_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* x, const T* gy, T* partial,
+                         int64_t begin, int64_t end) {
+  constexpr int64_t V = Vectorized<T>::size();
+  constexpr int64_t I = 4;  // channels of the group accumulated in registers at once
+  const int64_t C = g.C(), O = g.O(), Cg = g.Cg, Opad = padded_channels<T>(O);
+  const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2];
+  const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
+  for (int64_t t = begin; t < end; ++t) {
+    const int64_t n = t / (OD * OH), od = t / OH % OD, oh = t % OH;
+    const T* gy_row = gy + ((n * OD + od) * OH + oh) * OW * O;
+    for (int64_t kd = 0; kd < KD; ++kd) {
+      const int64_t id = od * g.stride[0] + kd * g.dil[0] - g.pad[0];
+      if (id < 0 || id >= ID) continue;
+      for (int64_t kh = 0; kh < KH; ++kh) {
+        const int64_t ih = oh * g.stride[1] + kh * g.dil[1] - g.pad[1];
+        if (ih < 0 || ih >= IH) continue;
+        const T* x_row = x + ((n * ID + id) * IH + ih) * IW * C;
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          // output columns whose input column ow * s + kw * d - p lies inside [0, IW)
+          const int64_t off = kw * g.dil[2] - g.pad[2], s = g.stride[2];
+          const int64_t ow_lo = off >= 0 ? 0 : (-off + s - 1) / s;
+          const int64_t ow_hi = std::min<int64_t>(OW, IW - 1 - off < 0 ? 0 : (IW - 1 - off) / s + 1);
+          if (ow_lo >= ow_hi) continue;
+          const int64_t tap = (kd * KH + kh) * KW + kw;
+          for (int64_t b = 0; b < m.blocks; ++b) {
+            const int64_t d0 = b * V, cnt = m.count[b], base = m.base[b];
+            for (int64_t i0 = 0; i0 < Cg; i0 += I) {
+              const int64_t ni = std::min(I, Cg - i0);
+              T* out = partial + (tap * Cg + i0) * Opad + d0;
+              Vectorized<T> acc[I];
+              for (int64_t i = 0; i < I; ++i) acc[i] = i < ni ? Vectorized<T>::loadu(out + i * Opad) : Vectorized<T>(T(0));
+              for (int64_t ow = ow_lo; ow < ow_hi; ++ow) {
+                const Vectorized<T> gv = Vectorized<T>::loadu(gy_row + ow * O + d0, cnt);
+                const T* px = x_row + (ow * s + off) * C + base;
+                const Vectorized<T> xv = load_block<T, MODE>(m, b, px);
+                for (int64_t i = 0; i < I; ++i)
+                  if (i < ni) acc[i] = at::vec::fmadd(operand<T, MODE>(m, b, i0 + i, px, xv), gv, acc[i]);
+              }
+              for (int64_t i = 0; i < ni; ++i) acc[i].store(out + i * Opad);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+#define GROUPCONV_BY_MODE(fn, map, ...)                                  \
+  switch ((map).mode) {                                                  \
+    case IDENTITY: fn<T, IDENTITY>(__VA_ARGS__); break;                  \
+    case BROADCAST: fn<T, BROADCAST>(__VA_ARGS__); break;                \
+    case PERMUTE: fn<T, PERMUTE>(__VA_ARGS__); break;                    \
+    default: fn<T, GATHER>(__VA_ARGS__); break;                          \
+  }
+
+template <typename T>
+void forward_cl(const Geometry& g, const T* x, const T* wp, T* y, int64_t begin, int64_t end) {
+  const ChannelMap<T> m(g.G, g.Og, g.Cg);
+  GROUPCONV_BY_MODE(forward_cl_mode, m, g, m, x, wp, y, begin, end)
+}
+
+template <typename T>
+void input_grad_cl(const Geometry& g, const T* gy, const T* wp, T* gx, int64_t begin, int64_t end) {
+  const ChannelMap<T> m(g.G, g.Cg, g.Og);
+  GROUPCONV_BY_MODE(input_grad_cl_mode, m, g, m, gy, wp, gx, begin, end)
+}
+
+template <typename T>
+void weight_grad_cl(const Geometry& g, const T* x, const T* gy, T* partial, int64_t begin, int64_t end) {
+  const ChannelMap<T> m(g.G, g.Og, g.Cg);
+  GROUPCONV_BY_MODE(weight_grad_cl_mode, m, g, m, x, gy, partial, begin, end)
+}
+
+// ---- channels-first, unit stride along W: SIMD lanes along a row -----------------------------
+// A src load for dst lanes [w0, w0 + n) at column offset `off`: lanes whose src column falls
+// outside [0, Wsrc) must add nothing (not 0 * w: w may be inf), so they are blended away.
+template <typename T>
+struct Span {
+  int64_t start, lo, hi;  // src column of lane 0; lanes [lo, hi) are inside the row
+};
+
+template <typename T>
+inline Span<T> span_of(int64_t w0, int64_t n, int64_t off, int64_t Wsrc) {
+  const int64_t start = w0 + off;
+  return {start, std::max<int64_t>(0, -start), std::min<int64_t>(n, Wsrc - start)};
+}
+
+template <typename T>
+inline Vectorized<T> load_span(const T* row, const Span<T>& s) {
+  constexpr int V = Vectorized<T>::size();
+  if (s.lo == 0) return Vectorized<T>::loadu(row + s.start, s.hi);
+  T tmp[V] = {};
+  std::memcpy(tmp + s.lo, row + s.start + s.lo, sizeof(T) * (s.hi - s.lo));
+  return Vectorized<T>::loadu(tmp);
+}
+
+// acc + x * w on lanes [lo, hi), acc elsewhere
+template <typename T>
+inline Vectorized<T> fma_span(const Vectorized<T>& x, const Vectorized<T>& w, const Vectorized<T>& acc, const Span<T>& s,
+                              int64_t n) {
+  const Vectorized<T> r = at::vec::fmadd(x, w, acc);
+  if (s.lo == 0 && s.hi >= n) return r;
+  const Vectorized<T> upto_hi = Vectorized<T>::set(acc, r, s.hi);  // lanes < hi from r
+  return s.lo == 0 ? upto_hi : Vectorized<T>::set(upto_hi, acc, s.lo);
+}
+
+struct CfTerm {  // one (src channel, kd, kh) whose src row exists
+  int64_t src_offset;  // the row's first element
+  int64_t w_offset;    // weight of the first dst channel at kw = 0
+};
+
+// OB dst rows x P vectors of lanes from w0: acc[ob][p] += src[col + off[kw]] * w[ob * w_step + kw].
+template <typename T, int OB, int P>
+inline void cf_block(const T* src, const T* w, int64_t w_step, const CfTerm* terms, int64_t nterms, const int64_t* off,
+                     int64_t KW, int64_t w0, int64_t Wdst, int64_t Wsrc, T* const* dst) {
+  constexpr int64_t V = Vectorized<T>::size();
+  int64_t n[P];
+  bool inside = true;  // every load of every kw fully inside the row
+  for (int p = 0; p < P; ++p) {
+    n[p] = std::min<int64_t>(V, Wdst - w0 - p * V);
+    for (int64_t kw = 0; kw < KW; ++kw) {
+      const Span<T> s = span_of<T>(w0 + p * V, n[p], off[kw], Wsrc);
+      inside = inside && s.lo == 0 && s.hi == n[p];
+    }
+  }
+  Vectorized<T> acc[OB][P];
+  for (int ob = 0; ob < OB; ++ob)
+    for (int p = 0; p < P; ++p) acc[ob][p] = Vectorized<T>(T(0));
+  for (int64_t t = 0; t < nterms; ++t) {
+    const T* row = src + terms[t].src_offset;
+    const T* wt = w + terms[t].w_offset;
+    for (int64_t kw = 0; kw < KW; ++kw) {
+      if (inside) {
+        Vectorized<T> xv[P];
+        for (int p = 0; p < P; ++p) xv[p] = Vectorized<T>::loadu(row + w0 + p * V + off[kw], n[p]);
+        for (int ob = 0; ob < OB; ++ob) {
+          const Vectorized<T> wv(wt[ob * w_step + kw]);
+          for (int p = 0; p < P; ++p) acc[ob][p] = at::vec::fmadd(xv[p], wv, acc[ob][p]);
+        }
+      } else {
+        for (int p = 0; p < P; ++p) {
+          const Span<T> s = span_of<T>(w0 + p * V, n[p], off[kw], Wsrc);
+          if (s.hi <= s.lo) continue;
+          const Vectorized<T> xv = load_span(row, s);
+          for (int ob = 0; ob < OB; ++ob)
+            acc[ob][p] = fma_span(xv, Vectorized<T>(wt[ob * w_step + kw]), acc[ob][p], s, n[p]);
+        }
+      }
+    }
+  }
+  for (int ob = 0; ob < OB; ++ob)
+    for (int p = 0; p < P; ++p) acc[ob][p].store(dst[ob] + w0 + p * V, n[p]);
+}
+
+template <typename T, int OB>
+inline void cf_rows(const T* src, const T* w, int64_t w_step, const CfTerm* terms, int64_t nterms, const int64_t* off,
+                    int64_t KW, int64_t Wdst, int64_t Wsrc, T* const* dst) {
+  constexpr int64_t V = Vectorized<T>::size();
+  int64_t w0 = 0;
+  for (; w0 + 2 * V < Wdst; w0 += 3 * V) cf_block<T, OB, 3>(src, w, w_step, terms, nterms, off, KW, w0, Wdst, Wsrc, dst);
+  if (w0 + V < Wdst) cf_block<T, OB, 2>(src, w, w_step, terms, nterms, off, KW, w0, Wdst, Wsrc, dst);
+  else if (w0 < Wdst) cf_block<T, OB, 1>(src, w, w_step, terms, nterms, off, KW, w0, Wdst, Wsrc, dst);
+}
+
+// Rows of `count` dst channels, OB at a time; dst channel c's weights start at w + c * w_step.
+template <typename T>
+inline void cf_channels(const T* src, const T* w, int64_t w_step, const CfTerm* terms, int64_t nterms,
+                        const int64_t* off, int64_t KW, int64_t Wdst, int64_t Wsrc, T* dst0, int64_t dst_step,
+                        int64_t count) {
+  constexpr int OB = 4;
+  for (int64_t c = 0; c < count; c += OB) {
+    T* dst[OB];
+    for (int ob = 0; ob < OB; ++ob) dst[ob] = dst0 + (c + std::min<int64_t>(ob, count - 1 - c)) * dst_step;
+    const T* wc = w + c * w_step;
+    switch (std::min<int64_t>(OB, count - c)) {
+      case 4: cf_rows<T, 4>(src, wc, w_step, terms, nterms, off, KW, Wdst, Wsrc, dst); break;
+      case 3: cf_rows<T, 3>(src, wc, w_step, terms, nterms, off, KW, Wdst, Wsrc, dst); break;
+      case 2: cf_rows<T, 2>(src, wc, w_step, terms, nterms, off, KW, Wdst, Wsrc, dst); break;
+      default: cf_rows<T, 1>(src, wc, w_step, terms, nterms, off, KW, Wdst, Wsrc, dst); break;
+    }
+  }
+}
+
+// Forward, channels-first: a task is (n, g, od, oh).
+template <typename T>
+void forward_cf(const Geometry& g, const T* x, const T* w, T* y, int64_t begin, int64_t end) {
+  const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2], K = g.taps();
+  const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
+  std::vector<int64_t> off(KW);
+  for (int64_t kw = 0; kw < KW; ++kw) off[kw] = kw * g.dil[2] - g.pad[2];
+  std::vector<CfTerm> terms(g.Cg * KD * KH);
+  for (int64_t t = begin; t < end; ++t) {
+    const int64_t n = t / (g.G * OD * OH), grp = t / (OD * OH) % g.G, od = t / OH % OD, oh = t % OH;
+    int64_t nterms = 0;
+    for (int64_t i = 0; i < g.Cg; ++i)
+      for (int64_t kd = 0; kd < KD; ++kd) {
+        const int64_t id = od * g.stride[0] + kd * g.dil[0] - g.pad[0];
+        if (id < 0 || id >= ID) continue;
+        for (int64_t kh = 0; kh < KH; ++kh) {
+          const int64_t ih = oh * g.stride[1] + kh * g.dil[1] - g.pad[1];
+          if (ih < 0 || ih >= IH) continue;
+          terms[nterms++] = {(((n * g.C() + grp * g.Cg + i) * ID + id) * IH + ih) * IW, i * K + (kd * KH + kh) * KW};
+        }
+      }
+    T* dst = y + (((n * g.O() + grp * g.Og) * OD + od) * OH + oh) * OW;
+    cf_channels(x, w + grp * g.Og * g.Cg * K, g.Cg * K, terms.data(), nterms, off.data(), KW, OW, IW, dst,
+                OD * OH * OW, g.Og);
+  }
+}
+
+// Input gradient, channels-first, unit stride along W: a task is (n, g, id, ih).
+template <typename T>
+void input_grad_cf(const Geometry& g, const T* gy, const T* w, T* gx, int64_t begin, int64_t end) {
+  const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2], K = g.taps();
+  const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
+  std::vector<int64_t> off(KW);
+  for (int64_t kw = 0; kw < KW; ++kw) off[kw] = g.pad[2] - kw * g.dil[2];
+  std::vector<CfTerm> terms(g.Og * KD * KH);
+  for (int64_t t = begin; t < end; ++t) {
+    const int64_t n = t / (g.G * ID * IH), grp = t / (ID * IH) % g.G, id = t / IH % ID, ih = t % IH;
+    int64_t nterms = 0;
+    for (int64_t j = 0; j < g.Og; ++j)
+      for (int64_t kd = 0; kd < KD; ++kd) {
+        const int64_t num_d = id + g.pad[0] - kd * g.dil[0];
+        if (num_d < 0 || num_d % g.stride[0] != 0 || num_d / g.stride[0] >= OD) continue;
+        for (int64_t kh = 0; kh < KH; ++kh) {
+          const int64_t num_h = ih + g.pad[1] - kh * g.dil[1];
+          if (num_h < 0 || num_h % g.stride[1] != 0 || num_h / g.stride[1] >= OH) continue;
+          const int64_t src = (((n * g.O() + grp * g.Og + j) * OD + num_d / g.stride[0]) * OH + num_h / g.stride[1]) * OW;
+          terms[nterms++] = {src, j * g.Cg * K + (kd * KH + kh) * KW};
+        }
+      }
+    T* dst = gx + (((n * g.C() + grp * g.Cg) * ID + id) * IH + ih) * IW;
+    if (nterms == 0) {
+      for (int64_t i = 0; i < g.Cg; ++i) std::memset(dst + i * ID * IH * IW, 0, sizeof(T) * IW);
+      continue;
+    }
+    cf_channels(gy, w + grp * g.Og * g.Cg * K, K, terms.data(), nterms, off.data(), KW, IW, OW, dst, ID * IH * IW,
+                g.Cg);
+  }
+}
+
+// Weight gradient, channels-first, unit stride along W: a task is (n, g); partial: (O, Cg, K).
+template <typename T>
+void weight_grad_cf(const Geometry& g, const T* x, const T* gy, T* partial, int64_t begin, int64_t end) {
+  constexpr int64_t V = Vectorized<T>::size();
+  constexpr int64_t Q = 4;  // taps along W accumulated at once
+  const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2], K = g.taps();
+  const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
+  for (int64_t t = begin; t < end; ++t) {
+    const int64_t n = t / g.G, grp = t % g.G;
+    for (int64_t j = 0; j < g.Og; ++j) {
+      const int64_t o = grp * g.Og + j;
+      const T* gy_plane = gy + (n * g.O() + o) * OD * OH * OW;
+      for (int64_t i = 0; i < g.Cg; ++i) {
+        const T* x_plane = x + (n * g.C() + grp * g.Cg + i) * ID * IH * IW;
+        for (int64_t kd = 0; kd < KD; ++kd)
+          for (int64_t kh = 0; kh < KH; ++kh)
+            for (int64_t kw0 = 0; kw0 < KW; kw0 += Q) {
+              const int64_t nq = std::min(Q, KW - kw0);
+              Vectorized<T> acc[Q];
+              for (int q = 0; q < Q; ++q) acc[q] = Vectorized<T>(T(0));
+              for (int64_t od = 0; od < OD; ++od) {
+                const int64_t id = od * g.stride[0] + kd * g.dil[0] - g.pad[0];
+                if (id < 0 || id >= ID) continue;
+                for (int64_t oh = 0; oh < OH; ++oh) {
+                  const int64_t ih = oh * g.stride[1] + kh * g.dil[1] - g.pad[1];
+                  if (ih < 0 || ih >= IH) continue;
+                  const T* gy_row = gy_plane + (od * OH + oh) * OW;
+                  const T* x_row = x_plane + (id * IH + ih) * IW;
+                  for (int64_t w0 = 0; w0 < OW; w0 += V) {
+                    const int64_t cnt = std::min(V, OW - w0);
+                    const Vectorized<T> gv = Vectorized<T>::loadu(gy_row + w0, cnt);
+                    for (int64_t q = 0; q < Q; ++q) {
+                      if (q >= nq) break;
+                      const Span<T> s = span_of<T>(w0, cnt, (kw0 + q) * g.dil[2] - g.pad[2], IW);
+                      if (s.hi <= s.lo) continue;
+                      acc[q] = fma_span(load_span(x_row, s), gv, acc[q], s, cnt);
+                    }
+                  }
+                }
+              }
+              for (int64_t q = 0; q < nq; ++q) {
+                T lanes[V];
+                acc[q].store(lanes);
+                T sum = 0;
+                for (int l = 0; l < V; ++l) sum += lanes[l];
+                partial[(o * g.Cg + i) * K + (kd * KH + kh) * KW + kw0 + q] += sum;
+              }
+            }
+      }
+    }
+  }
+}
+
+// ---- channels-first, any stride: plain loops ------------------------------------------------------
+template <typename T>
+void forward_any(const Geometry& g, const T* x, const T* w, T* y, int64_t begin, int64_t end) {
+  const int64_t K = g.taps(), OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
+  for (int64_t t = begin; t < end; ++t) {  // t = (n, o)
+    const int64_t n = t / g.O(), o = t % g.O(), grp = o / g.Og;
+    T* out = y + t * OD * OH * OW;
+    for (int64_t od = 0; od < OD; ++od)
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          T sum = 0;
+          for (int64_t i = 0; i < g.Cg; ++i) {
+            const T* plane = x + (n * g.C() + grp * g.Cg + i) * ID * IH * IW;
+            const T* wi = w + (o * g.Cg + i) * K;
+            for (int64_t kd = 0; kd < g.k[0]; ++kd) {
+              const int64_t id = od * g.stride[0] + kd * g.dil[0] - g.pad[0];
+              if (id < 0 || id >= ID) continue;
+              for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+                const int64_t ih = oh * g.stride[1] + kh * g.dil[1] - g.pad[1];
+                if (ih < 0 || ih >= IH) continue;
+                for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+                  const int64_t iw = ow * g.stride[2] + kw * g.dil[2] - g.pad[2];
+                  if (iw < 0 || iw >= IW) continue;
+                  sum += plane[(id * IH + ih) * IW + iw] * wi[(kd * g.k[1] + kh) * g.k[2] + kw];
+                }
+              }
+            }
+          }
+          out[(od * OH + oh) * OW + ow] = sum;
+        }
+  }
+}
+
+template <typename T>
+void input_grad_any(const Geometry& g, const T* gy, const T* w, T* gx, int64_t begin, int64_t end) {
+  const int64_t K = g.taps(), OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
+  for (int64_t t = begin; t < end; ++t) {  // t = (n, c)
+    const int64_t n = t / g.C(), c = t % g.C(), grp = c / g.Cg, i = c % g.Cg;
+    T* out = gx + t * ID * IH * IW;
+    for (int64_t id = 0; id < ID; ++id)
+      for (int64_t ih = 0; ih < IH; ++ih)
+        for (int64_t iw = 0; iw < IW; ++iw) {
+          T sum = 0;
+          for (int64_t j = 0; j < g.Og; ++j) {
+            const int64_t o = grp * g.Og + j;
+            const T* plane = gy + (n * g.O() + o) * OD * OH * OW;
+            const T* wi = w + (o * g.Cg + i) * K;
+            for (int64_t kd = 0; kd < g.k[0]; ++kd) {
+              const int64_t nd = id + g.pad[0] - kd * g.dil[0];
+              if (nd < 0 || nd % g.stride[0] != 0 || nd / g.stride[0] >= OD) continue;
+              for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+                const int64_t nh = ih + g.pad[1] - kh * g.dil[1];
+                if (nh < 0 || nh % g.stride[1] != 0 || nh / g.stride[1] >= OH) continue;
+                for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+                  const int64_t nw = iw + g.pad[2] - kw * g.dil[2];
+                  if (nw < 0 || nw % g.stride[2] != 0 || nw / g.stride[2] >= OW) continue;
+                  sum += plane[((nd / g.stride[0]) * OH + nh / g.stride[1]) * OW + nw / g.stride[2]] *
+                         wi[(kd * g.k[1] + kh) * g.k[2] + kw];
+                }
+              }
+            }
+          }
+          out[(id * IH + ih) * IW + iw] = sum;
+        }
+  }
+}
+
+template <typename T>
+void weight_grad_any(const Geometry& g, const T* x, const T* gy, T* gw, int64_t begin, int64_t end) {
+  const int64_t K = g.taps(), OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
+  for (int64_t t = begin; t < end; ++t) {  // t = (o, i)
+    const int64_t o = t / g.Cg, i = t % g.Cg, grp = o / g.Og;
+    for (int64_t kd = 0; kd < g.k[0]; ++kd)
+      for (int64_t kh = 0; kh < g.k[1]; ++kh)
+        for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+          T sum = 0;
+          for (int64_t n = 0; n < g.N; ++n) {
+            const T* xp = x + (n * g.C() + grp * g.Cg + i) * ID * IH * IW;
+            const T* gp = gy + (n * g.O() + o) * OD * OH * OW;
+            for (int64_t od = 0; od < OD; ++od) {
+              const int64_t id = od * g.stride[0] + kd * g.dil[0] - g.pad[0];
+              if (id < 0 || id >= ID) continue;
+              for (int64_t oh = 0; oh < OH; ++oh) {
+                const int64_t ih = oh * g.stride[1] + kh * g.dil[1] - g.pad[1];
+                if (ih < 0 || ih >= IH) continue;
+                for (int64_t ow = 0; ow < OW; ++ow) {
+                  const int64_t iw = ow * g.stride[2] + kw * g.dil[2] - g.pad[2];
+                  if (iw < 0 || iw >= IW) continue;
+                  sum += xp[(id * IH + ih) * IW + iw] * gp[(od * OH + oh) * OW + ow];
+                }
+              }
+            }
+          }
+          gw[t * K + (kd * g.k[1] + kh) * g.k[2] + kw] = sum;
+        }
+  }
+}
+
+template <typename T>
+const Kernels<T>& kernels() {
+  static const Kernels<T> table{forward_cl<T>,    input_grad_cl<T>,  weight_grad_cl<T>,
+                                forward_cf<T>,    input_grad_cf<T>,  weight_grad_cf<T>,
+                                forward_any<T>,   input_grad_any<T>, weight_grad_any<T>};
+  return table;
+}
+
+const Kernels<float>& float_kernels() { return kernels<float>(); }
+const Kernels<double>& double_kernels() { return kernels<double>(); }
+
+}  // namespace CPU_CAPABILITY
+}  // namespace groupconv_native

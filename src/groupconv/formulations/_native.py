@@ -1,0 +1,61 @@
+"""groupconv's C++ operators (``torch.ops.groupconv_native``), loaded once, with their fake kernels.
+
+The extension ``groupconv._C`` is built when the package is installed (setup.py). If it is
+missing (no compiler at install time, a source checkout never built), :data:`reason` says why in
+one line, :data:`ops` is None, and the formulations that need it support nothing, so groupconv
+runs on PyTorch's kernels.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..layouts import CHANNELS_LAST
+
+ops = None
+reason: str | None = None
+isa: str | None = None  # the instruction set the kernels run with: AVX512, AVX2 or DEFAULT
+
+try:
+    from .. import _C
+except (ImportError, OSError) as error:  # OSError: a stale build against another torch
+    reason = f"groupconv's native kernels are off ({type(error).__name__}: {error}); reinstall groupconv to build them"
+else:
+    ops = torch.ops.groupconv_native
+    isa = _C.isa
+
+
+def _conv_size(size: int, before: int, after: int, dilation: int, kernel: int, stride: int) -> int:
+    return (size + before + after - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _memory_format(t: torch.Tensor) -> torch.memory_format:
+    """The kernels' rule (csrc/cpu/direct.cpp): channels-last when ``t`` is that and not also contiguous."""
+    channels_last = CHANNELS_LAST.get(t.dim() - 2)
+    if channels_last is not None and not t.is_contiguous() and t.is_contiguous(memory_format=channels_last):
+        return channels_last
+    return torch.contiguous_format
+
+
+if ops is not None:
+
+    @torch.library.register_fake("groupconv_native::conv_forward")
+    def _forward_fake(x, weight, stride, padding_before, padding_after, dilation, groups):
+        torch._check(x.dim() == weight.dim(), lambda: "conv_forward: input and weight ranks differ")
+        torch._check(weight.shape[1] * groups == x.shape[1], lambda: "conv_forward: channels do not match groups")
+        size = [
+            _conv_size(*args)
+            for args in zip(x.shape[2:], padding_before, padding_after, dilation, weight.shape[2:], stride)
+        ]
+        return x.new_empty((x.shape[0], weight.shape[0], *size)).contiguous(memory_format=_memory_format(x))
+
+    @torch.library.register_fake("groupconv_native::conv_input_grad")
+    def _input_grad_fake(grad_y, weight, input_size, stride, padding_before, padding_after, dilation, groups):
+        torch._check(grad_y.dim() == weight.dim(), lambda: "conv_input_grad: grad_output and weight ranks differ")
+        shape = (grad_y.shape[0], weight.shape[1] * groups, *input_size)
+        return grad_y.new_empty(shape).contiguous(memory_format=_memory_format(grad_y))
+
+    @torch.library.register_fake("groupconv_native::conv_weight_grad")
+    def _weight_grad_fake(x, grad_y, kernel_size, stride, padding_before, padding_after, dilation, groups):
+        torch._check(x.dim() == grad_y.dim(), lambda: "conv_weight_grad: input and grad_output ranks differ")
+        return x.new_empty((grad_y.shape[1], x.shape[1] // groups, *kernel_size))

@@ -1,0 +1,307 @@
+"""The direct formulation (groupconv's C++ kernels, torch.ops.groupconv_native) against PyTorch's own
+convolutions: every direction, both layouts, 1-3 D, asymmetric padding; operand checks; opcheck; no JIT."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from groupconv import ConvSpec
+from groupconv.formulations import _native, direct
+
+pytestmark = pytest.mark.skipif(_native.ops is None, reason=str(_native.reason))
+
+CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
+
+
+def random_case(rng: random.Random) -> dict:
+    """A layer the kernels take (<= 16 channels per group), with any stride, dilation and (before, after) padding."""
+    dims = rng.choice((1, 2, 2, 3))
+    kernel = tuple(rng.randint(1, 5 if dims < 3 else 3) for _ in range(dims))
+    dilation = tuple(rng.randint(1, 3) for _ in range(dims))
+    stride = tuple(rng.randint(1, 3) for _ in range(dims)) if rng.random() < 0.5 else (1,) * dims
+    padding = tuple((rng.randint(0, 3), rng.randint(0, 3)) for _ in range(dims))
+    reach = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
+    size = tuple(max(1, r - lo - hi) + rng.randint(0, 19 if dims < 3 else 5) for r, (lo, hi) in zip(reach, padding))
+    groups = rng.choice((1, 2, 3, 8, 24))
+    return {
+        "dims": dims,
+        "kernel": kernel,
+        "stride": stride,
+        "dilation": dilation,
+        "padding": padding,
+        "groups": groups,
+        "in_per_group": rng.choice((1, 1, 2, 3, 4, 8, 16)),
+        "out_per_group": rng.choice((1, 1, 2, 3, 4, 8, 16)),
+        "batch": rng.choice((1, 1, 2, 3)),
+        "size": size,
+        "dtype": rng.choice((torch.float32, torch.float64)),
+        "layout": rng.choice(("contiguous", "channels_last", "sliced")),
+    }
+
+
+def spec_of(case: dict) -> ConvSpec:
+    """The ConvSpec whose padding_pairs are the case's (before, after) padding."""
+    spec = ConvSpec(
+        case["groups"] * case["in_per_group"],
+        case["groups"] * case["out_per_group"],
+        case["kernel"],
+        stride=case["stride"],
+        dilation=case["dilation"],
+        groups=case["groups"],
+        dims=case["dims"],
+    )
+    return _with_padding(spec, case["padding"])
+
+
+def _with_padding(spec: ConvSpec, pairs) -> ConvSpec:
+    """``spec`` with zero padding ``pairs`` (asymmetric allowed): the formulations read only padding_pairs."""
+
+    class Padded(type(spec)):
+        padding_pairs = tuple(pairs)
+
+    padded = object.__new__(Padded)
+    padded.__dict__.update(spec.__dict__) if hasattr(spec, "__dict__") else None
+    for field in spec.__dataclass_fields__:
+        object.__setattr__(padded, field, getattr(spec, field))
+    return padded
+
+
+def stored_as(t: torch.Tensor, layout: str) -> torch.Tensor:
+    """``t``'s values stored contiguous, channels-last (1-D has none: contiguous) or as a strided slice."""
+    if layout == "sliced":
+        return torch.cat([t, t], dim=-1)[..., : t.shape[-1]]
+    if layout == "channels_last" and t.dim() - 2 in CHANNELS_LAST:
+        return t.contiguous(memory_format=CHANNELS_LAST[t.dim() - 2])
+    return t.contiguous()
+
+
+def oracle(x, weight, grad_y, case):
+    """PyTorch's y, grad_x and grad_weight in float64 (explicit F.pad for the asymmetric padding)."""
+    x64 = x.detach().double().requires_grad_()
+    w64 = weight.detach().double().requires_grad_()
+    pads = [end for pair in reversed(case["padding"]) for end in pair]
+    y = CONV[case["dims"]](
+        F.pad(x64, pads), w64, stride=case["stride"], dilation=case["dilation"], groups=case["groups"]
+    )
+    grad_x, grad_w = torch.autograd.grad(y, (x64, w64), grad_y.double())
+    return y.detach(), grad_x, grad_w
+
+
+def assert_close(actual, expected, dtype):
+    tolerance = 2e-5 if dtype == torch.float32 else 1e-12
+    assert actual.dtype == dtype and actual.shape == expected.shape
+    torch.testing.assert_close(actual.double(), expected, rtol=0, atol=tolerance * (expected.abs().max().item() + 1))
+
+
+def expected_format(t: torch.Tensor) -> torch.memory_format:
+    cl = CHANNELS_LAST.get(t.dim() - 2)
+    if cl is not None and not t.is_contiguous() and t.is_contiguous(memory_format=cl):
+        return cl
+    return torch.contiguous_format
+
+
+def run_case(case: dict, seed: int) -> None:
+    spec, dtype, layout = spec_of(case), case["dtype"], case["layout"]
+    generator = torch.Generator().manual_seed(seed)
+    x = stored_as(torch.randn(case["batch"], spec.in_channels, *case["size"], dtype=dtype, generator=generator), layout)
+    weight = torch.randn(spec.weight_shape, dtype=dtype, generator=generator)
+    output_size = spec.conv_output_size(case["size"])
+    grad_y = torch.randn(case["batch"], spec.out_channels, *output_size, dtype=dtype, generator=generator)
+    grad_y = stored_as(grad_y, layout)
+    y_ref, grad_x_ref, grad_w_ref = oracle(x, weight, grad_y, case)
+
+    assert direct.supports(spec, x)
+    y = direct.forward(x, weight, spec)
+    grad_x = direct.input_grad(grad_y, weight, spec, case["size"])
+    grad_w = direct.weight_grad(x, grad_y, spec)
+    assert_close(y, y_ref, dtype)
+    assert_close(grad_x, grad_x_ref, dtype)
+    assert_close(grad_w, grad_w_ref, dtype)
+    assert y.is_contiguous(memory_format=expected_format(x))
+    assert grad_x.is_contiguous(memory_format=expected_format(grad_y))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_layers_match_pytorch(seed):
+    run_case(random_case(random.Random(seed)), seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(40, 400))
+def test_many_random_layers_match_pytorch(seed):
+    run_case(random_case(random.Random(seed)), seed)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize(
+    ("channels", "groups", "kernel", "stride", "padding"),
+    [
+        (64, 64, 3, 1, ((1, 1), (1, 1))),  # depthwise
+        (64, 8, 3, 1, ((1, 1), (1, 1))),  # ResNeXt-like, 8 per group
+        (48, 3, 3, 2, ((0, 1), (0, 1))),  # 16 per group, strided, 'same'-like asymmetric
+        (36, 12, 4, 1, ((1, 2), (2, 1))),  # even kernel, asymmetric padding
+        (32, 32, 5, 2, ((2, 2), (2, 2))),  # depthwise strided
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_network_layers_match_pytorch(channels, groups, kernel, stride, padding, layout, dtype):
+    case = {
+        "dims": 2,
+        "kernel": (kernel, kernel),
+        "stride": (stride, stride),
+        "dilation": (1, 1),
+        "padding": padding,
+        "groups": groups,
+        "in_per_group": channels // groups,
+        "out_per_group": channels // groups,
+        "batch": 2,
+        "size": (13, 17),
+        "dtype": dtype,
+        "layout": layout,
+    }
+    run_case(case, 0)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_input_grad_covers_an_input_larger_than_the_output_reads(layout):
+    """input_size past what grad_y's outputs read (output_padding): those rows get zero gradient,
+    and the weight gradient sees grad_y zero-extended."""
+    spec = ConvSpec(8, 8, 3, stride=2, groups=4)
+    size = (12, 11)  # conv of (12, 11) has (5, 5) outputs; give grad_y (4, 4)
+    grad_y = stored_as(torch.randn(2, 8, 4, 4, dtype=torch.float64), layout)
+    weight = torch.randn(8, 2, 3, 3, dtype=torch.float64)
+    x = stored_as(torch.randn(2, 8, *size, dtype=torch.float64), layout)
+    expected = F.conv_transpose2d(grad_y, weight, stride=2, groups=4, output_padding=0)
+    expected = F.pad(expected, [0, size[1] - expected.shape[-1], 0, size[0] - expected.shape[-2]])
+    torch.testing.assert_close(direct.input_grad(grad_y, weight, spec, size), expected)
+    full = F.pad(grad_y, [0, 1, 0, 1])
+    expected_w = torch.nn.grad.conv2d_weight(x, weight.shape, full, stride=2, groups=4)
+    torch.testing.assert_close(direct.weight_grad(x, grad_y, spec), expected_w)
+
+
+def test_taps_in_the_padding_add_nothing():
+    """As in oneDNN's direct kernels, a tap reading padding is skipped, not multiplied by zero: an inf
+    weight leaves the outputs whose inf tap falls in the padding finite; a NaN input reaches its 3x3."""
+    x = torch.randn(1, 4, 6, 7, dtype=torch.float64)
+    weight = torch.randn(4, 1, 3, 3, dtype=torch.float64)
+    weight[1, 0, 0, 0] = float("inf")  # the top-left tap: in the padding for output row 0 and column 0
+    x[0, 2, 3, 3] = float("nan")
+    spec = ConvSpec(4, 4, 3, padding=1, groups=4)
+    inside = torch.zeros(6, 7, dtype=torch.bool)
+    inside[1:, 1:] = True
+    nan = torch.zeros(6, 7, dtype=torch.bool)
+    nan[2:5, 2:5] = True
+    for layout in ("contiguous", "channels_last"):
+        ours = direct.forward(stored_as(x, layout), weight, spec)[0]
+        assert torch.equal(ours[1].isinf(), inside) and torch.equal(ours[2].isnan(), nan)
+        assert ours[[0, 3]].isfinite().all()
+
+
+def test_huge_dilation_and_padding_is_right():
+    """The issue's case: Numba's kernels returned wrong data here; these index in int64 and allocate nothing."""
+    x, weight = torch.randn(2, 8, 128, 128), torch.randn(8, 2, 3, 3)
+    spec = ConvSpec(8, 8, 3, groups=4, dilation=40000, padding=40000)
+    expected = F.conv2d(x, weight, groups=4, dilation=40000, padding=40000)
+    for layout in ("contiguous", "channels_last"):
+        torch.testing.assert_close(direct.forward(stored_as(x, layout), weight, spec), expected)
+
+
+def _args(dims=2):
+    return [[1] * dims, [1] * dims, [1] * dims, [1] * dims, 2]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: _native.ops.conv_forward(torch.randn(1, 6, 5, 5), torch.randn(4, 2, 3, 3), *_args()), "channels"),
+        (lambda: _native.ops.conv_forward(torch.randn(1, 4, 5, 5), torch.randn(3, 2, 3, 3), *_args()), "divisible"),
+        (lambda: _native.ops.conv_forward(torch.randn(1, 4, 5), torch.randn(4, 2, 3, 3), *_args()), "dimensions"),
+        (
+            lambda: _native.ops.conv_forward(torch.randn(1, 4, 5, 5), torch.randn(4, 2, 3, 3).double(), *_args()),
+            "dtype",
+        ),
+        (
+            lambda: _native.ops.conv_forward(torch.randn(1, 4, 5, 5).half(), torch.randn(4, 2, 3, 3).half(), *_args()),
+            "dtype",
+        ),
+        (
+            lambda: _native.ops.conv_forward(torch.randn(1, 4, 5, 5), torch.randn(4, 2, 3, 3), [1], [1], [1], [1], 2),
+            "entries",
+        ),
+        (
+            lambda: _native.ops.conv_forward(
+                torch.randn(1, 4, 5, 5), torch.randn(4, 2, 3, 3), [0, 1], [1, 1], [1, 1], [1, 1], 2
+            ),
+            "stride",
+        ),
+        (lambda: _native.ops.conv_forward(torch.randn(1, 4, 5, 5), torch.randn(4, 2, 3, 3), *_args()[:4], 0), "groups"),
+        (lambda: _native.ops.conv_forward(torch.randn(1, 4, 1, 1), torch.randn(4, 2, 5, 5), *_args()), "reach"),
+        (
+            lambda: _native.ops.conv_input_grad(torch.randn(1, 4, 9, 9), torch.randn(4, 2, 3, 3), [5, 5], *_args()),
+            "positions",
+        ),
+        (
+            lambda: _native.ops.conv_input_grad(torch.randn(1, 6, 5, 5), torch.randn(4, 2, 3, 3), [5, 5], *_args()),
+            "channels",
+        ),
+        (
+            lambda: _native.ops.conv_input_grad(torch.randn(1, 4, 5, 5), torch.randn(4, 2, 3, 3), [5], *_args()),
+            "input_size",
+        ),
+        (
+            lambda: _native.ops.conv_weight_grad(torch.randn(2, 4, 5, 5), torch.randn(1, 4, 5, 5), [3, 3], *_args()),
+            "batch",
+        ),
+        (
+            lambda: _native.ops.conv_weight_grad(torch.randn(1, 5, 5, 5), torch.randn(1, 4, 5, 5), [3, 3], *_args()),
+            "divisible",
+        ),
+        (
+            lambda: _native.ops.conv_weight_grad(torch.randn(1, 4, 5, 5), torch.randn(1, 4, 5, 5), [3], *_args()),
+            "kernel_size",
+        ),
+    ],
+)
+def test_inconsistent_operands_raise(call, message):
+    with pytest.raises(RuntimeError, match=message):
+        call()
+
+
+def _opcheck_samples():
+    for layout in ("contiguous", "channels_last"):
+        x = stored_as(torch.randn(2, 8, 7, 6, dtype=torch.float64), layout)
+        weight = torch.randn(12, 2, 3, 2, dtype=torch.float64)
+        geometry = ([2, 1], [1, 0], [0, 1], [1, 2], 4)
+        y = _native.ops.conv_forward(x, weight, *geometry)
+        yield "conv_forward", (x, weight, *geometry)
+        yield "conv_input_grad", (y, weight, [7, 6], *geometry)
+        yield "conv_weight_grad", (x, y, [3, 2], *geometry)
+
+
+@pytest.mark.parametrize(("name", "args"), list(_opcheck_samples()), ids=lambda v: v if isinstance(v, str) else "")
+def test_opcheck(name, args):
+    torch.library.opcheck(getattr(_native.ops, name), args)
+
+
+def test_first_call_in_a_fresh_process_compiles_nothing():
+    """The kernels are built at install: a first narrow-group call loads no JIT (no Numba, no cpp_extension)."""
+    script = """
+import json, sys, torch
+from groupconv import ConvSpec
+from groupconv.formulations import direct
+spec = ConvSpec(64, 64, 3, padding=1, groups=32)
+y = direct.forward(torch.randn(2, 64, 9, 9).contiguous(memory_format=torch.channels_last), torch.randn(64, 2, 3, 3), spec)
+jit = [m for m in ("numba", "torch.utils.cpp_extension", "llvmlite") if m in sys.modules]
+print(json.dumps({"jit": jit, "shape": list(y.shape)}))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"jit": [], "shape": [2, 64, 9, 9]}
