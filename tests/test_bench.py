@@ -12,9 +12,8 @@ import torch
 from PIL import Image
 from test_cli import SCHEMAS, schema_errors  # the validator of docs/cli-json.md's schemas
 
-from groupconv import ConvSpec, GroupConvError
+from groupconv import ConvSpec, GroupConvError, timing
 from groupconv import nn as gnn
-from groupconv import timing
 from groupconv.bench import contenders, endtoend, floors, layers, report, suite
 from groupconv.cli import main
 from groupconv.models import resnext
@@ -48,11 +47,11 @@ def test_quick_run_times_every_contender_and_agrees_with_pytorch(quick_run):
     results, _, _ = quick_run
     assert [r.groups for r in results.sweep] == [1, 2, 4, 8, 16]
     for result in results.sweep + results.zoo:
-        assert result.mismatches == {}, result.name  # groupconv and ONNX Runtime agree with PyTorch
+        assert result.mismatches == {}, result.name  # groupconv and the ONNX peers agree with PyTorch
         channels_last = {"torch_cl", "groupconv_cl"} if "1-D" not in result.name else set()
-        expected = {"torch_cf", "groupconv", "onnxruntime"} | channels_last
+        expected = {"torch_cf", "groupconv", "onnxruntime", "openvino"} | channels_last
         assert set(result.timings["forward"]) == expected
-        assert set(result.timings["forward_backward"]) == expected - {"onnxruntime"}
+        assert set(result.timings["forward_backward"]) == expected - {"onnxruntime", "openvino"}
         assert 0 < result.floors_s["forward"] < result.floors_s["forward_backward"]
     assert all(step.loss_difference < 1e-5 for step in results.end_to_end)
 
@@ -213,13 +212,15 @@ def test_a_wrong_weight_gradient_is_reported():
     assert "groupconv" in result.timings["forward"] and "groupconv" not in result.timings["forward_backward"]
 
 
+@pytest.mark.parametrize("peer", [contenders.onnxruntime_contender, contenders.openvino_contender])
 @pytest.mark.parametrize("bias", [False, True])
-def test_onnx_model_matches_pytorch_on_a_transposed_layer(bias):
+def test_onnx_peers_match_pytorch_on_a_transposed_layer(peer, bias):
     spec = ConvSpec(6, 4, 3, stride=2, padding=1, output_padding=1, groups=2, bias=bias, transposed=True)
     torch.manual_seed(0)
     module, x = gnn.module_of(spec), torch.randn(2, 6, 5, 5)
-    got = contenders.onnxruntime_contender(spec, module.weight.detach(), x, module.bias).forward()
-    assert suite.mismatch((module(x).detach(),), (got,)) is None
+    bias_array = None if module.bias is None else module.bias.detach().numpy()
+    onnx_model = contenders.onnx_conv_model(spec, module.weight.detach().numpy(), tuple(x.shape), bias_array)
+    assert suite.mismatch((module(x).detach(),), (peer(onnx_model, x).forward(),)) is None
 
 
 def test_to_torch_undoes_convert():
@@ -230,10 +231,11 @@ def test_to_torch_undoes_convert():
     assert any(isinstance(module, gnn.Conv2d) for module in model.modules())
 
 
-def test_missing_onnxruntime_says_how_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
+@pytest.mark.parametrize("peer", ["onnxruntime", "openvino"])
+def test_a_missing_peer_says_how_to_install(monkeypatch, peer):
+    monkeypatch.setitem(sys.modules, peer, None)  # importing it now raises ImportError
     with pytest.raises(GroupConvError, match=r"pip install 'groupconv\[bench\]'"):
-        contenders.onnxruntime_contender(TINY, torch.zeros(TINY.weight_shape), torch.zeros(1, 4, 6, 6))
+        getattr(contenders, f"{peer}_contender")(b"", torch.zeros(1, 4, 6, 6))
 
 
 def test_tuned_groupconv_contenders_fill_the_cache_per_layout_and_agree(tmp_path, monkeypatch):

@@ -5,11 +5,12 @@
     groupconv     the ``groupconv.nn`` twin, channels-first, tuned on this exact shape
     groupconv_cl  the twin of the channels-last module on the channels-last input, tuned on that layout
     onnxruntime   one standard ONNX ``Conv``/``ConvTranspose`` node in an InferenceSession (forward only)
+    openvino      the same ONNX node compiled by OpenVINO's CPU plugin, in float32 (forward only)
 
 Both libraries run in both layouts, each given its input already in that layout (the
 conversion untimed), so each layout compares like with like.
 
-Each contender has a ``forward`` call, returning the output, and (except ONNX Runtime) a
+Each contender has a ``forward`` call, returning the output, and (except the ONNX peers) a
 ``forward_backward`` call, returning the input's and weight's gradients of ``(y * ȳ).sum()``
 for a fixed random ȳ.
 """
@@ -37,6 +38,7 @@ NAMES = {
     "groupconv": "groupconv channels-first",
     "groupconv_cl": "groupconv channels-last",
     "onnxruntime": "ONNX Runtime",
+    "openvino": "OpenVINO",
 }
 
 
@@ -68,7 +70,8 @@ def build(layer: Layer, tuned: bool = True, seed: int = 0) -> list[Contender]:
             module_contender("torch_cl", channels_last, x_cl, grad_y_cl),
             twin_contender("groupconv_cl", channels_last, x_cl, grad_y_cl, tuned),
         ]
-    contenders.append(onnxruntime_contender(layer.spec, module.weight.detach(), x, module.bias))
+    onnx_model = onnx_conv_model(layer.spec, module.weight.detach().numpy(), tuple(x.shape), _numpy(module.bias))
+    contenders += [onnxruntime_contender(onnx_model, x), openvino_contender(onnx_model, x)]
     return contenders
 
 
@@ -98,23 +101,31 @@ def module_contender(name: str, module: torch.nn.Module, x: torch.Tensor, grad_y
     return Contender(name, forward, forward_backward)
 
 
-def onnxruntime_contender(
-    spec: ConvSpec, weight: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None = None
-) -> Contender:
-    """One ONNX conv node holding ``weight`` (and ``bias``), run by ONNX Runtime on as many threads as torch uses."""
+def onnxruntime_contender(onnx_model: bytes, x: torch.Tensor) -> Contender:
+    """An ONNX model run by ONNX Runtime on as many threads as torch uses."""
     onnxruntime = _import("onnxruntime")
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
     # ONNX Runtime's idle threads spin by default, stealing the cores from whichever contender runs next
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = onnxruntime.InferenceSession(
-        onnx_conv_model(spec, weight.numpy(), tuple(x.shape), None if bias is None else bias.detach().numpy()),
-        options,
-        providers=["CPUExecutionProvider"],
-    )
+    session = onnxruntime.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
     feed = {"x": x.numpy()}
     return Contender("onnxruntime", lambda: torch.from_numpy(session.run(None, feed)[0]))
+
+
+def openvino_contender(onnx_model: bytes, x: torch.Tensor) -> Contender:
+    """An ONNX model compiled by OpenVINO's CPU plugin for latency, in float32, on as many threads as torch uses."""
+    openvino = _import("openvino")
+    core = openvino.Core()
+    config = {
+        "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": "f32",  # it would otherwise run bf16 on a CPU that has it
+    }
+    compiled = core.compile_model(core.read_model(model=onnx_model, weights=b""), "CPU", config)
+    request, output, feed = compiled.create_infer_request(), compiled.output(0), {0: x.numpy()}
+    return Contender("openvino", lambda: torch.from_numpy(request.infer(feed)[output].copy()))
 
 
 def onnx_conv_model(
@@ -149,12 +160,16 @@ def onnx_conv_model(
     return model.SerializeToString()
 
 
+def _numpy(tensor: torch.Tensor | None) -> np.ndarray | None:
+    return None if tensor is None else tensor.detach().numpy()
+
+
 def _import(name: str):
-    """ONNX and ONNX Runtime are the ``bench`` extra's: say how to install them when missing."""
+    """ONNX, ONNX Runtime and OpenVINO are the ``bench`` extra's: say how to install them when missing."""
     try:
         return importlib.import_module(name)
     except ImportError:
         raise GroupConvError(
-            f"groupconv bench times ONNX Runtime too, and {name} is not installed; "
+            f"groupconv bench times ONNX Runtime and OpenVINO too, and {name} is not installed; "
             "install it with: pip install 'groupconv[bench]'"
         ) from None
