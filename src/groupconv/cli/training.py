@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import argparse
 
-from ..training.train import MODELS, TrainConfig
+from ..training.train import MODELS, SCHEDULES, TrainConfig
 from .common import add_command
 
 _DEFAULTS = TrainConfig()
 
 
 def register(commands) -> None:
-    """Add ``train``, ``experiment groups|specialisation`` and ``filters`` to ``commands`` (argparse subparsers)."""
+    """Add ``train``, ``experiment <name>`` and ``filters`` to ``commands`` (argparse subparsers)."""
     _add_train(commands)
     experiment = add_command(
         commands,
@@ -24,8 +24,7 @@ def register(commands) -> None:
         "Run one of the Grouped Convolution post's experiments.",
     )
     kinds = experiment.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
-    _add_groups(kinds)
-    _add_specialisation(kinds)
+    _add_experiments(kinds)
     _add_filters(commands)
 
 
@@ -34,9 +33,10 @@ def _add_train(commands) -> None:
         commands,
         "train",
         "train a model on Fashion-MNIST or the emoji set",
-        "Train one model with a progress bar; print each epoch's training loss and validation error (the error "
-        "on the data set's test split); with --out, write DIR/checkpoint.pt and DIR/metrics.json. The same "
-        "arguments and seed give the same numbers on the same machine and thread count.",
+        "Train one model with a progress bar; print each epoch's training loss and, with --validation N, the "
+        "error on N held-out training images; measure the test split once at the end; with --out, write "
+        "DIR/checkpoint.pt and DIR/metrics.json (config, errors, commit, versions). The same arguments and seed "
+        "give the same numbers with the same code and convolution routes on the same machine and thread count.",
         """examples:
   groupconv train --model alexnet --groups 2 --dataset fashion-mnist --epochs 5 --seed 0 --out runs/g2
   groupconv train --dataset emoji --groups 2 --epochs 15 --batch-size 64 --out runs/emoji-g2
@@ -69,73 +69,62 @@ def _group_parallel_arguments(train: argparse.ArgumentParser) -> None:
                           help="start R processes here and train group-parallel across them (default: 1)")  # fmt: skip
 
 
-def _training_arguments(parser: argparse.ArgumentParser, dataset: bool = True, **defaults) -> None:
-    """The arguments every training command shares; ``defaults`` overrides TrainConfig's."""
-    value = lambda name: defaults.get(name, getattr(_DEFAULTS, name))
-    if dataset:
-        parser.add_argument("--dataset", default=value("dataset"), choices=("fashion-mnist", "emoji"),
-                            help="(default: %(default)s)")  # fmt: skip
-    parser.add_argument("--epochs", type=int, default=value("epochs"), help="(default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=value("batch_size"), help="(default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=value("lr"), help="Adam's learning rate (default: %(default)s)")
-    parser.add_argument("--width", type=float, default=value("width"),
+def _training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments that set TrainConfig's recipe fields."""
+    parser.add_argument("--dataset", default=_DEFAULTS.dataset, choices=("fashion-mnist", "emoji"),
+                        help="(default: %(default)s)")  # fmt: skip
+    parser.add_argument("--epochs", type=int, default=_DEFAULTS.epochs, help="(default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size, help="(default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=_DEFAULTS.lr,
+                        help="AdamW's learning rate (a one-cycle schedule's peak) (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--weight-decay", type=float, default=_DEFAULTS.weight_decay,
+                        help="AdamW's decoupled weight decay (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--schedule", default=_DEFAULTS.schedule, choices=SCHEDULES, help="(default: %(default)s)")
+    parser.add_argument("--augment", action="store_true", help="shift images by up to 2 pixels and mirror half")
+    parser.add_argument("--greyscale", action="store_true", help="train and test on grey copies of colour images")
+    parser.add_argument("--width", type=float, default=_DEFAULTS.width,
                         help="channel multiplier on AlexNet's 96-256-384-384-256 (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--train-subset", type=int, metavar="N", default=value("train_subset"),
+    parser.add_argument("--validation", type=int, default=_DEFAULTS.validation, metavar="N",
+                        help="hold N training images out for the per-epoch validation error (default: 0)")  # fmt: skip
+    parser.add_argument("--train-subset", type=int, metavar="N", default=_DEFAULTS.train_subset,
                         help="train on N random images, a new draw per seed (default: all of them)")  # fmt: skip
-    parser.add_argument("--test-subset", type=int, metavar="N", default=value("test_subset"),
-                        help="measure the error on N test images (default: the whole test split)")  # fmt: skip
+    parser.add_argument("--test-subset", type=int, metavar="N", default=_DEFAULTS.test_subset,
+                        help="measure the test error on N test images (default: the whole test split)")  # fmt: skip
     parser.add_argument("--data-dir", metavar="DIR",
                         help="where the data files are (default: where the Debian packages install them)")  # fmt: skip
 
 
-def _experiment_arguments(parser: argparse.ArgumentParser, out: str, groups: list[int]) -> None:
-    parser.add_argument(
-        "--out", default=out, metavar="DIR", help="runs, tables and figures go here (default: %(default)s)"
-    )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="S", help="(default: 0 1 2)")
-    parser.add_argument("--groups", type=int, nargs="+", default=groups, metavar="G",
-                        help=f"group counts (default: {' '.join(map(str, groups))})")  # fmt: skip
-    parser.add_argument("--jobs", type=int, default=1, metavar="J",
-                        help="runs trained at once, one process each, sharing the threads (default: 1)")  # fmt: skip
+def _add_experiments(kinds) -> None:
+    """One subcommand per experiment module, each with the same arguments."""
+    from ..training.experiments import EXPERIMENTS
+
+    for name, (summary, description) in EXPERIMENTS.items():
+        parser = add_command(kinds, name, summary, description + _EXPERIMENT_EPILOGUE, _experiment_examples(name))
+        parser.add_argument("--out", default=f"docs/experiments/{name}", metavar="DIR",
+                            help="runs, tables and figures go here (default: %(default)s)")  # fmt: skip
+        parser.add_argument("--seeds", type=int, nargs="+", metavar="S", help="(default: the experiment's)")
+        parser.add_argument("--jobs", type=int, default=1, metavar="J",
+                            help="runs trained at once, one process and one thread each (default: 1)")  # fmt: skip
+        parser.add_argument("--report-only", action="store_true",
+                            help="train nothing: write the tables and figures from the finished runs")  # fmt: skip
+        parser.add_argument("--epochs", type=int, metavar="E", help="override the recipe's epochs (a quick look)")
+        parser.add_argument("--train-subset", type=int, metavar="N",
+                            help="override: train on N random images (a quick look)")  # fmt: skip
+        parser.add_argument("--data-dir", metavar="DIR", help="where the data files are (default: the packages')")
+        parser.set_defaults(run=_experiment)
 
 
-def _add_groups(kinds) -> None:
-    groups = add_command(
-        kinds,
-        "groups",
-        "AlexNet with 1, 2, 4 filter groups: error, parameters, MACs, time",
-        "Train AlexNet with each group count over several seeds on Fashion-MNIST; write groups.md (validation error "
-        "mean ± std, parameters, MACs per image, seconds per epoch, beside the published ImageNet AlexNet table), "
-        "groups.json and groups.png to --out, and each run to --out/runs/. Finished runs are reused, so an "
-        "interrupted experiment resumes.",
-        """examples:
-  groupconv experiment groups                                   # 3 seeds x 5 epochs x 60k images per group count
-  groupconv experiment groups --train-subset 20000 --jobs 2     # docs/experiments.md's run""",
-    )
-    _experiment_arguments(groups, "experiments/groups", [1, 2, 4])
-    _training_arguments(groups, dataset=False)
-    groups.set_defaults(run=_groups)
+_EXPERIMENT_EPILOGUE = (
+    " Finished runs are reused (an interrupted experiment resumes); the runs go to --out/runs/, one folder each "
+    "with its metrics.json. Without overrides this is exactly docs/experiments.md's protocol."
+)
 
 
-def _add_specialisation(kinds) -> None:
-    specialisation = add_command(
-        kinds,
-        "specialisation",
-        "do conv1's filters split into grey and colour by group? (emoji)",
-        "Train AlexNet with 2 filter groups (and a groups=1 control) on the colour emoji set over several seeds; "
-        "per conv1 filter, measure the share of its energy outside the grey direction of its RGB weights; test "
-        "the difference between the filters feeding group 1 and group 2 against random splits of the same "
-        "filters (permutation p-value); write specialisation.md, specialisation.json and one figure of conv1's "
-        "filters per run to --out.",
-        """examples:
-  groupconv experiment specialisation
-  groupconv experiment specialisation --seeds 0 1 2 3 --epochs 30 --jobs 2""",
-    )
-    _experiment_arguments(specialisation, "experiments/specialisation", [2, 1])
-    specialisation.add_argument("--permutations", type=int, default=10000, metavar="P",
-                                help="random splits for the p-value (default: %(default)s)")  # fmt: skip
-    _training_arguments(specialisation, dataset=False, epochs=15, batch_size=64)
-    specialisation.set_defaults(run=_specialisation)
+def _experiment_examples(name: str) -> str:
+    return f"""examples:
+  nice -n 19 groupconv experiment {name} --jobs 2          # docs/experiments.md's runs
+  groupconv experiment {name} --report-only                # tables and figures from the finished runs
+  groupconv experiment {name} --out /tmp/{name} --epochs 1 --train-subset 2000 --seeds 0   # a quick look"""
 
 
 def _add_filters(commands) -> None:
@@ -157,8 +146,9 @@ def _add_filters(commands) -> None:
 
 
 def _config(args: argparse.Namespace, **fields) -> dict:
-    """The TrainConfig fields the shared training arguments set, plus ``fields``."""
-    names = ("epochs", "batch_size", "lr", "width", "train_subset", "test_subset")
+    """The TrainConfig fields the training arguments set, plus ``fields``."""
+    names = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "augment", "greyscale", "width", "validation",
+             "train_subset", "test_subset")  # fmt: skip
     return {**{name: getattr(args, name) for name in names}, **fields}
 
 
@@ -179,27 +169,19 @@ def _train(args: argparse.Namespace) -> None:
     result = train(config, args.out if lead else None, args.data_dir, progress=lead, wrap=wrap)
     if not lead:
         return
-    last = result.history[-1]
     where = f"; wrote {args.out}/checkpoint.pt and metrics.json" if args.out else ""
-    print(f"validation error {100 * last.val_error:.2f}% after {last.epoch} epochs{where}")
+    print(f"test error {100 * result.test_error:.2f}% after {result.history[-1].epoch} epochs{where}")
 
 
-def _groups(args: argparse.Namespace) -> None:
-    from ..training.experiments import groups
+def _experiment(args: argparse.Namespace) -> None:
+    from ..training.experiments import run_experiment
 
-    rows = groups.run(args.out, args.groups, args.seeds, args.jobs, args.data_dir, **_config(args))
-    print(groups.table(rows))
-    print(f"\nwrote {args.out}/groups.md, groups.json, groups.png")
-
-
-def _specialisation(args: argparse.Namespace) -> None:
-    from ..training.experiments import specialisation
-
-    report = specialisation.run(
-        args.out, args.groups, args.seeds, args.jobs, args.data_dir, args.permutations, **_config(args)
+    overrides = {name: getattr(args, name) for name in ("epochs", "train_subset") if getattr(args, name) is not None}
+    report = run_experiment(
+        args.experiment, args.out, args.seeds, args.jobs, args.data_dir, train=not args.report_only, **overrides
     )
-    print(report)
-    print(f"\nwrote {args.out}/specialisation.md, specialisation.json and the conv1 figures")
+    print(report.tables())
+    print(f"\nwrote {args.out}/{args.experiment}.md, {args.experiment}.json and the figures")
 
 
 def _filters(args: argparse.Namespace) -> None:

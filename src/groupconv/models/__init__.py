@@ -1,4 +1,4 @@
-"""The document's networks, built from groupconv layers.
+"""The networks of *A Deeper Understanding of Grouped Convolution*, built from groupconv layers.
 
     alexnet(groups)         AlexNet with filter groups in conv2, conv4, conv5
     ResNeXtBlock, resnext   split-transform-merge in three equivalent forms
@@ -15,11 +15,12 @@ from collections.abc import Callable
 from functools import partial
 
 from torch import nn
+from torch.nn import ChannelShuffle  # PyTorch's layer is the project's one shuffle layer
 
 from .alexnet import GROUPED_LAYERS, alexnet
 from .mobilenet import mobilenet
 from .resnext import ResNeXtBlock, convert_block, resnext
-from .shufflenet import ChannelShuffle, ShuffleUnit, channel_shuffle, shufflenet
+from .shufflenet import ShuffleUnit, channel_shuffle, shufflenet
 
 BUILTIN: dict[str, Callable[[], nn.Module]] = {
     "alexnet": partial(alexnet, groups=1),

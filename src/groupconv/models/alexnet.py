@@ -29,11 +29,15 @@ def alexnet(
     image_size: int = 28,
     width: float = 0.5,
     dropout: float = 0.5,
+    widen: float = 1.0,
 ) -> nn.Sequential:
     """AlexNet's layout with ``groups`` filter groups in conv2, conv4 and conv5.
 
     Layers are named ``features.conv1`` ... ``features.conv5`` and ``classifier.fc6`` ...
-    ``classifier.fc8``. groups=1 is the same network without groups.
+    ``classifier.fc8``. groups=1 is the same network without groups. ``width`` scales
+    AlexNet's widths, each rounded to a multiple of 16 (the same widths for groups 1-16);
+    ``widen`` then multiplies every layer's width again, rounded to a multiple of
+    ``groups`` (a grouped network widened to match another's parameter count).
 
     Example:
         >>> import torch
@@ -44,10 +48,12 @@ def alexnet(
         torch.Size([1, 10])
     """
     groups = check_int("groups", groups, minimum=1)
+    if widen < 1:
+        raise GroupConvError(f"widen={widen} would narrow the network; use widen >= 1 (or a smaller width)")
     if image_size < 8:
         raise GroupConvError(f"image_size={image_size} is too small: AlexNet pools three times; use >= 8")
-    c1, c2, c3, c4, c5 = (_scaled(c, width, multiple=16) for c in _CONV_WIDTHS)  # same widths for groups 1-16
-    hidden = _scaled(_HIDDEN, width / 4, multiple=8)
+    c1, c2, c3, c4, c5 = (_scaled(_scaled(c, width, 16), widen, groups) for c in _CONV_WIDTHS)
+    hidden = _scaled(_scaled(_HIDDEN, width / 4, multiple=8), widen, multiple=1)
     pooled = image_size // 2 // 2 // 2
     features = nn.Sequential(OrderedDict([
         ("conv1", gnn.Conv2d(in_channels, c1, 5, padding=2)), ("relu1", nn.ReLU(inplace=True)),

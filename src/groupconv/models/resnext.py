@@ -24,6 +24,7 @@ from ..spec import check_int
 from .layers import conv_bn
 
 FORMS = ("a", "b", "c")
+SMALL_STAGES = ((32, 2), (64, 2), (128, 2))  # (width, stride) per stage: 28x28 -> 14, 7, 4 (for training)
 
 
 class ResNeXtBlock(nn.Module):
@@ -149,12 +150,16 @@ def resnext(
     num_classes: int = 10,
     in_channels: int = 1,
     cardinality: int = 8,
-    bottleneck_width: int = 4,
+    bottleneck_width: float = 4,
     stages=((64, 1), (128, 2), (256, 2)),
     form: str = "c",
 ) -> nn.Sequential:
     """A small ResNeXt: a 3x3 stem, one ResNeXt block per (width, stride) stage, whose
     bottleneck width doubles with the block width, global pooling and a classifier.
+
+    Stage ``i``'s paths are ``round(bottleneck_width * 2**i)`` channels wide, so a
+    fractional ``bottleneck_width`` sets widths finely enough to hold the parameter count
+    across cardinalities.
 
     Example:
         >>> resnext()(torch.zeros(2, 1, 28, 28)).shape
@@ -163,10 +168,13 @@ def resnext(
     stem = stages[0][0] // 2
     layers = nn.Sequential()
     layers.add_module("stem", conv_bn(in_channels, stem, 3))
-    channels, width = stem, bottleneck_width
-    for index, (out_channels, stride) in enumerate(stages, start=1):
-        layers.add_module(f"block{index}", ResNeXtBlock(channels, out_channels, cardinality, width, form, stride))
-        channels, width = out_channels, width * 2
+    if bottleneck_width < 1:
+        raise GroupConvError(f"bottleneck_width={bottleneck_width} is below one channel; use >= 1")
+    channels = stem
+    for index, (out_channels, stride) in enumerate(stages):
+        width = max(1, round(bottleneck_width * 2**index))
+        layers.add_module(f"block{index + 1}", ResNeXtBlock(channels, out_channels, cardinality, width, form, stride))
+        channels = out_channels
     layers.add_module("pool", nn.AdaptiveAvgPool2d(1))
     layers.add_module("flatten", nn.Flatten())
     layers.add_module("fc", nn.Linear(channels, num_classes))

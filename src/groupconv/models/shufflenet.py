@@ -3,7 +3,8 @@
 Stacked grouped 1x1 convolutions would keep each group's channels apart forever;
 a channel shuffle between them lets the next layer's every group see every previous
 group. Shuffling is a fixed permutation: view the channels as (groups, C/groups),
-transpose, flatten.
+transpose, flatten. The layer is PyTorch's own ``torch.nn.ChannelShuffle``;
+:func:`channel_shuffle` is the same permutation with a message that lists valid groups.
 """
 
 from __future__ import annotations
@@ -39,22 +40,9 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
             f"channel_shuffle: {channels} channels are not divisible by groups={groups}; "
             f"valid groups: {', '.join(map(str, divisors))}"
         )
-    # (N, G, C/G, ...) -> (N, C/G, G, ...) -> (N, C, ...)
-    return x.unflatten(1, (groups, channels // groups)).transpose(1, 2).flatten(1, 2)
-
-
-class ChannelShuffle(nn.Module):
-    """:func:`channel_shuffle` as a layer."""
-
-    def __init__(self, groups: int):
-        super().__init__()
-        self.groups = groups
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return channel_shuffle(x, self.groups)
-
-    def extra_repr(self) -> str:
-        return f"groups={self.groups}"
+    if x.dim() > 2:
+        return nn.functional.channel_shuffle(x, groups)
+    return nn.functional.channel_shuffle(x.unsqueeze(-1), groups).squeeze(-1)  # PyTorch's needs a spatial axis
 
 
 class ShuffleUnit(nn.Module):
@@ -62,10 +50,13 @@ class ShuffleUnit(nn.Module):
     sum (stride 1) or a concatenation with an average-pooled shortcut (stride 2).
 
     ``first_groups`` sets the groups of the first 1x1 conv (the paper uses 1 where the
-    input is too narrow to split).
+    input is too narrow to split). ``shuffle=False`` leaves the shuffle out (the paper's
+    ablation, Table 3): each group of the last 1x1 then reads only its own group's channels.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, groups: int, stride: int = 1, first_groups=None):
+    def __init__(
+        self, in_channels: int, out_channels: int, groups: int, stride: int = 1, first_groups=None, shuffle=True
+    ):
         super().__init__()
         if stride not in (1, 2):
             raise GroupConvError(f"stride={stride} is invalid for a ShuffleUnit: use 1 or 2")
@@ -80,7 +71,7 @@ class ShuffleUnit(nn.Module):
         self.branch = nn.Sequential(OrderedDict([
             ("compress", gnn.Conv2d(in_channels, mid, 1, groups=first_groups or groups, bias=False)),
             ("bn1", nn.BatchNorm2d(mid)), ("relu1", nn.ReLU(inplace=True)),
-            ("shuffle", ChannelShuffle(groups)),
+            ("shuffle", nn.ChannelShuffle(groups) if shuffle else nn.Identity()),
             ("depthwise", gnn.Conv2d(mid, mid, 3, stride=stride, padding=1, groups=mid, bias=False)),
             ("bn2", nn.BatchNorm2d(mid)),
             ("expand", gnn.Conv2d(mid, branch_out, 1, groups=groups, bias=False)),
@@ -95,10 +86,16 @@ class ShuffleUnit(nn.Module):
 
 
 def shufflenet(
-    groups: int = 3, num_classes: int = 10, in_channels: int = 1, width: float = 0.25, repeats=(2, 4, 2)
+    groups: int = 3,
+    num_classes: int = 10,
+    in_channels: int = 1,
+    width: float = 0.25,
+    repeats=(2, 4, 2),
+    shuffle: bool = True,
 ) -> nn.Sequential:
     """A small ShuffleNet: a 3x3 stem, three stages of ShuffleUnits (each opening with a
-    stride-2 unit and doubling the width), global pooling and a classifier.
+    stride-2 unit and doubling the width), global pooling and a classifier; ``shuffle``
+    switches every unit's channel shuffle on or off.
 
     Example:
         >>> model = shufflenet(groups=3)
@@ -114,8 +111,9 @@ def shufflenet(
     channels = _STEM
     for stage, repeat in enumerate(repeats):
         width_out = first * 2**stage
-        units = [ShuffleUnit(channels, width_out, groups, stride=2, first_groups=1 if stage == 0 else None)]
-        units += [ShuffleUnit(width_out, width_out, groups) for _ in range(repeat - 1)]
+        first_groups = 1 if stage == 0 else None
+        units = [ShuffleUnit(channels, width_out, groups, 2, first_groups, shuffle)]
+        units += [ShuffleUnit(width_out, width_out, groups, shuffle=shuffle) for _ in range(repeat - 1)]
         layers[f"stage{stage + 2}"] = nn.Sequential(*units)
         channels = width_out
     layers["pool"] = nn.AdaptiveAvgPool2d(1)

@@ -22,7 +22,6 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 from torch.nn import functional as F
 
-from ..models.shufflenet import ChannelShuffle
 from .collectives import TRANSITIONS, sent_bytes
 from .rules import MIX, REPLICATED, SHARDED, Decision, ShardingError, Site, decide
 
@@ -228,7 +227,7 @@ class _LayerTracer(fx.Tracer):
     """Keeps every convolution (groupconv's and torch's) and ChannelShuffle whole, as torch.nn layers are."""
 
     def is_leaf_module(self, module: nn.Module, name: str) -> bool:
-        return isinstance(module, (nn.modules.conv._ConvNd, ChannelShuffle)) or super().is_leaf_module(module, name)
+        return isinstance(module, (nn.modules.conv._ConvNd, nn.ChannelShuffle)) or super().is_leaf_module(module, name)
 
 
 def _measure(graph_module: fx.GraphModule, model: nn.Module, example_input: torch.Tensor) -> None:

@@ -29,12 +29,12 @@ import dataclasses
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
 from ..errors import GroupConvError
 from ..nn import TWINS, module_of, spec_of
-from ..models.shufflenet import ChannelShuffle, channel_shuffle
 from .collectives import balanced
 
 REPLICATED, SHARDED, MIX = "replicated", "sharded", "mix"  # MIX: replicated, read by a layer split by outputs
@@ -127,8 +127,8 @@ def decide(layer: nn.Module, site: Site, world_size: int) -> Decision:
         return Decision("sliced" if site.reads == SHARDED else "replicated", site.reads, site.reads)
     if type(layer) is nn.Dropout:
         return Decision("dropout" if site.reads == SHARDED else "per channel", site.reads, site.reads)
-    if isinstance(layer, ChannelShuffle) and site.reads == SHARDED:
-        permutation = channel_shuffle(torch.arange(site.channels).view(1, -1), layer.groups).flatten().tolist()
+    if isinstance(layer, nn.ChannelShuffle) and site.reads == SHARDED:
+        permutation = F.channel_shuffle(torch.arange(site.channels).view(1, -1, 1), layer.groups).flatten().tolist()
         if balanced(permutation, world_size):
             return Decision("shuffled", SHARDED, SHARDED, after="shuffle", permutation=tuple(permutation))
     if any(True for _ in layer.parameters()):

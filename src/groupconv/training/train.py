@@ -1,13 +1,16 @@
 """Train one model on one data set: seeded, with a progress bar, a checkpoint and ``metrics.json``.
 
-    result = train(TrainConfig(model="alexnet", groups=2, epochs=5, seed=0), out="runs/g2-s0")
-    result.history[-1].val_error    # error on the held-out split after the last epoch
+    result = train(TrainConfig(model="alexnet", groups=2, epochs=5, validation=5000), out="runs/g2-s0")
+    result.history[-1].val_error    # error on the validation split after the last epoch
+    result.test_error               # error on the test split, measured once, after training
     model, config = load_checkpoint("runs/g2-s0/checkpoint.pt")
 
-The same config (seed included) on the same machine and thread count gives the same
-numbers: the seed fixes the initial weights, the batch order and the dropout masks.
-"Validation error" is the error on the data set's test split (Fashion-MNIST's 10,000
-test images), measured after every epoch; nothing is tuned on it.
+``validation`` images are carved from the training split (the same ones for every seed
+and model) and measured after every epoch: the learning curve, and the only error any
+choice may look at. The test split is measured once, at the end. The same config (seed
+included), code and convolution routes on the same machine and thread count give the
+same numbers: the seed fixes the initial weights, the batch order, the augmentation
+and the dropout masks. ``metrics.json`` records the commit, library versions and routes.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import platform
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -25,15 +30,26 @@ from tqdm.auto import tqdm
 
 from ..errors import GroupConvError
 from ..models import alexnet, mobilenet, resnext, shufflenet
+from ..models.resnext import SMALL_STAGES
 from . import data as datasets
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     # name: (config, data info) -> model; `groups` is each model's grouping knob
-    "alexnet": lambda c, info: alexnet(c.groups, len(info.classes), info.image_shape[0], info.image_shape[1], c.width),
-    "resnext": lambda c, info: resnext(len(info.classes), info.image_shape[0], cardinality=c.groups),
-    "shufflenet": lambda c, info: shufflenet(c.groups, len(info.classes), info.image_shape[0], width=c.width),
+    "alexnet": lambda c, info: alexnet(
+        c.groups, len(info.classes), *info.image_shape[:2], c.width, c.dropout, widen=c.widen
+    ),
+    "resnext": lambda c, info: resnext(
+        len(info.classes), info.image_shape[0], c.groups, c.bottleneck_width, stages=SMALL_STAGES
+    ),
+    "shufflenet": lambda c, info: shufflenet(
+        c.groups, len(info.classes), info.image_shape[0], width=c.width, shuffle=c.shuffle
+    ),
     "mobilenet": lambda c, info: mobilenet(len(info.classes), info.image_shape[0], width=c.width),
 }
+
+
+SCHEDULES = ("constant", "one-cycle")
+_SHIFT = 2  # augmentation: pixels an image may move each way
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +58,12 @@ class TrainConfig:
 
     ``groups`` is AlexNet's filter groups (conv2, conv4, conv5), ResNeXt's cardinality or
     ShuffleNet's groups; MobileNet takes none. ``train_subset`` / ``test_subset`` use a
-    seeded random part of a split (None: all of it). Adam with a constant learning rate.
+    seeded random part of a split (None: all of it); ``validation`` images are held out of
+    the training split first. AdamW (Adam when ``weight_decay`` is 0) at ``lr``, constant or
+    on a one-cycle schedule (``lr`` its peak); ``augment`` shifts each training image by up
+    to 2 pixels and mirrors half of them; ``greyscale`` turns colour images grey (kept as
+    3 equal channels, so the model is the same). ``widen`` and ``dropout`` are AlexNet's (``alexnet``)
+    widths, ``bottleneck_width`` is ResNeXt's first-stage d, ``shuffle`` ShuffleNet's switch.
     """
 
     model: str = "alexnet"
@@ -55,6 +76,15 @@ class TrainConfig:
     width: float = 0.125
     train_subset: int | None = None
     test_subset: int | None = None
+    validation: int = 0
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    augment: bool = False
+    greyscale: bool = False
+    widen: float = 1.0
+    dropout: float = 0.5
+    bottleneck_width: float = 4.0
+    shuffle: bool = True
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -63,27 +93,34 @@ class TrainConfig:
             raise GroupConvError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(datasets.DATASETS)}")
         if self.model == "mobilenet" and self.groups != 1:
             raise GroupConvError("mobilenet has no groups argument (its depthwise layers fix groups); use --groups 1")
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "bottleneck_width"):
             if getattr(self, name) < 1:
                 raise GroupConvError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.schedule not in SCHEDULES:
+            raise GroupConvError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.validation < 0 or self.weight_decay < 0:
+            raise GroupConvError(
+                f"validation and weight_decay must be >= 0, got {self.validation} and {self.weight_decay}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
 class Epoch:
-    """One epoch's record: mean training loss, error on the test split, and seconds taken."""
+    """One epoch's record: mean training loss, error on the validation split (None without one), seconds taken."""
 
     epoch: int
     train_loss: float
-    val_error: float
+    val_error: float | None
     seconds: float
 
 
 @dataclasses.dataclass
 class Result:
-    """A finished run: its config, per-epoch history, trained model and counts per image."""
+    """A finished run: its config, per-epoch history, test error, trained model and counts per image."""
 
     config: TrainConfig
     history: list[Epoch]
+    test_error: float
     model: nn.Module
     params: int
     macs: int
@@ -94,7 +131,10 @@ class Result:
             "params": self.params,
             "macs_per_image": self.macs,
             "threads": torch.get_num_threads(),
+            "test_error": self.test_error,
+            "train_seconds": sum(epoch.seconds for epoch in self.history),
             "epochs": [dataclasses.asdict(epoch) for epoch in self.history],
+            **provenance(),
         }
 
 
@@ -105,8 +145,12 @@ def train(
     progress: bool = True,
     advance: Callable[[int], object] | None = None,
     wrap: Callable[[nn.Module], nn.Module] | None = None,
+    layers: Sequence[str] = (),
 ) -> Result:
     """Train ``config``'s model; with ``out``, write ``checkpoint.pt`` and ``metrics.json`` there.
+
+    ``layers`` names modules whose initial and trained weights go to ``layers.pt`` as well
+    (``{name: {"initial": tensor, "trained": tensor}}``): small enough to keep with the metrics.
 
     ``progress`` shows a bar per epoch and a line after it; ``advance``, if given, is
     called with the number of images after every batch instead (for a caller's own bar).
@@ -120,26 +164,40 @@ def train(
         >>> len(result.history), 0 <= result.history[0].val_error <= 1  # doctest: +SKIP
         (1, True)
     """
-    train_set, test_set = _splits(config, data_dir)
+    train_set, validation_set, test_set = splits(config, data_dir)
     torch.manual_seed(config.seed)  # initial weights and dropout masks
     model = build_model(config)
+    initial = {name: model.get_submodule(name).weight.detach().clone() for name in layers}
     trained = wrap(model) if wrap else model
-    optimizer = torch.optim.Adam(trained.parameters(), lr=config.lr)
-    order = torch.Generator().manual_seed(config.seed)  # batch order
+    optimizer = torch.optim.AdamW(trained.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    scheduler = _scheduler(config, optimizer, steps_per_epoch)
+    order = torch.Generator().manual_seed(config.seed)  # batch order and augmentation
+    augment = (lambda images: shift_and_flip(images, order)) if config.augment else None
     history = []
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
         bar = tqdm(total=len(train_set), desc=_label(config, epoch), unit="img", leave=False, disable=not progress)
         with bar:
-            loss = train_epoch(trained, optimizer, train_set, config.batch_size, order, advance or bar.update)
-        history.append(Epoch(epoch, loss, evaluate(trained, test_set), time.perf_counter() - start))
+            loss = train_epoch(
+                trained, optimizer, train_set, config.batch_size, order, advance or bar.update, scheduler, augment
+            )
+        seconds = time.perf_counter() - start  # training only: the validation pass is not the model's cost
+        val_error = evaluate(trained, validation_set) if validation_set is not None else None
+        history.append(Epoch(epoch, loss, val_error, seconds))
         if progress:
             tqdm.write(_epoch_line(config, history[-1]))
     if trained is not model:
         model.load_state_dict(trained.full_state_dict())
-    result = Result(config, history, model, count_params(model), count_macs(model, train_set.info.image_shape))
+    test_error = evaluate(model, test_set)
+    shape = train_set.info.image_shape
+    result = Result(config, history, test_error, model, count_params(model), count_macs(model, shape))
     if out is not None:
-        save(result, out)
+        kept = {
+            name: {"initial": w, "trained": model.get_submodule(name).weight.detach().clone()}
+            for name, w in initial.items()
+        }
+        save(result, out, kept)
     return result
 
 
@@ -155,15 +213,20 @@ def train_epoch(
     batch_size: int,
     generator: torch.Generator,
     advance: Callable[[int], object] = lambda n: None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> float:
-    """One pass over ``data`` in a shuffled order; the mean cross-entropy over its images."""
+    """One pass over ``data`` in a shuffled order (``augment`` applied per batch); the mean cross-entropy."""
     model.train()
     total = 0.0
     for batch in torch.randperm(len(data), generator=generator).split(batch_size):
-        loss = nn.functional.cross_entropy(model(data.images[batch]), data.labels[batch])
+        images = augment(data.images[batch]) if augment else data.images[batch]
+        loss = nn.functional.cross_entropy(model(images), data.labels[batch])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         if not math.isfinite(loss.item()):
             raise GroupConvError(f"the training loss became {loss.item()}; lower --lr (now {optimizer.defaults['lr']})")
         total += loss.item() * len(batch)
@@ -182,6 +245,51 @@ def evaluate(model: nn.Module, data: datasets.ImageSet, batch_size: int = 500) -
     return wrong / len(data)
 
 
+def shift_and_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image moved by up to 2 pixels each way (zeros shifted in) and, at random, mirrored left-right.
+
+    Example:
+        >>> image = torch.arange(9.0).view(1, 1, 3, 3)
+        >>> moved = shift_and_flip(image, torch.Generator().manual_seed(0))
+        >>> moved.shape, set(moved.flatten().tolist()) <= set(range(9))
+        (torch.Size([1, 1, 3, 3]), True)
+    """
+    count, _, height, width = images.shape
+    padded = nn.functional.pad(images, (_SHIFT,) * 4)
+    top, left = (torch.randint(0, 2 * _SHIFT + 1, (count,), generator=generator) for _ in range(2))
+    rows = (top[:, None] + torch.arange(height))[:, :, None]  # (N, H, 1)
+    columns = (left[:, None] + torch.arange(width))[:, None, :]  # (N, 1, W)
+    shifted = padded[torch.arange(count)[:, None, None], :, rows, columns].permute(0, 3, 1, 2)  # (N, H, W, C) -> NCHW
+    mirror = torch.rand(count, generator=generator) < 0.5
+    return torch.where(mirror[:, None, None, None], shifted.flip(-1), shifted).contiguous()
+
+
+def provenance() -> dict:
+    """What else decides a run's numbers: the commit (and uncommitted source files), versions, routes."""
+    import numpy
+
+    from .. import __version__
+
+    source = Path(__file__).resolve().parents[3]
+    git = lambda *args: subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True).stdout
+    changed = [line[3:] for line in git("status", "--porcelain", "--", "src").splitlines()]
+    return {
+        "commit": git("rev-parse", "HEAD").strip() or None,
+        "uncommitted_source": changed,
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": numpy.__version__,
+            "groupconv": __version__,
+        },
+        "routes": ROUTES_PENDING,
+    }
+
+
+# The convolution routes a run took: groupconv.tuning's route report is being added by another change.
+ROUTES_PENDING = "not recorded: awaiting groupconv.tuning's route report"
+
+
 def count_params(model: nn.Module) -> int:
     return sum(parameter.numel() for parameter in model.parameters())
 
@@ -193,12 +301,15 @@ def count_macs(model: nn.Module, image_shape: tuple[int, ...]) -> int:
     return summary(model, (1, *image_shape)).total_macs
 
 
-def save(result: Result, out: str | Path) -> Path:
-    """Write ``checkpoint.pt`` (weights and config) and ``metrics.json`` into ``out``; return ``out``."""
+def save(result: Result, out: str | Path, layers: dict | None = None) -> Path:
+    """Write ``checkpoint.pt`` (weights and config), ``layers`` (if any) to ``layers.pt``, and ``metrics.json``
+    (last: its presence marks a finished run) into ``out``; return ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = {"config": dataclasses.asdict(result.config), "state_dict": result.model.state_dict()}
     torch.save(checkpoint, out / "checkpoint.pt")
+    if layers:
+        torch.save(layers, out / "layers.pt")
     (out / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return out
 
@@ -217,13 +328,34 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, TrainConfig]:
     return model.eval(), config
 
 
-def _splits(config: TrainConfig, data_dir) -> tuple[datasets.ImageSet, datasets.ImageSet]:
-    """The train and test splits, each cut to its subset size when one is set."""
-    splits = []
-    for split, count in (("train", config.train_subset), ("test", config.test_subset)):
-        data = datasets.load(config.dataset, split, data_dir)
-        splits.append(data if count is None or count >= len(data) else data.subset(count, seed=config.seed))
-    return splits[0], splits[1]
+def splits(config: TrainConfig, data_dir=None) -> tuple[datasets.ImageSet, datasets.ImageSet | None, datasets.ImageSet]:
+    """Training, validation (None when ``config.validation`` is 0) and test images, as ``config`` cuts them.
+
+    The validation images are the same for every seed: a fixed draw from the training split.
+    """
+    train_set, test_set = (
+        _coloured(datasets.load(config.dataset, split, data_dir), config) for split in ("train", "test")
+    )
+    validation_set = None
+    if config.validation:
+        if config.validation >= len(train_set):
+            raise GroupConvError(
+                f"validation={config.validation} leaves no training images of {len(train_set)}; use fewer"
+            )
+        train_set, validation_set = train_set.split_off(config.validation)
+    cut = lambda data, count: data if count is None or count >= len(data) else data.subset(count, seed=config.seed)
+    return cut(train_set, config.train_subset), validation_set, cut(test_set, config.test_subset)
+
+
+def _coloured(data: datasets.ImageSet, config: TrainConfig) -> datasets.ImageSet:
+    return data.greyscale() if config.greyscale else data
+
+
+def _scheduler(config: TrainConfig, optimizer, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """One-cycle: warm up over the first 30% of steps to ``lr``, then cosine down to ``lr``/10,000."""
+    if config.schedule == "constant":
+        return None
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.epochs * steps_per_epoch)
 
 
 def _label(config: TrainConfig, epoch: int) -> str:
@@ -231,7 +363,5 @@ def _label(config: TrainConfig, epoch: int) -> str:
 
 
 def _epoch_line(config: TrainConfig, epoch: Epoch) -> str:
-    return (
-        f"{_label(config, epoch.epoch)}: train loss {epoch.train_loss:.4f}  "
-        f"val error {100 * epoch.val_error:.2f}%  ({epoch.seconds:.0f} s)"
-    )
+    validation = "" if epoch.val_error is None else f"  val error {100 * epoch.val_error:.2f}%"
+    return f"{_label(config, epoch.epoch)}: train loss {epoch.train_loss:.4f}{validation}  ({epoch.seconds:.0f} s)"

@@ -1,8 +1,10 @@
 """Run many trainings, one process per job, under one progress bar; finished runs are kept.
 
-Each run writes ``OUT/<run name>/metrics.json`` and ``checkpoint.pt``. A run whose
+Each run writes ``OUT/<run name>/metrics.json`` (last, so its presence marks a finished
+run), ``checkpoint.pt`` and, for runs that record layers, ``layers.pt``. A run whose
 ``metrics.json`` already holds the same config is read back instead of trained again,
-so an interrupted experiment resumes where it stopped.
+so an interrupted experiment resumes where it stopped, and ``train=False`` reads what
+has finished without training anything.
 """
 
 from __future__ import annotations
@@ -21,20 +23,31 @@ from .. import data as datasets
 from ..train import TrainConfig
 
 
-def run_name(config: TrainConfig) -> str:
-    """``alexnet-g2-seed0``: the folder a run writes into."""
-    return f"{config.model}-g{config.groups}-seed{config.seed}"
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One training of an experiment: its arm (``g2-wide``), its config, and the layers whose weights it keeps."""
+
+    arm: str
+    config: TrainConfig
+    layers: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """``g2-wide-seed3``: the folder the run writes into."""
+        return f"{self.arm}-seed{self.config.seed}"
 
 
 def run_all(
-    configs: Sequence[TrainConfig],
+    runs: Sequence[Run],
     out: str | Path,
     jobs: int = 1,
     threads: int | None = None,
     data_dir: str | Path | None = None,
     progress: bool = True,
-) -> list[dict]:
-    """Train every config (``jobs`` at a time, ``threads`` torch threads each); their metrics, in order.
+    train: bool = True,
+) -> list[dict | None]:
+    """Train every unfinished run (``jobs`` at a time, ``threads`` torch threads each); all their metrics, in
+    order, None for a run that has not finished (only when ``train`` is False).
 
     ``threads`` defaults to ``torch.get_num_threads() // jobs`` (at least 1).
     """
@@ -42,21 +55,36 @@ def run_all(
 
     out = Path(out)
     threads = threads or max(1, torch.get_num_threads() // jobs)
-    todo = [config for config in configs if _finished(config, out) is None]
-    available = {name: len(datasets.load(name, "train", data_dir)) for name in {c.dataset for c in todo}}
-    total = sum(min(available[c.dataset], c.train_subset or available[c.dataset]) * c.epochs for c in todo)
-    with tqdm(total=total, unit="img", unit_scale=True, desc=f"{len(todo)} runs", disable=not progress) as bar:
-        if todo:
+    todo = [run for run in runs if finished(run, out) is None] if train else []
+    if todo:
+        sizes = {name: len(datasets.load(name, "train", data_dir)) for name in {r.config.dataset for r in todo}}
+        total = sum(_images(run.config, sizes[run.config.dataset]) for run in todo)
+        with tqdm(total=total, unit="img", unit_scale=True, desc=f"{len(todo)} runs", disable=not progress) as bar:
             _train_all(todo, out, jobs, threads, data_dir, bar)
-    return [_finished(config, out) for config in configs]
+    return [finished(run, out) for run in runs]
 
 
-def _train_all(configs, out: Path, jobs: int, threads: int, data_dir, bar) -> None:
-    """Train ``configs`` in ``jobs`` spawned processes, moving ``bar`` as their batches finish."""
+def finished(run: Run, out: str | Path) -> dict | None:
+    """The metrics of a finished run of exactly ``run.config`` under ``out``, or None."""
+    path = Path(out) / run.name / "metrics.json"
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text())
+    return metrics if metrics["config"] == dataclasses.asdict(run.config) else None
+
+
+def _images(config: TrainConfig, available: int) -> int:
+    """Training images a run will see over all its epochs."""
+    kept = available - config.validation
+    return min(kept, config.train_subset or kept) * config.epochs
+
+
+def _train_all(runs: Sequence[Run], out: Path, jobs: int, threads: int, data_dir, bar) -> None:
+    """Train ``runs`` in ``jobs`` spawned processes, moving ``bar`` as their batches finish."""
     context = multiprocessing.get_context("spawn")  # no fork of a process that holds OpenMP threads
     with context.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=context) as pool:
         images = manager.Queue()
-        futures = [pool.submit(_train_one, c, out / run_name(c), threads, data_dir, images) for c in configs]
+        futures = [pool.submit(_train_one, run, out / run.name, threads, data_dir, images) for run in runs]
         while not all(future.done() for future in futures):
             try:
                 bar.update(images.get(timeout=0.5))
@@ -66,20 +94,11 @@ def _train_all(configs, out: Path, jobs: int, threads: int, data_dir, bar) -> No
             future.result()  # re-raise a worker's error here
 
 
-def _train_one(config: TrainConfig, out: Path, threads: int, data_dir, images) -> None:
+def _train_one(run: Run, out: Path, threads: int, data_dir, images) -> None:
     """The body of one worker process."""
     import torch
 
     from ..train import train
 
     torch.set_num_threads(threads)
-    train(config, out, data_dir, progress=False, advance=images.put)
-
-
-def _finished(config: TrainConfig, out: Path) -> dict | None:
-    """The metrics of a finished run of exactly ``config`` under ``out``, or None."""
-    path = out / run_name(config) / "metrics.json"
-    if not path.is_file():
-        return None
-    metrics = json.loads(path.read_text())
-    return metrics if metrics["config"] == dataclasses.asdict(config) else None
+    train(run.config, out, data_dir, progress=False, advance=images.put, layers=run.layers)
