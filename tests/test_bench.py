@@ -247,7 +247,8 @@ def test_tuned_groupconv_contenders_fill_the_cache_per_layout_and_agree(tmp_path
     for twin in twins.values():
         assert suite.mismatch(reference.forward_backward(), twin.forward_backward()) is None
     assert twins["groupconv_cl"].forward().is_contiguous(memory_format=torch.channels_last)
-    entries = json.loads((tmp_path / "tune.json").read_text())["entries"]
+    entries = {key for section in json.loads((tmp_path / "tune.json").read_text())["sections"].values()
+               for key in section["entries"]}  # fmt: skip
     for layout in ("contiguous", "channels_last"):  # each layout tuned on its own
         tuned = {key.split()[0] for key in entries if f" {layout} " in key}
         assert tuned - {"layer"} == {"forward", "input_grad", "weight_grad"}, layout  # a layer route too, if split

@@ -3,7 +3,8 @@
 In order: the formulation forced by :func:`use`; else the tuned choice cached on disk
 for this exact call (shapes, geometry, dtype, layout, device, threads); else, when
 tuning is on (``GROUPCONV_TUNE=1`` or inside :func:`groupconv.tune`), the fastest of
-all formulations timed on the call itself, then cached; else a heuristic default.
+all formulations timed on the call itself beyond the noise (PyTorch's ``native`` on a
+near-tie), then cached; else a heuristic default.
 
     >>> import torch
     >>> from groupconv import ConvSpec
@@ -31,10 +32,10 @@ from .layouts import memory_format
 from .spec import ConvSpec
 
 NARROW = range(2, 5)  # channels per group where groupconv's kernels beat PyTorch's untuned (see docs/benchmarks.md)
-# ...on inputs this large. On smaller ones groupconv's kernels still beat oneDNN's (2-4 channels per group,
-# 3x3, 768 to 24k elements: 0.3-1.1x its time per direction), but not by the ~0.1 ms that each of the three
-# custom-op calls costs over PyTorch running the layer whole; for the same reason an untuned transposed
-# layer this small goes to PyTorch whole
+NARROW_FORMULATION = "numba_direct"  # the untuned choice for those narrow groups
+# ...on inputs this large: on smaller ones a direction's gain is less than the three custom-op calls cost over
+# PyTorch running the layer whole (docs/design.md, "Planner"); for the same reason an untuned transposed layer
+# this small goes to PyTorch whole
 OPS_MIN_ELEMENTS = 200_000
 
 _forced: contextvars.ContextVar[str | None] = contextvars.ContextVar("groupconv_forced", default=None)
@@ -68,12 +69,12 @@ def _tuned(direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *re
 
 def default(spec: ConvSpec, a: torch.Tensor) -> ModuleType:
     """The heuristic choice when nothing is tuned: PyTorch's kernels in the input's layout, except
-    groupconv's Numba kernels for channels-first CPU input of at least 200,000 elements with 2 to 4
-    channels per group, where oneDNN is slowest. (Depthwise layers and wider groups are oneDNN's;
-    tuning finds the exceptions.)"""
+    groupconv's own kernels (:data:`NARROW_FORMULATION`) for channels-first CPU input of at least
+    200,000 elements with 2 to 4 channels per group, where oneDNN is slowest. (Depthwise layers and
+    wider groups are oneDNN's; tuning finds the exceptions.)"""
     numba_wins = spec.in_per_group in NARROW and spec.out_per_group in NARROW and a.numel() >= OPS_MIN_ELEMENTS
     if a.device.type == "cpu" and layout(a) != "channels_last" and numba_wins:
-        preferred = ["numba_direct", "native"]
+        preferred = [NARROW_FORMULATION, "native"]
     else:
         preferred = ["native"]
     candidates = (formulations.load(name) for name in [*preferred, formulations.REFERENCE])

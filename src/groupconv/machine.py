@@ -1,4 +1,5 @@
-"""The machine a benchmark ran on: CPU, cores, threads, library versions and date."""
+"""The machine a measurement ran on: CPU, cores, threads, library versions and date (the benchmark's
+report and the tuning cache's fingerprint both describe it from here)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def describe() -> dict[str, object]:
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
-        "versions": {name: _version(name) for name in _LIBRARIES},
+        "versions": {name: version(name) for name in _LIBRARIES},
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
@@ -36,7 +37,8 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _version(name: str) -> str:
+def version(name: str) -> str:
+    """The installed version of the distribution ``name``, or "not installed"."""
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:

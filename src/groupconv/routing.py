@@ -1,10 +1,16 @@
-"""Whole-layer routing: whether a layer runs on PyTorch's own convolution (and autograd) or on groupconv's ops.
+"""Whole-layer routing: which route runs a layer, as a function of (x, weight, bias).
 
-When every direction a layer will compute (its output, and the gradients autograd will ask
-for) is chosen to be PyTorch's own convolution, :func:`pytorch_layout` says so and the
-layer runs on PyTorch whole: one fused backward and no custom-op overhead, so it runs at
-PyTorch's own speed. A layer whose directions are split between formulations is, when
-tuning, also timed whole both ways (a ``layer`` entry in the cache).
+A route (:data:`groupconv.tuning.ROUTES`) is an engine and a layout: PyTorch's own convolution
+(and autograd: one fused backward, no custom-op overhead) or groupconv's ops (a formulation per
+direction, :mod:`groupconv.dispatch`), computing channels-first or channels-last, the input
+converted at the layer's boundary and the answer given back in the input's layout.
+
+When tuning (``GROUPCONV_TUNE=1`` or inside :func:`groupconv.tune`), every route is timed on the
+layer, forward and then the backward autograd will ask of it, and the choice is cached under the
+layer's key. Untuned, a layer with no such entry runs on PyTorch in the layout in which the
+per-direction choices (cached or the dispatcher's default) give PyTorch every direction, else on
+groupconv's ops in the input's layout. A forced formulation (:func:`groupconv.dispatch.use`) and
+``torch.compile`` always go through the ops.
 
 The core's order: dispatch (a formulation per call) and ops (the custom ops) below, this
 module above them, :mod:`groupconv.functional` (the frontends) on top.
@@ -22,15 +28,41 @@ from .spec import ConvSpec
 
 
 def route(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor):
-    """How calls like this one run, as a function of (x, weight, bias): PyTorch's convolution and
-    autograd where the dispatcher gives PyTorch every direction, else groupconv's ops."""
-    layout = pytorch_layout(x, weight, spec)
-    if layout is None:
-        return lambda x, weight, bias: run_ops(spec, x, weight, bias)
+    """How calls like this one run, as a function of (x, weight, bias)."""
+    if torch.compiler.is_compiling() or dispatch.forced() is not None:
+        return functools.partial(run_ops, spec)
+    return _runner(_layer_route(spec, x, weight), spec, x)
+
+
+def _runner(name: str, spec: ConvSpec, x: torch.Tensor):
+    """The route ``name`` for calls like ``x``, as a function of (x, weight, bias), answering in x's layout."""
+    engine, _, layout_name = name.partition("_")
+    layout = _format(layout_name, spec.dims)
+    if engine == "groupconv":
+        if layout is memory_format(x):
+            return functools.partial(run_ops, spec)
+        return lambda x, weight, bias: _in_layout(run_ops, layout, spec, x, weight, bias)
     if layout is not memory_format(x) or any(lo != hi for lo, hi in spec.padding_pairs) or spec.transposed:
         return lambda x, weight, bias: run_pytorch(spec, x, weight, bias, layout)
     geometry = ops.convolution_arguments(spec)  # x is in the layout it computes in: one call, worked out once
-    return lambda x, weight, bias: torch.convolution(x, weight, bias, *geometry).contiguous(memory_format=layout)
+    return lambda x, weight, bias: torch.convolution(x, _as(weight, layout), bias, *geometry).contiguous(
+        memory_format=layout
+    )
+
+
+def _as(weight: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
+    """The weight in ``layout``: PyTorch computes channels-last when either operand is (a no-op when it is already)."""
+    return weight.contiguous(memory_format=layout)
+
+
+def _in_layout(layer, layout: torch.memory_format, spec: ConvSpec, x: torch.Tensor, weight, bias) -> torch.Tensor:
+    """``layer`` computed on x converted to ``layout``, answered in x's layout."""
+    return layer(spec, x.contiguous(memory_format=layout), weight, bias).contiguous(memory_format=memory_format(x))
+
+
+def _format(layout_name: str, dims: int) -> torch.memory_format | None:
+    """The memory format of a route's layout for ``dims`` spatial dims (None: none, as 1-D channels-last)."""
+    return torch.contiguous_format if layout_name == "channels_first" else CHANNELS_LAST.get(dims)
 
 
 def run_pytorch(
@@ -40,10 +72,10 @@ def run_pytorch(
     (default: x's), answered in x's (channels-last in, channels-last out).
 
     A transposed layer's bias is added afterwards: given one, PyTorch 2.13's transposed convolution
-    takes a slower path (forward of ``ConvTranspose2d(128, 128, 3, padding=1, groups=32)`` on
-    8x128x28x28: 10.4 ms with the bias, 1.2 ms without it and 0.02 ms to add it)."""
+    takes a slower path (docs/design.md, "Planner")."""
     answer_layout = memory_format(x)
-    x = x.contiguous(memory_format=layout or answer_layout)
+    layout = layout or answer_layout
+    x, weight = x.contiguous(memory_format=layout), _as(weight, layout)
     if spec.transposed:
         y = _add_bias(ops.torch_convolution(x, weight, spec), bias, spec)
     else:
@@ -64,37 +96,41 @@ def _add_bias(y: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> tor
     return y if bias is None else y + bias.view(-1, *(1,) * spec.dims)
 
 
-def pytorch_layout(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> torch.memory_format | None:
-    """The layout in which PyTorch's own convolution should run this layer, forward and whatever
-    backward autograd will ask of it; None when groupconv's ops run it.
-
-    A layer goes to PyTorch when every one of those directions is chosen to be PyTorch's
-    (``native`` in x's layout, or ``native_channels_last``), with two exceptions, settled by timing the
-    layer whole when tuning (:func:`_layer_route`): a layer whose directions are split between
-    formulations (untuned: the ops), and a transposed layer, whose ``native`` output is PyTorch's input
-    gradient, not its transposed convolution (untuned: PyTorch's when gradients are needed or the input
-    is small, the ops otherwise; on ``ConvTranspose2d(256, 256, 4, stride=2, groups=16)`` at 8x256x14x14 the
-    ops' forward took 0.7x PyTorch's, at 8x32x8x8 1.9x, and forward+backward 0.97x and 1.9x).
-
-    A forced formulation (:func:`use`) and ``torch.compile`` always go through the ops.
-    """
-    if torch.compiler.is_compiling() or dispatch.forced() is not None:
-        return None
-    conv_spec = convolution(spec, weight)
+def _layer_route(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor) -> str:
+    """The route of this layer: cached for its key (its shapes, layout and the directions autograd will
+    ask for), else timed now when tuning, else the untuned one. Noted for :func:`tuning.decisions_summary`."""
     calls, grad_y = _layer_calls(x, weight, spec)
+    directions = tuple(direction for direction, *_ in calls)
+    key = dispatch.call_key("layer", x, weight, spec, *directions)
+    name = tuning.cached(key)
+    if name is None and tuning.enabled():
+        runs = _layer_runs(x, weight, spec, grad_y)
+        operands = f"{tuple(x.shape)} x {tuple(weight.shape)}"
+        incumbent = f"pytorch_{tuning.layout_name(x)}"
+        name = tuning.tune_layer(key, runs, incumbent, directions, operands, spec.groups)
+    tuned = name is not None and _format(name.partition("_")[2], spec.dims) is not None
+    if not tuned:
+        name = _untuned(spec, x, weight, calls)
+    tuning.note_route(key, name, tuned)
+    return name
+
+
+def _untuned(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor, calls: list[tuple]) -> str:
+    """PyTorch in the layout in which every direction is chosen to be PyTorch's (``native`` in x's layout,
+    or ``native_channels_last``), else groupconv's ops in x's layout. A transposed layer's ``native``
+    output is PyTorch's input gradient, not its transposed convolution: it runs on PyTorch only when
+    gradients are needed or the input is small, on the ops' input gradient otherwise (docs/design.md)."""
+    conv_spec = convolution(spec, weight)
     chosen = {
         dispatch.choose(direction, a, b, conv_spec, *rest).__name__.rpartition(".")[2]
         for direction, a, b, *rest in calls
     }
-    layouts = {"native": memory_format(x), "native_channels_last": CHANNELS_LAST.get(spec.dims)}
-    pytorch = layouts.get(chosen.pop()) if len(chosen) == 1 else None  # PyTorch's layout, if it has every call
-    if pytorch is not None and not spec.transposed:
-        return pytorch
-    if (pytorch is None and len(calls) == 1) or not formulations.load("native").supports(conv_spec, x):
-        return None
-    untuned = pytorch if pytorch is not None and (len(calls) > 1 or x.numel() < dispatch.OPS_MIN_ELEMENTS) else None
-    directions = tuple(direction for direction, *_ in calls)
-    return _layer_route(x, weight, spec, grad_y, directions, pytorch or memory_format(x), untuned)
+    own = tuning.layout_name(x)
+    pytorch = {"native": own, "native_channels_last": "channels_last"}.get(chosen.pop()) if len(chosen) == 1 else None
+    if spec.transposed and pytorch is not None:
+        whole = len(calls) > 1 or x.numel() < dispatch.OPS_MIN_ELEMENTS
+        pytorch = pytorch if whole and formulations.load("native").supports(conv_spec, x) else None
+    return f"groupconv_{own}" if pytorch is None else f"pytorch_{pytorch}"
 
 
 def convolution(spec: ConvSpec, weight: torch.Tensor) -> ConvSpec:
@@ -123,36 +159,17 @@ def _layer_calls(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> tuple
     return [output, *(call for call, need in zip(gradients, needed) if need)], grad_y
 
 
-def _layer_route(x, weight, spec: ConvSpec, grad_y, directions: tuple, layout, untuned) -> torch.memory_format | None:
-    """Whether PyTorch's own convolution (and fused backward) in ``layout`` beats groupconv's ops when
-    the layer's ``directions`` run together: ``layout`` or None, timed on the layer when tuning is on and
-    cached like a direction's choice (keyed by the directions, the output's first: a transposed
-    layer's differ); ``untuned`` when neither. Directions timed alone misjudge this: they leave out the
-    layout conversions between them, and PyTorch's fused backward."""
-    key = dispatch.call_key("layer", x, weight, spec, *directions)
-    name = tuning.cached(key)
-    if name is None and tuning.enabled():
-        runs = _layer_runs(x, weight, spec, grad_y, layout)
-        name = tuning.tune_layer(key, runs, f"{tuple(x.shape)} x {tuple(weight.shape)}", spec.groups, x.device)
-    if name is None:
-        return untuned
-    return layout if name == "pytorch" else None
-
-
-def _layer_runs(x, weight, spec: ConvSpec, grad_y, layout: torch.memory_format) -> dict:
-    """The layer's forward (and backward, when ``grad_y`` is given) by PyTorch's convolution in
-    ``layout``, and by groupconv's ops."""
+def _layer_runs(x, weight, spec: ConvSpec, grad_y) -> dict:
+    """The layer's forward (and backward to what needs a gradient, when ``grad_y`` is given) by each
+    route that exists for it, PyTorch's in x's layout first."""
     x, weight = x.detach().requires_grad_(x.requires_grad), weight.detach().requires_grad_(weight.requires_grad)
     wrt = [t for t in (x, weight) if t.requires_grad]
 
-    def run(layer):
-        y = layer(spec, x, weight)
+    def run(name: str):
+        y = _runner(name, spec, x)(x, weight, None)
         return y if grad_y is None else torch.autograd.grad(y, wrt, grad_y)
 
-    return {
-        "pytorch": functools.partial(run, functools.partial(run_pytorch, layout=layout)),
-        "groupconv": functools.partial(run, run_ops),
-    }
+    return {name: functools.partial(run, name) for name in tuning.ROUTES if _format(name.partition("_")[2], spec.dims)}
 
 
 def _stand_in(size, like: torch.Tensor) -> torch.Tensor:

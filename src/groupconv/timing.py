@@ -4,15 +4,20 @@ Timing contenders side by side in one process, one call each per round, means a 
 drift on a shared machine (another process waking up, the clock throttling) lands on
 all of them alike; each round also starts with a different contender, so none always
 runs on caches the previous one warmed. Each contender's time is the median of its
-rounds, with the interquartile range as its spread. Threads are whatever
-``torch.get_num_threads()`` says: the timer never changes them.
+rounds, with the interquartile range as its spread. A spread larger than the settings
+allow means the machine was busy: every contender is timed again, and if the spread stays
+large the timer warns. :func:`beats` is the margin every decision uses: faster beyond the
+measured spread. Threads are whatever ``torch.get_num_threads()`` says: the timer never
+changes them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Mapping
 
 
@@ -22,7 +27,10 @@ class TimerSettings:
     has passed (at least ``min_repeats``, at most ``max_repeats`` rounds). Fast layers get
     many rounds; a contender taking seconds a call gets the minimum. Rounds also stop
     once ``steady_repeats`` of them have every contender's spread within ``steady_spread``:
-    more rounds of steady timings would not move their medians, only lengthen the run."""
+    more rounds of steady timings would not move their medians, only lengthen the run.
+    When a contender's spread exceeds ``retime_spread``, all are timed afresh (up to
+    ``retimes`` times, keeping the steadiest run), then, if ``warn``, a warning says the spread stayed
+    large (a caller that decides on many timings may rather warn once itself)."""
 
     warmup: int = 1
     min_repeats: int = 3
@@ -30,10 +38,18 @@ class TimerSettings:
     budget_s: float = 2.0
     steady_repeats: int = 8
     steady_spread: float = 0.03
+    retime_spread: float = math.inf
+    retimes: int = 1
+    warn: bool = True
 
 
-FULL = TimerSettings()
+FULL = TimerSettings(retime_spread=0.10)
 QUICK = TimerSettings(warmup=1, min_repeats=2, max_repeats=3, budget_s=0.02)
+# for choosing a route: enough rounds for quartiles, within about half a second per decision
+TUNING = TimerSettings(
+    warmup=1, min_repeats=7, max_repeats=30, budget_s=0.5, steady_repeats=7, retime_spread=0.10, warn=False
+)
+MARGIN = 0.05  # the least relative gain that :func:`beats` counts, however steady the timings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +96,40 @@ def interleaved(
     for _ in range(settings.warmup):
         for _, call in calls:
             call()
+    timings = _rounds(calls, settings, clock)
+    for _ in range(settings.retimes):
+        if worst_spread(timings) <= settings.retime_spread:
+            break
+        timings = min(timings, _rounds(calls, settings, clock), key=worst_spread)
+    if settings.warn and worst_spread(timings) > settings.retime_spread:
+        warnings.warn(
+            f"groupconv: timings spread by up to {worst_spread(timings):.0%} even when timed again (allowed: "
+            f"{settings.retime_spread:.0%}); the machine is busy, so differences within the spread mean nothing",
+            stacklevel=2,
+        )
+    return timings
+
+
+def worst_spread(timings: Mapping[str, Timing]) -> float:
+    """The largest :attr:`Timing.spread` among ``timings`` (0 for none)."""
+    return max((timing.spread for timing in timings.values()), default=0.0)
+
+
+def beats(candidate: Timing, incumbent: Timing, margin: float = MARGIN) -> bool:
+    """Whether ``candidate`` is faster than ``incumbent`` beyond the measured spread: its upper quartile
+    below the incumbent's lower one, and its median at least ``margin`` below the incumbent's.
+
+    Example:
+        >>> beats(Timing.of([1.0, 1.1, 1.2]), Timing.of([2.0, 2.1, 2.2]))
+        True
+        >>> beats(Timing.of([1.0, 1.5, 2.4]), Timing.of([1.6, 1.7, 1.8]))
+        False
+    """
+    return candidate.q75_s < incumbent.q25_s and candidate.median_s <= (1 - margin) * incumbent.median_s
+
+
+def _rounds(calls: list, settings: TimerSettings, clock: Callable[[], float]) -> dict[str, Timing]:
+    """Rounds of every call in turn, each round starting one contender later, until the settings say stop."""
     samples: dict[str, list[float]] = {name: [] for name, _ in calls}
     start = clock()
     rounds = 0

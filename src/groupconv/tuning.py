@@ -1,97 +1,169 @@
-"""Autotuning: time every formulation on the real call, keep the fastest, remember it on disk.
+"""Autotuning: time each layer as autograd runs it, keep what is faster beyond the noise, remember it on disk.
+
+A layer's candidates are whole routes (:data:`ROUTES`): PyTorch's own convolution or
+groupconv's ops, each computing channels-first or channels-last (converted at the layer's
+boundary when the input is in the other layout), each run forward and then backward to
+what autograd will ask of the layer. Groupconv's ops pick a formulation per direction
+(timed per call, :func:`tune_call`), and the whole layer is timed with whatever they picked.
+PyTorch in the input's layout is the incumbent: another route replaces it only when
+:func:`groupconv.timing.beats` it, so a near-tie resolves to PyTorch's own route.
 
 The cache is one JSON file (``$GROUPCONV_CACHE``, else ``$XDG_CACHE_HOME/groupconv/tune.json``,
-else ``~/.cache/groupconv/tune.json``) mapping a call's key (direction, shapes, geometry,
-dtype, layout, device, threads: :func:`groupconv.dispatch.call_key`) to a formulation's
-name, under a fingerprint of the machine and versions (CPU model, groupconv, torch, numba).
-A file that is corrupt or carries another fingerprint is ignored with a warning and
-rebuilt. Writers merge their entries under an exclusive lock and replace the file
-atomically, so processes tuning at once lose nothing and never leave half a file.
+else ``~/.cache/groupconv/tune.json``) of sections, one per fingerprint of the machine and
+versions (CPU model, groupconv, torch, numba): every virtual environment of a user shares
+the file and keeps its own section. A section maps a call's key
+(:func:`groupconv.dispatch.call_key`) to a formulation's or route's name. Writers merge their
+own section under an exclusive lock and replace the file atomically. A cache location that
+cannot be used (not a regular file, unreadable, unwritable) gives one warning, and the
+process runs untuned: choices made in it last only as long as the process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
 import dataclasses
+import errno
 import fcntl
 import functools
-import importlib.metadata
+import hashlib
 import json
+import math
 import os
-import platform
-import statistics
+import stat
 import tempfile
-import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import torch
 
-from . import formulations
-from .layouts import memory_format
+from . import formulations, machine, timing
+from .errors import GroupConvError
+from .layouts import CHANNELS_LAST, memory_format
 from .spec import ConvSpec
+from .timing import Timing
 
-FORMAT = 1
-ROUTES = ("pytorch", "groupconv")  # a layer's tuned route (groupconv.dispatch): PyTorch whole, or groupconv's ops
-# Another formulation must beat PyTorch's own kernel (``native``) by 5% to be chosen over it: a smaller
-# difference is within timing noise, and a layer that PyTorch runs in every direction runs without
-# groupconv's custom-op overhead and with PyTorch's fused backward (see groupconv.dispatch).
-PYTORCH_MARGIN = 0.95
+FORMAT = 2
+LAYOUTS = ("channels_first", "channels_last")
+ROUTES = tuple(f"{engine}_{layout}" for engine in ("pytorch", "groupconv") for layout in LAYOUTS)  # a layer's route
+_ROUTES_NOTED = 4096  # layers whose route :func:`note_route` keeps (ever-new shapes must not grow it forever)
 _session: contextvars.ContextVar[_Session | None] = contextvars.ContextVar("groupconv_tuning", default=None)
+_routes_taken: dict[str, dict[str, object]] = {}
+_SHORT = {"forward": "fwd", "input_grad": "dx", "weight_grad": "dw"}  # a layer's directions in the report's table
 
 
 @dataclasses.dataclass(frozen=True)
 class Tuned:
-    """One tuned call: its cache key, what it was, each candidate's median seconds (None: wrong), the winner."""
+    """One tuned call or layer: its cache key, what it was, each candidate's timing (None: wrong), the winner."""
 
     key: str
-    direction: str
+    direction: str  # forward, input_grad, weight_grad, or layer: the whole layer forward and backward
+    directions: tuple[str, ...]  # what it computes: the direction, or a layer's (its output's first)
+    layout: str  # the input's: channels_first or channels_last
     operands: str  # "(2, 4, 9, 9) x (8, 2, 3, 3)"
     groups: int
-    seconds: dict[str, float | None]
+    timings: dict[str, Timing | None]
     chosen: str
 
+    @property
+    def pytorch_best(self) -> str | None:
+        """The faster of PyTorch's routes (a layer's) or formulations (a direction's), by median."""
+        pytorch = {"pytorch_channels_first", "pytorch_channels_last", "native", "native_channels_last"}
+        timed = {name: t.median_s for name, t in self.timings.items() if t is not None and name in pytorch}
+        return min(timed, key=timed.get) if timed else None
+
+    @property
+    def speedup(self) -> float | None:
+        """PyTorch's best median over the chosen one's (1.0 where PyTorch's route is chosen)."""
+        best, chosen = self.pytorch_best, self.timings.get(self.chosen)
+        return None if best is None or chosen is None else self.timings[best].median_s / chosen.median_s
+
     def to_dict(self) -> dict:
-        """The JSON form (docs/cli-json.md, ``groupconv.tune/1``): timings as a list, in dispatch order."""
-        timings = [{"formulation": name, "seconds": seconds} for name, seconds in self.seconds.items()]
-        fields = dataclasses.asdict(self)
-        del fields["seconds"]
-        return {**fields, "timings": timings}
+        """The JSON form (docs/cli-json.md, ``groupconv.tune/2``): timings as a list, in the order timed."""
+        timings = [{"candidate": name, **_timing_dict(t)} for name, t in self.timings.items()]
+        names = ("key", "direction", "layout", "operands", "groups", "chosen")
+        fields = {name: getattr(self, name) for name in names}
+        return {
+            **fields,
+            "directions": list(self.directions),
+            "timings": timings,
+            "pytorch_best": self.pytorch_best,
+            "speedup": self.speedup,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelLayout:
+    """The layout :func:`tune` recommends for the whole model, from its training step timed both ways."""
+
+    input_layout: str
+    chosen: str
+    timings: dict[str, Timing]
+    applied: bool
+
+    def __str__(self) -> str:
+        times = ", ".join(f"{name} {_ms(t)}" for name, t in self.timings.items())
+        advice = "" if self.chosen == self.input_layout else (
+            " (convert the model with model.to(memory_format=torch.channels_last) and its input alike"
+            if self.chosen == "channels_last" else " (give the model channels-first input and parameters"
+        ) + (", done for the parameters)" if self.applied else ")")  # fmt: skip
+        return f"model layout: {self.chosen}{advice}; training step {times}"
+
+    def to_dict(self) -> dict:
+        timings = [{"layout": name, **_timing_dict(t)} for name, t in self.timings.items()]
+        return {"input_layout": self.input_layout, "chosen": self.chosen, "applied": self.applied, "timings": timings}
 
 
 @dataclasses.dataclass
 class TuneReport:
-    """What :func:`tune` decided, one row per distinct call of the model."""
+    """What :func:`tune` decided: every call and layer it timed, and the model's layout."""
 
     calls: list[Tuned]
+    layout: ModelLayout | None = None
+
+    @property
+    def layers(self) -> list[Tuned]:
+        return [call for call in self.calls if call.direction == "layer"]
 
     def __str__(self) -> str:
-        names = [name for name in (*formulations.NAMES, *ROUTES) if any(name in call.seconds for call in self.calls)]
-        rows = [["direction", "operands", "groups", *(f"{name} ms" for name in names), "chosen"]]
-        for call in self.calls:
-            times = [_milliseconds(call, name) for name in names]
-            rows.append([call.direction, call.operands, str(call.groups), *times, call.chosen])
+        rows = [["layout", "operands", "groups", "directions", "route", "time", "PyTorch's best", "speedup"]]
+        for layer in self.layers:
+            best = layer.pytorch_best
+            directions = "+".join(map(_SHORT.get, layer.directions))
+            rows.append([
+                layer.layout, layer.operands, str(layer.groups), directions, layer.chosen,
+                _ms(layer.timings[layer.chosen]), "-" if best is None else f"{_ms(layer.timings[best])} ({best})",
+                "-" if layer.speedup is None else f"{layer.speedup:.2f}x",
+            ])  # fmt: skip
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+        table = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+        return table if self.layout is None else f"{self.layout}\n\n{table}"
+
+    def to_dict(self) -> dict:
+        return {
+            "layout": None if self.layout is None else self.layout.to_dict(),
+            "calls": [call.to_dict() for call in self.calls],
+        }
 
 
 @dataclasses.dataclass
 class _Session:
-    """One :func:`tune` run: the calls it timed, and whether it times cached calls again."""
+    """One :func:`tune` run: what it timed, its choices (cached when it succeeds), and whether it times now."""
 
     calls: list[Tuned]
     retune: bool
-
-    def timed(self, key: str) -> bool:
-        return any(call.key == key for call in self.calls)
+    pending: dict[str, str]
+    tuning: bool = True
 
 
 def cached(key: str) -> str | None:
-    """The cached choice for ``key``; None inside a ``retune`` session until it has timed ``key`` itself."""
+    """The cached choice for ``key``: the running :func:`tune`'s own first, then (unless it retunes) the cache's."""
     session = _session.get()
-    if session is not None and session.retune and not session.timed(key):
+    if session is not None and key in session.pending:
+        return session.pending[key]
+    if session is not None and session.retune and session.tuning:
         return None
     return cache().get(key)
 
@@ -103,40 +175,125 @@ def session_active() -> bool:
 
 def enabled() -> bool:
     """Whether a call missing from the cache is tuned now: inside :func:`tune`, or GROUPCONV_TUNE=1."""
-    return session_active() or os.environ.get("GROUPCONV_TUNE", "") not in ("", "0")
+    session = _session.get()
+    if session is not None:
+        return session.tuning
+    return os.environ.get("GROUPCONV_TUNE", "") not in ("", "0")
 
 
-def tune(model: torch.nn.Module, example_input: torch.Tensor, *, retune: bool = False) -> TuneReport:
-    """Time every formulation of every convolution ``model`` runs on ``example_input`` —
-    forward, input gradient and weight gradient — and cache the fastest for each; where a
-    layer's directions are split between formulations, time the layer whole too (see
-    :mod:`groupconv.dispatch`).
+def tune(
+    model: torch.nn.Module,
+    example_input: torch.Tensor,
+    *,
+    retune: bool = False,
+    layout: bool = True,
+    apply_layout: bool = False,
+) -> TuneReport:
+    """Time every route of every convolution ``model`` runs on ``example_input``, as autograd runs
+    it, and cache the fastest beyond the noise (PyTorch's own route on a near-tie); then, unless not
+    ``layout``, time the model's forward and backward channels-first against channels-last (as
+    ``model.to(memory_format=torch.channels_last)`` would run it, on channels-last input) and say
+    which to use. With ``apply_layout`` the model's parameters are converted to the chosen layout
+    (its input is the caller's to convert).
 
-    The model runs forward and backward twice: with a gradient for the input, and without,
-    as a training step runs it (the first layer's route can differ). It runs in eval mode
-    (running statistics untouched) and its parameters' ``.grad`` are left as they were.
-    Calls already in the cache are not timed again, unless ``retune`` (after the machine was
-    busy, say): then each is timed anew.
+    The model runs forward and backward with a gradient for the input, and without, as a training
+    step runs it (the first layer's route can differ), in each layout. It runs in eval mode (running
+    statistics untouched) and its parameters' ``.grad`` are left as they were. Calls already in the
+    cache are not timed again, unless ``retune`` (after the machine was busy, say).
+
+    Raises GroupConvError, caching nothing, when ``example_input`` or the model's output on it is
+    not finite: timings of overflowing data judge nothing.
 
     Example:
         >>> import groupconv, torch
         >>> layer = groupconv.nn.Conv2d(8, 8, 3, groups=4)
-        >>> report = groupconv.tune(layer, torch.randn(2, 8, 10, 10), retune=True)
-        >>> {"forward", "input_grad", "weight_grad"} <= {call.direction for call in report.calls}
+        >>> report = groupconv.tune(layer, torch.randn(2, 8, 10, 10), retune=True, layout=False)
+        >>> {route.chosen for route in report.layers} <= set(ROUTES)
         True
     """
-    session = _Session([], retune)
-    token = _session.set(session)
-    modes = {module: module.training for module in model.modules()}
+    x = example_input.detach()
+    other = _other_layout(x) if layout else None
+    twin = None if other is None else copy.deepcopy(model).to(memory_format=other)
+    with _eval_mode(model), _eval_mode(twin):
+        _check_finite(model, x)
+        session = _Session([], retune, {})
+        token = _session.set(session)
+        try:
+            _forward_backward_both_ways(model, x)
+            if twin is not None:
+                _forward_backward_both_ways(twin, x.contiguous(memory_format=other))
+        finally:
+            _session.reset(token)
+        cache().put_many(session.pending)
+        _warn_if_noisy(session.calls)
+        decision = None if twin is None else _model_layout(model, twin, x, other)
+    if decision is not None and apply_layout:
+        model.to(memory_format=other if decision.chosen != layout_name(x) else memory_format(x))
+        decision = dataclasses.replace(decision, applied=True)
+    return TuneReport(session.calls, decision)
+
+
+def _other_layout(x: torch.Tensor) -> torch.memory_format | None:
+    """The memory format other than x's, where its rank has a channels-last one."""
+    channels_last = CHANNELS_LAST.get(x.dim() - 2)
+    if channels_last is None:
+        return None
+    return torch.contiguous_format if memory_format(x) is channels_last else channels_last
+
+
+@contextlib.contextmanager
+def _eval_mode(model: torch.nn.Module | None) -> Iterator[None]:
+    modes = {} if model is None else {module: module.training for module in model.modules()}
     try:
-        model.eval()
-        for input_needs_grad in (True, False):
-            _forward_backward(model, example_input.detach().requires_grad_(input_needs_grad))
+        if model is not None:
+            model.eval()
+        yield
     finally:
-        _session.reset(token)
         for module, training in modes.items():
             module.training = training
-    return TuneReport(session.calls)
+
+
+def _noisy(tuned: Tuned) -> bool:
+    """Whether a decision's timings stayed more spread than the timer allows, even timed again."""
+    spreads = {name: t for name, t in tuned.timings.items() if t is not None}
+    return timing.worst_spread(spreads) > timing.TUNING.retime_spread
+
+
+def _warn_if_noisy(calls: list[Tuned]) -> None:
+    noisy = sum(map(_noisy, calls))
+    if noisy:
+        warnings.warn(
+            f"groupconv: {noisy} of {len(calls)} tuning decisions had timings spread more than "
+            f"{timing.TUNING.retime_spread:.0%} (a busy machine): near-ties went to PyTorch's own route; "
+            "tune again with retune=True on a quiet machine to judge them",
+            stacklevel=3,
+        )
+
+
+def _check_finite(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """GroupConvError unless ``x`` and the model's outputs on it are finite (run untuned, nothing cached)."""
+    limit = math.sqrt(torch.finfo(x.dtype).max) if x.is_floating_point() else math.inf
+    problem = None
+    if not torch.isfinite(x).all():
+        problem = "example_input holds inf or NaN"
+    elif _peak(x) > limit:  # products of two such values overflow: every candidate's result would be inf
+        problem = f"example_input reaches {_peak(x):.3g}, beyond {limit:.3g} where a convolution's products overflow"
+    if problem is None:
+        token = _session.set(_Session([], False, {}, tuning=False))
+        try:
+            with torch.no_grad():
+                outputs = _tensors(model(x))
+        finally:
+            _session.reset(token)
+        if not all(torch.isfinite(t).all() for t in outputs if t.is_floating_point()):
+            problem = f"the model's output overflows to inf or NaN on example_input (largest |value| {_peak(x):.3g})"
+    if problem is not None:
+        raise GroupConvError(f"cannot tune: {problem}; tune on a batch of real, normalised data (values of order 1)")
+
+
+def _forward_backward_both_ways(model: torch.nn.Module, x: torch.Tensor) -> None:
+    for input_needs_grad in (True, False):
+        _forward_backward(model, x.detach().requires_grad_(input_needs_grad))
 
 
 def _forward_backward(model: torch.nn.Module, x: torch.Tensor) -> None:
@@ -148,36 +305,98 @@ def _forward_backward(model: torch.nn.Module, x: torch.Tensor) -> None:
         torch.autograd.grad(outputs, wrt, cotangents, allow_unused=True)
 
 
-def tune_layer(key: str, runs: dict[str, Callable[[], object]], operands: str, groups: int, device) -> str:
-    """Time a layer's forward and backward each way in ``runs`` (a :data:`ROUTES` name each), cache the fastest."""
-    for run in runs.values():
-        run()  # the warm-up: compiles, allocates
-    seconds = _interleaved_medians(runs, device)
-    chosen = min(seconds, key=seconds.get)
-    _record(Tuned(key, "layer", operands, groups, seconds, chosen))
+def _model_layout(model, twin, x: torch.Tensor, other: torch.memory_format) -> ModelLayout:
+    """Time the model's forward and backward (to its parameters, as a training step) in x's layout and,
+    by its ``twin``, in the ``other``."""
+    x_other = x.contiguous(memory_format=other)
+    steps = {
+        layout_name(x): functools.partial(_forward_backward, model, x),
+        layout_name(x_other): functools.partial(_forward_backward, twin, x_other),
+    }
+    timings = timing.interleaved(dict(sorted(steps.items())), timing.TUNING)
+    incumbent = layout_name(x)
+    return ModelLayout(incumbent, decide(timings, incumbent), timings, applied=False)
+
+
+def decide(timings: Mapping[str, Timing | None], incumbent: str) -> str:
+    """``incumbent`` unless another candidate beats it beyond the measured spread (:func:`timing.beats`);
+    candidates are tried in order, each replacing the choice only when it beats it, so near-ties keep
+    the earlier one: the same choice however the noise falls, within the margin."""
+    timed = {name: t for name, t in timings.items() if t is not None}
+    chosen = incumbent if incumbent in timed else min(timed, key=lambda name: timed[name].median_s)
+    for name, candidate in timed.items():
+        if timing.beats(candidate, timed[chosen]):
+            chosen = name
     return chosen
 
 
-def tune_call(key: str, direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *rest) -> str:
-    """Time each formulation that supports this call, check it against the reference, cache the fastest."""
+def tune_layer(
+    key: str,
+    runs: Mapping[str, Callable[[], object]],
+    incumbent: str,
+    directions: tuple[str, ...],
+    operands: str,
+    groups: int,
+) -> str:
+    """Time a layer's forward and backward by each route in ``runs`` (a :data:`ROUTES` name each) and
+    cache the one :func:`decide` picks against ``incumbent``, PyTorch's own route. The first, untimed,
+    run of each route also tunes its ops' directions."""
+    timings = timing.interleaved(runs, timing.TUNING)
+    chosen = decide(timings, incumbent)
+    _record(Tuned(key, "layer", directions, incumbent.partition("_")[2], operands, groups, dict(timings), chosen))
+    return chosen
+
+
+def _record(tuned: Tuned) -> None:
+    """Keep a tuned choice: for the :func:`tune` running (cached when it succeeds), else in the cache now."""
+    session = _session.get()
+    if session is None:
+        cache().put(tuned.key, tuned.chosen)
+        _warn_if_noisy([tuned])
+    else:
+        session.pending[tuned.key] = tuned.chosen
+        session.calls.append(tuned)
+
+
+def tune_call(key: str, direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *rest) -> str | None:
+    """Time each formulation that supports this call, check it against the reference, cache the
+    fastest beyond the noise (``native``, PyTorch's kernel, on a near-tie). None, caching nothing,
+    when the reference's result is not finite (inside :func:`tune`: GroupConvError)."""
     expected = getattr(formulations.load(formulations.REFERENCE), direction)(a, b, spec, *rest)
+    if not _judgeable(expected, key):
+        return None
     runs: dict[str, Callable[[], object] | None] = {}
     for name in formulations.NAMES:
         module = formulations.load(name)
         if module.supports(spec, a):
             run = functools.partial(_as_the_op_answers, getattr(module, direction), direction, a, b, spec, *rest)
-            agrees = _close(run(), expected)  # also the warm-up: compiles, allocates
+            agrees = _close(run(), expected)  # also a first warm-up: compiles, allocates
             runs[name] = run if agrees else None
             if not agrees:
                 message = f"groupconv: formulation {name!r} disagrees with the reference on {key}; not used"
                 warnings.warn(message, stacklevel=2)
-    timed = _interleaved_medians({name: run for name, run in runs.items() if run is not None}, a.device)
-    seconds = {name: timed.get(name) for name in runs}  # None: wrong
-    chosen = min(timed, key=timed.get)
-    if "native" in timed and timed[chosen] > PYTORCH_MARGIN * timed["native"]:
-        chosen = "native"
-    _record(Tuned(key, direction, f"{tuple(a.shape)} x {tuple(b.shape)}", spec.groups, seconds, chosen))
+    timed = timing.interleaved({name: run for name, run in runs.items() if run is not None}, timing.TUNING)
+    timings = {name: timed.get(name) for name in runs}  # None: wrong
+    chosen = decide(timings, "native")
+    operands = f"{tuple(a.shape)} x {tuple(b.shape)}"
+    _record(Tuned(key, direction, (direction,), layout_name(a), operands, spec.groups, timings, chosen))
     return chosen
+
+
+def _judgeable(expected: torch.Tensor, key: str) -> bool:
+    """Whether a call's reference result is finite; inside :func:`tune` a non-finite one is an error."""
+    if torch.isfinite(expected).all():
+        return True
+    message = f"cannot tune {key}: its result overflows to inf or NaN"
+    if session_active():
+        raise GroupConvError(f"{message}; tune on a batch of real, normalised data (values of order 1)")
+    warnings.warn(f"groupconv: {message}; left untuned", stacklevel=3)
+    return False
+
+
+def layout_name(t: torch.Tensor) -> str:
+    """ "channels_last" for a channels-last tensor (and its 3-D twin), else "channels_first"."""
+    return "channels_first" if memory_format(t) is torch.contiguous_format else "channels_last"
 
 
 def _as_the_op_answers(compute: Callable, direction: str, a: torch.Tensor, *operands) -> torch.Tensor:
@@ -187,56 +406,128 @@ def _as_the_op_answers(compute: Callable, direction: str, a: torch.Tensor, *oper
     return compute(a, *operands).contiguous(memory_format=layout)
 
 
-def _record(tuned: Tuned) -> None:
-    """Cache a tuned choice, and report it to the :func:`tune` running, if any."""
-    cache().put(tuned.key, tuned.chosen)
-    session = _session.get()
-    if session is not None:
-        session.calls.append(tuned)
+def note_route(key: str, route: str, tuned: bool) -> None:
+    """Remember the route a layer took in this process, outside :func:`tune` (see :func:`decisions_summary`)."""
+    if len(_routes_taken) < _ROUTES_NOTED and not session_active():
+        _routes_taken[key] = {"layer": key, "route": route, "tuned": tuned}
+
+
+def decisions_summary() -> dict[str, object]:
+    """The routes this process's layers took (tuned: from the cache or tuned now; else the untuned
+    default), and the cache they came from: what a run's metrics record so two runs can be compared."""
+    routes = sorted(_routes_taken.values(), key=lambda route: str(route["layer"]))
+    return {"cache": str(cache_path()), "tuned": sum(bool(route["tuned"]) for route in routes), "routes": routes}
+
+
+class _Unusable(Exception):
+    """The cache location cannot be used; the message says why."""
 
 
 class Cache:
-    """The on-disk tuning cache of one file, with an in-memory copy."""
+    """The on-disk tuning cache of one file: this environment's section of it, in memory."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.entries = self._read(warn=True)
-        self.decisions: dict = {}  # what callers derived from the entries (groupconv.dispatch), dropped as they change
+        self.problem: str | None = None  # why the file cannot be used (warned once); then nothing touches it
+        self.decisions: dict = {}  # what callers derived from the entries (groupconv.functional); dropped on change
+        self.entries: dict[str, str] = {}
+        self._attempt(self._load)
 
     def get(self, key: str) -> str | None:
         return self.entries.get(key)
 
     def put(self, key: str, name: str) -> None:
-        """Record ``key -> name``, merged with whatever other processes wrote meanwhile."""
+        self.put_many({key: name})
+
+    def put_many(self, entries: Mapping[str, str]) -> None:
+        """Record ``entries`` (in memory always; on disk unless the location is unusable), merged under the lock
+        with whatever other processes wrote meanwhile; other environments' sections are kept as they are."""
+        if entries:
+            self.entries = {**self.entries, **entries}
+            self.decisions.clear()
+            self._attempt(self._write)
+
+    def _load(self) -> None:
+        self.entries = self._own_entries(self._read(), warn=True)
+
+    def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with _locked(self.path.with_name(self.path.name + ".lock")):
-            self.entries = {**self._read(warn=False), key: name}
-            self.decisions.clear()
-            document = {"fingerprint": fingerprint(), "entries": self.entries}
-            with tempfile.NamedTemporaryFile("w", dir=self.path.parent, prefix=".tune-", delete=False) as temp:
+            document = self._read() or {"sections": {}}
+            self.entries = {**self._own_entries(document, warn=False), **self.entries}
+            own = {"fingerprint": fingerprint(), "entries": self.entries}
+            self._replace({"format": FORMAT, "sections": {**document["sections"], _section_id(): own}})
+
+    def _attempt(self, action: Callable[[], None]) -> None:
+        """Run ``action`` unless the location is known unusable; an OSError in it makes it so, with one warning."""
+        if self.problem is not None:
+            return
+        try:
+            action()
+        except (OSError, _Unusable) as error:
+            self.problem = str(error) if isinstance(error, _Unusable) else f"{error.strerror or error}"
+            warnings.warn(
+                f"groupconv: the tuning cache {self.path} cannot be used ({self.problem}); running untuned. "
+                "Set GROUPCONV_CACHE to a regular file in a writable directory",
+                stacklevel=4,
+            )
+
+    def _read(self) -> dict | None:
+        """The file's document with its sections (a format-1 file: one section); None when there is no file,
+        or it is corrupt (warned). Raises _Unusable when the path is no regular file."""
+        content = _read_regular(self.path)
+        if content is None:
+            return None
+        try:
+            document = json.loads(content)
+            if "sections" not in document:  # format 1: one environment's entries
+                document = {"sections": {_section_id(document["fingerprint"]): document}}
+            for section in document["sections"].values():
+                if not (isinstance(section["fingerprint"], dict) and isinstance(section["entries"], dict)):
+                    raise TypeError("a section's fingerprint and entries must be objects")
+            return document
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            message = f"groupconv: ignoring the tuning cache {self.path}: it is not a tuning cache "
+            warnings.warn(f"{message}({type(error).__name__}: {error}); it will be rebuilt", stacklevel=5)
+            return None
+
+    def _own_entries(self, document: dict | None, *, warn: bool) -> dict[str, str]:
+        """This environment's entries in ``document``; none (with a warning) if some are unknown."""
+        if document is None:
+            return {}
+        entries = document["sections"].get(_section_id(), {}).get("entries", {})
+        if all(isinstance(k, str) and v in (*formulations.NAMES, *ROUTES) for k, v in entries.items()):
+            return entries
+        if warn:
+            warnings.warn(f"groupconv: ignoring the tuning cache {self.path}: it holds unknown entries", stacklevel=5)
+        return {}
+
+    def _replace(self, document: dict) -> None:
+        """Write ``document`` to a temporary file beside the path and rename it over the path."""
+        with tempfile.NamedTemporaryFile("w", dir=self.path.parent, prefix=".tune-", delete=False) as temp:
+            try:
                 json.dump(document, temp, indent=1, sort_keys=True)
                 temp.flush()
                 os.fsync(temp.fileno())
-            os.replace(temp.name, self.path)
+            except BaseException:
+                os.unlink(temp.name)
+                raise
+        os.replace(temp.name, self.path)
 
-    def _read(self, *, warn: bool) -> dict[str, str]:
-        """The file's entries; empty (with a warning) when it is corrupt or another machine's or version's."""
-        try:
-            document = json.loads(self.path.read_text())
-            problem = None if document["fingerprint"] == fingerprint() else "it was made by another machine or version"
-            entries = document["entries"]
-            if not all(isinstance(k, str) and v in (*formulations.NAMES, *ROUTES) for k, v in entries.items()):
-                problem = "it holds unknown entries"
-        except FileNotFoundError:
-            return {}
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
-            problem = f"it is not a tuning cache ({type(error).__name__}: {error})"
-        if problem is None:
-            return entries
-        if warn:
-            message = f"groupconv: ignoring the tuning cache {self.path}: {problem}; it will be rebuilt"
-            warnings.warn(message, stacklevel=2)
-        return {}
+
+def _read_regular(path: Path) -> bytes | None:
+    """The bytes of ``path`` if it is a regular file; None when there is nothing there. Raises _Unusable
+    for anything else: a FIFO is never opened (no hang), a device never read nor replaced."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise _Unusable("it is not a regular file")
+    except FileNotFoundError:
+        return None
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # NONBLOCK: a FIFO swapped in since
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise _Unusable("it is not a regular file")
+        return handle.read()
 
 
 def cache() -> Cache:
@@ -257,62 +548,41 @@ def _cache_at(explicit: str | None, cache_home: str | None) -> Cache:
 @functools.cache
 def fingerprint() -> dict[str, str]:
     """What a tuned choice depends on beyond the call itself."""
-    versions = {name: _version(name) for name in ("groupconv", "torch", "numba")}
-    return {"format": str(FORMAT), "cpu": _cpu_model(), **versions}
+    versions = {name: machine.version(name) for name in ("groupconv", "torch", "numba")}
+    return {"format": str(FORMAT), "cpu": machine.cpu_model(), **versions}
 
 
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "absent"
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+def _section_id(of: dict[str, str] | None = None) -> str:
+    """The key of a fingerprint's section in the file (this environment's by default)."""
+    text = json.dumps(fingerprint() if of is None else of, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _interleaved_medians(
-    runs: dict[str, Callable[[], object]], device: torch.device, budget: float = 0.25
-) -> dict[str, float]:
-    """Each run's median wall time, the runs taken in turn, round after round: at least 3 rounds, more
-    while they fit in ``budget`` seconds per run (up to 25). Timed in turn, all meet the same state of
-    the machine: alone in a loop, a call that allocates a large output page-faults afresh on every
-    repeat on some machines (the allocator hands the memory back each time) and on others never."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    rounds, spent = 0, 0.0
-    while rounds < 3 or (spent < budget * len(runs) and rounds < 25):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times[name].append(time.perf_counter() - start)
-            spent += times[name][-1]
-        rounds += 1
-    return {name: statistics.median(values) for name, values in times.items()}
+    """An exclusive lock on ``path``, never through a symbolic link planted there, nor on anything but a file."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        descriptor = os.open(path, flags, 0o644)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise _Unusable(f"its lock {path} is a symbolic link") from error
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise _Unusable(f"its lock {path} is not a regular file")
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
 
 
 def _close(result: torch.Tensor, expected: torch.Tensor) -> bool:
-    """Equal to rounding: relative to the reference's largest magnitude, NaN where it has NaN."""
+    """Equal to rounding: relative to the reference's largest magnitude."""
     tolerance = 1e-4 if expected.dtype == torch.float32 else 1e-10
-    scale = expected.abs().nan_to_num(0, 0, 0).max().item() if expected.numel() else 0.0
+    scale = expected.abs().max().item() if expected.numel() else 0.0
     atol = tolerance * scale + torch.finfo(expected.dtype).tiny
-    return result.shape == expected.shape and torch.allclose(result, expected, rtol=0, atol=atol, equal_nan=True)
+    return result.shape == expected.shape and torch.allclose(result, expected, rtol=0, atol=atol)
 
 
 def _tensors(output: object) -> list[torch.Tensor]:
@@ -326,8 +596,14 @@ def _tensors(output: object) -> list[torch.Tensor]:
     return []
 
 
-def _milliseconds(call: Tuned, name: str) -> str:
-    if name not in call.seconds:
-        return "-"  # does not support the call
-    seconds = call.seconds[name]
-    return "wrong" if seconds is None else f"{seconds * 1e3:.3f}"
+def _peak(x: torch.Tensor) -> float:
+    return x.abs().max().item() if x.numel() else 0.0
+
+
+def _ms(t: Timing | None) -> str:
+    return "wrong" if t is None else f"{t.median_s * 1e3:.3f} ms ±{t.spread:.0%}"
+
+
+def _timing_dict(t: Timing | None) -> dict[str, float | None]:
+    fields = ("median_s", "q25_s", "q75_s")
+    return {name: None if t is None else getattr(t, name) for name in fields}

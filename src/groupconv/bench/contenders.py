@@ -80,7 +80,7 @@ def twin_contender(name: str, module: torch.nn.Module, x: torch.Tensor, grad_y: 
     the tuning cache keeps each layout's choice apart) unless not ``tuned``."""
     twin = gnn.convert(copy.deepcopy(module))
     if tuned:
-        tuning.tune(twin, x, retune=True)  # timed afresh on this machine now; cached on disk for later runs
+        tuning.tune(twin, x, retune=True, layout=False)  # timed afresh now, cached for later runs; layouts: ours
     return module_contender(name, twin, x, grad_y)
 
 

@@ -20,14 +20,15 @@ _TEXTS = {  # name: (one-line help, description, examples)
   groupconv summary torchvision.models:resnext50_32x4d --input 1,3,224,224""",
     ),
     "tune": (
-        "time every formulation of a model's convolutions and cache the fastest",
+        "time every route of a model's convolutions and cache the fastest; choose the model's layout",
         "Run the model forward and backward on random input of the given shape (with and without a gradient for "
-        "the input), its torch.nn convolutions replaced by groupconv's; time every formulation (PyTorch's "
-        "channels-first and channels-last, groupconv's Numba kernels, im2col, per-group split) of every "
-        "convolution direction on its real shape, check each against the reference, and cache the fastest on "
-        "disk ($GROUPCONV_CACHE, else ~/.cache/groupconv/tune.json), where every later run on this machine finds "
-        "it. A layer whose directions go to different formulations is also timed whole, by PyTorch's convolution "
-        "and by groupconv's, and the faster route cached.",
+        "the input), its torch.nn convolutions replaced by groupconv's, channels-first and channels-last. Each "
+        "convolution is timed whole as autograd runs it, by every route: PyTorch's own convolution or groupconv's "
+        "ops (their formulation per direction timed and checked against the reference), channels-first or "
+        "channels-last. A route replaces PyTorch's own only when faster beyond the timings' spread; the choices are "
+        "cached on disk ($GROUPCONV_CACHE, else ~/.cache/groupconv/tune.json) for every later run on this machine. "
+        "Then the model's forward and backward is timed channels-first against channels-last, and the faster "
+        "layout recommended. Prints per layer its route and time against PyTorch's faster layout.",
         """examples:
   groupconv tune resnext
   groupconv tune shufflenet --input 64,1,28,28 --json
@@ -89,11 +90,11 @@ def _tune(args: argparse.Namespace) -> None:
     with model_failures_in_one_line(input_shape):
         report = tuning.tune(nn.convert(model), torch.randn(input_shape), retune=args.retune)
     if args.json:
-        calls = [call.to_dict() for call in report.calls]
-        document = {"schema": "groupconv.tune/1", "model": args.model, "input_shape": list(input_shape)}
-        print(json.dumps({**document, "cache": str(tuning.cache_path()), "calls": calls}, indent=2))
+        document = {"schema": "groupconv.tune/2", "model": args.model, "input_shape": list(input_shape)}
+        print(json.dumps({**document, "cache": str(tuning.cache_path()), **report.to_dict()}, indent=2))
     else:
-        print(f"{report}\n\n{len(report.calls)} calls tuned; cached in {tuning.cache_path()}")
+        counts = f"{len(report.calls)} calls tuned ({len(report.layers)} layers)"
+        print(f"{report}\n\n{counts}; cached in {tuning.cache_path()}")
 
 
 def _model(args: argparse.Namespace):

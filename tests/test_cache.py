@@ -1,0 +1,218 @@
+"""The tuning cache never breaks a forward: unusable locations, symlinked locks, corrupt files,
+other environments' entries, concurrent writers."""
+
+import errno
+import json
+import multiprocessing
+import os
+import stat
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import groupconv
+from groupconv import dispatch, formulations, timing, tuning
+from groupconv.timing import Timing
+
+
+@pytest.fixture(autouse=True)
+def quick_timer(monkeypatch):
+    """Tuning here is about the cache, not the timings: one untimed call each, all equally fast."""
+
+    def interleaved(contenders, settings=timing.FULL, clock=None):
+        for run in contenders.values():
+            run()
+        return {name: Timing(1e-3, 1e-3, 1e-3, 1e-3, 1) for name in contenders}
+
+    monkeypatch.setattr(tuning.timing, "interleaved", interleaved)
+    monkeypatch.delenv("GROUPCONV_TUNE", raising=False)
+
+
+def use_cache(monkeypatch, path) -> None:
+    monkeypatch.setenv("GROUPCONV_CACHE", str(path))
+
+
+def forward_backward_works(tune: bool) -> list[warnings.WarningMessage]:
+    """A layer's forward and backward (tuned now, if ``tune``) match PyTorch's; the cache's warnings."""
+    layer = groupconv.nn.Conv2d(4, 4, 3, groups=2, padding=1)
+    x = torch.randn(1, 4, 6, 6, requires_grad=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if tune:
+            groupconv.tune(layer, x.detach(), layout=False)
+        for _ in range(2):
+            y = layer(x)
+            expected = F.conv2d(x, layer.weight, layer.bias, padding=1, groups=2)
+            torch.testing.assert_close(y, expected)
+            torch.testing.assert_close(torch.autograd.grad(y.sum(), x), torch.autograd.grad(expected.sum(), x))
+    return [w for w in caught if "tuning cache" in str(w.message)]
+
+
+def assert_one_warning(caught, reason: str) -> None:
+    assert len(caught) == 1, [str(w.message) for w in caught]
+    assert "cannot be used" in str(caught[0].message) and reason in str(caught[0].message)
+
+
+def fail_for(monkeypatch, path, error: int, writing: bool) -> None:
+    """Make opening ``path`` (for writing, or for reading) fail with ``error``, as a permission or a
+    read-only file system would even for root, who may read and write anything else."""
+    real_open = os.open
+
+    def fake_open(file, flags, *args, **kwargs):
+        wants_write = bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+        if str(file).startswith(str(path)) and wants_write == writing:
+            raise OSError(error, os.strerror(error), str(file))
+        return real_open(file, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", fake_open)
+
+
+@pytest.mark.parametrize("tune", [False, True])
+def test_a_directory_in_place_of_the_cache(tmp_path, monkeypatch, tune):
+    (tmp_path / "tune.json").mkdir()
+    use_cache(monkeypatch, tmp_path / "tune.json")
+    assert_one_warning(forward_backward_works(tune), "not a regular file")
+    assert (tmp_path / "tune.json").is_dir()
+
+
+@pytest.mark.parametrize("tune", [False, True])
+def test_an_unreadable_cache(tmp_path, monkeypatch, tune):
+    path = tmp_path / "tune.json"
+    path.write_text("{}")
+    path.chmod(0)
+    fail_for(monkeypatch, path, errno.EACCES, writing=False)
+    use_cache(monkeypatch, path)
+    assert_one_warning(forward_backward_works(tune), "Permission denied")
+
+
+def test_an_unwritable_location(monkeypatch):
+    use_cache(monkeypatch, "/sys/groupconv/tune.json")  # even root may not make a directory there
+    assert_one_warning(forward_backward_works(tune=True), "")
+    assert tuning.cache().entries  # the choices last as long as the process
+
+
+def test_a_read_only_file_system(tmp_path, monkeypatch):
+    fail_for(monkeypatch, tmp_path, errno.EROFS, writing=True)
+    use_cache(monkeypatch, tmp_path / "tune.json")
+    assert_one_warning(forward_backward_works(tune=True), "Read-only file system")
+    assert not (tmp_path / "tune.json").exists()
+
+
+@pytest.mark.parametrize("tune", [False, True])
+def test_a_path_under_a_regular_file(tmp_path, monkeypatch, tune):
+    (tmp_path / "file").write_text("not a directory")
+    use_cache(monkeypatch, tmp_path / "file" / "tune.json")
+    assert_one_warning(forward_backward_works(tune), "Not a directory")
+
+
+def test_a_device_file_is_neither_read_nor_replaced(monkeypatch):
+    use_cache(monkeypatch, os.devnull)
+    assert_one_warning(forward_backward_works(tune=True), "not a regular file")
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+def test_a_fifo_never_hangs(tmp_path):
+    """Run in a subprocess under a timeout: opening a FIFO to read would block until a writer came."""
+    fifo = tmp_path / "tune.json"
+    os.mkfifo(fifo)
+    script = (
+        "import warnings, torch, groupconv\n"
+        "layer = groupconv.nn.Conv2d(4, 4, 3, groups=2)\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    layer(torch.randn(1, 4, 6, 6)).sum().backward()\n"
+        "print(sum('cannot be used' in str(w.message) for w in caught))\n"
+    )
+    environment = {**os.environ, "GROUPCONV_CACHE": str(fifo), "GROUPCONV_TUNE": "1"}
+    done = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout.strip()) == (0, "1"), done.stderr
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_a_planted_lock_symlink_is_not_followed(tmp_path, monkeypatch):
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "tune.json.lock").symlink_to(victim)
+    use_cache(monkeypatch, tmp_path / "tune.json")
+    assert_one_warning(forward_backward_works(tune=True), "symbolic link")
+    assert victim.read_text() == "precious" and not (tmp_path / "tune.json").exists()
+
+
+def test_two_environments_keep_their_entries(tmp_path, monkeypatch):
+    """One file, shared by two virtual environments (torch versions differ): each writes its own section."""
+    path = tmp_path / "tune.json"
+    use_cache(monkeypatch, path)
+    tuning.cache().put("ours", "native")
+    other = {**tuning.fingerprint(), "torch": "1.0.0"}
+    document = json.loads(path.read_text())
+    document["sections"]["other"] = {"fingerprint": other, "entries": {f"theirs {i}": "split" for i in range(100)}}
+    path.write_text(json.dumps(document))
+    tuning._cache_at.cache_clear()  # a new process
+    tuning.cache().put("ours too", "im2col")
+    sections = json.loads(path.read_text())["sections"]
+    assert sections["other"]["entries"] == {f"theirs {i}": "split" for i in range(100)}
+    ours = [s["entries"] for s in sections.values() if s["fingerprint"] == tuning.fingerprint()]
+    assert ours == [{"ours": "native", "ours too": "im2col"}]
+
+
+def test_a_format_1_file_of_another_version_is_kept(tmp_path, monkeypatch):
+    path = tmp_path / "tune.json"
+    old = {"fingerprint": {"format": "1", "cpu": "x", "torch": "2.0"}, "entries": {"k": "native"}}
+    path.write_text(json.dumps(old))
+    use_cache(monkeypatch, path)
+    assert tuning.cache().get("k") is None
+    tuning.cache().put("new", "split")
+    sections = json.loads(path.read_text())["sections"].values()
+    assert old in list(sections) and len(sections) == 2
+
+
+@pytest.mark.parametrize("content", ["{not json", "[]", '{"fingerprint": {}}', "\x00\x01", '{"sections": 3}'])
+def test_a_corrupt_cache_is_ignored_with_a_warning_and_rebuilt(tmp_path, monkeypatch, content):
+    path = tmp_path / "tune.json"
+    path.write_bytes(content.encode() + b"\xff")
+    use_cache(monkeypatch, path)
+    with pytest.warns(UserWarning, match="not a tuning cache"):
+        assert tuning.cache().entries == {}
+    tuning.cache().put("k", "native")
+    assert tuning.cache().entries == {"k": "native"} and "sections" in json.loads(path.read_text())
+
+
+def test_unknown_names_in_the_cache_are_ignored(tmp_path, monkeypatch):
+    path = tmp_path / "tune.json"
+    section = {"fingerprint": tuning.fingerprint(), "entries": {"k": "fastest_ever"}}
+    path.write_text(json.dumps({"format": 2, "sections": {tuning._section_id(): section}}))
+    use_cache(monkeypatch, path)
+    with pytest.warns(UserWarning, match="unknown entries"):
+        assert tuning.cache().get("k") is None
+
+
+def test_a_cached_entry_reaches_the_dispatcher(tmp_path, monkeypatch):
+    use_cache(monkeypatch, tmp_path / "tune.json")
+    x, weight, spec = torch.randn(1, 4, 6, 6), torch.randn(4, 2, 3, 3), groupconv.ConvSpec(4, 4, 3, groups=2)
+    tuning.cache().put(dispatch.call_key("forward", x, weight, spec), "split")
+    tuning._cache_at.cache_clear()  # read back from the file
+    assert dispatch.choose("forward", x, weight, spec) is formulations.load("split")
+
+
+def _write_entries(path: str, worker: int, count: int) -> None:
+    cache = tuning.Cache(tuning.Path(path))
+    for i in range(count):
+        cache.put(f"worker {worker} call {i}", formulations.NAMES[i % len(formulations.NAMES)])
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    path, workers, count = tmp_path / "tune.json", 4, 25
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_write_entries, args=(str(path), w, count)) for w in range(workers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+        assert process.exitcode == 0
+    (section,) = json.loads(path.read_text())["sections"].values()
+    assert set(section["entries"]) == {f"worker {w} call {i}" for w in range(workers) for i in range(count)}
+    assert not list(tmp_path.glob(".tune-*"))  # no temporary file left behind
