@@ -329,3 +329,12 @@ def test_near_ties_resolve_to_pytorchs_own_route_for_a_channels_last_input(monke
     assert routing.route(layer.spec, x, layer.weight)(x, layer.weight, None).is_contiguous(
         memory_format=torch.channels_last
     )
+
+
+def test_a_training_runs_metrics_record_the_routes_its_layers_took():
+    from groupconv.training.train import provenance
+
+    layer, x = groupconv.nn.Conv2d(8, 8, 3, groups=4), torch.randn(2, 8, 6, 6)
+    layer(x)
+    routes = json.loads(json.dumps(provenance()["routes"]))["routes"]  # as metrics.json holds them
+    assert [(route["route"], route["tuned"]) for route in routes] == [("pytorch_channels_first", False)]

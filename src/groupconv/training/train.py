@@ -268,7 +268,7 @@ def provenance() -> dict:
     """What else decides a run's numbers: the commit (and uncommitted source files), versions, routes."""
     import numpy
 
-    from .. import __version__
+    from .. import __version__, tuning
 
     source = Path(__file__).resolve().parents[3]
     git = lambda *args: subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True).stdout
@@ -282,12 +282,8 @@ def provenance() -> dict:
             "numpy": numpy.__version__,
             "groupconv": __version__,
         },
-        "routes": ROUTES_PENDING,
+        "routes": tuning.decisions_summary(),
     }
-
-
-# The convolution routes a run took: groupconv.tuning's route report is being added by another change.
-ROUTES_PENDING = "not recorded: awaiting groupconv.tuning's route report"
 
 
 def count_params(model: nn.Module) -> int:
