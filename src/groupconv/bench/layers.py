@@ -108,6 +108,12 @@ _ZOO = [
         "Zhang et al. 2018, stage 2 expanding 1x1 at 224x224, batch 16",
     ),
     Layer(
+        "ShuffleNet-style 1x1 g=4 (68 per group)",
+        _conv(272, 272, 1, groups=4),
+        (8, 272, 28, 28),
+        "Zhang et al. 2018, g=4 stage 2 width (272) at 224x224, batch 8: wide groups, where PyTorch channels-last wins",
+    ),
+    Layer(
         "MobileNetV2 3x3 depthwise",
         _conv(144, 144, 3, padding=1, groups=144),
         (8, 144, 56, 56),
