@@ -32,7 +32,7 @@ from .layouts import memory_format
 from .spec import ConvSpec
 
 NARROW = range(2, 5)  # channels per group where groupconv's kernels beat PyTorch's untuned (see docs/benchmarks.md)
-NARROW_FORMULATION = "numba_direct"  # the untuned choice for those narrow groups
+NARROW_FORMULATION = "direct"  # the untuned choice for those narrow groups (groupconv's C++ kernels)
 # ...on inputs this large: on smaller ones a direction's gain is less than the three custom-op calls cost over
 # PyTorch running the layer whole (docs/design.md, "Planner"); for the same reason an untuned transposed layer
 # this small goes to PyTorch whole
