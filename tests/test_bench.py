@@ -36,7 +36,8 @@ def quick_run(tmp_path_factory):
 def test_quick_run_writes_every_section(quick_run):
     _, text, _ = quick_run
     for heading in ("# Benchmarks", "## Machine", "## Floors", "## Group sweep", "## Zoo of real layers",
-                    "## End to end: one training step", "## Targets (issue 4)"):  # fmt: skip
+                    "## End to end: one training step", "## First call: a fresh process, empty caches",
+                    "## Targets (issue 4)"):  # fmt: skip
         assert heading in text
     assert "groupconv bench --quick" in text
     assert "MISMATCH" not in text
@@ -56,6 +57,13 @@ def test_quick_run_times_every_contender_and_agrees_with_pytorch(quick_run):
     assert all(step.loss_difference < 1e-5 for step in results.end_to_end)
 
 
+def test_quick_run_times_each_librarys_first_call_in_a_fresh_process(quick_run):
+    results, text, _ = quick_run
+    assert [call.name for call in results.first_calls] == ["torch", "groupconv"]
+    assert all(call.import_s > 0 and call.first_call_s > 0 for call in results.first_calls)
+    assert "s against PyTorch's own" in text
+
+
 def test_quick_run_writes_a_two_panel_plot(quick_run):
     _, _, plot = quick_run
     with Image.open(plot) as image:
@@ -70,7 +78,7 @@ def test_json_output_names_its_schema(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(endtoend, "networks", lambda quick: [])
     assert main(["bench", "--quick", "--json", "--out", str(tmp_path / "b.md")]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert schema_errors(document, SCHEMAS["groupconv.bench/2"], SCHEMAS["groupconv.bench/2"]) == []
+    assert schema_errors(document, SCHEMAS["groupconv.bench/3"], SCHEMAS["groupconv.bench/3"]) == []
     assert document["machine"]["torch_threads"] == torch.get_num_threads()
     assert (tmp_path / "images" / "bench-groups.png").is_file()
 
@@ -78,7 +86,7 @@ def test_json_output_names_its_schema(tmp_path, monkeypatch, capsys):
 def test_quick_run_json_follows_its_documented_schema(quick_run):
     results, _, _ = quick_run
     document = json.loads(to_json(results.to_dict()))
-    assert schema_errors(document, SCHEMAS["groupconv.bench/2"], SCHEMAS["groupconv.bench/2"]) == []
+    assert schema_errors(document, SCHEMAS["groupconv.bench/3"], SCHEMAS["groupconv.bench/3"]) == []
     one_d = next(layer for layer in document["zoo"] if "1-D" in layer["name"])
     assert one_d["timings"]["forward"]["torch_cl"] is None and one_d["timings"]["forward"]["groupconv_cl"] is None
     assert one_d["timings"]["forward_backward"]["onnxruntime"] is None
@@ -195,7 +203,7 @@ def test_a_wrong_forward_is_reported_and_not_timed(capsys):
     assert set(result.mismatches) == {"groupconv"} and result.mismatches["groupconv"].startswith("forward:")
     assert set(result.timings["forward"]) == set(result.timings["forward_backward"]) == {"torch_cf"}
     assert "MISMATCH tiny, groupconv forward" in capsys.readouterr().err
-    results = suite.Results({}, "", machine, [], [result], [], tuned=True)
+    results = suite.Results({}, "", machine, [], [result], [], [], tuned=True)
     assert "**MISMATCH**" in report._zoo_section(results) and "MISMATCHES" in report._mismatches_section(results)
 
 
@@ -285,7 +293,7 @@ def test_never_slower_target_lists_each_miss_per_layout():
         _layer_result("cf slow", 2, {"torch_cf": 1.0, "torch_cl": 1.0, "groupconv": 2.0, "groupconv_cl": 1.0}),
         _layer_result("1-D", 2, {"torch_cf": 1.0, "groupconv": 1.04}),  # within 1.05x; no channels-last
     ]
-    results = suite.Results({}, "", floors.Floors(1.0, 1.0, 0, 0), [], zoo, [], tuned=True)
+    results = suite.Results({}, "", floors.Floors(1.0, 1.0, 0, 0), [], zoo, [], [], tuned=True)
     text = report._never_slower_target(results)
     best, first, last = (line for line in text.splitlines() if line.startswith("   - "))
     assert "best against best" in best and "**met** (6 of 6 layer-directions meet it)" in best
@@ -302,7 +310,7 @@ def test_sweep_targets_compare_best_and_like_for_like():
         _layer_result(f"g={g}", g, {"torch_cf": 4.0, "torch_cl": 2.0, "groupconv": 2.0, "groupconv_cl": 1.0})
         for g in (64, 128, 256)
     ]
-    results = suite.Results({}, "", floors.Floors(1.0, 1.0, 0, 0), sweep, [], [], tuned=True)
+    results = suite.Results({}, "", floors.Floors(1.0, 1.0, 0, 0), sweep, [], [], [], tuned=True)
     lines = report._sweep_speedup_target(results).splitlines()
     assert "groups 64, 128, 256" in lines[0]
     verdicts = {line.split(":")[0].strip("- "): "**met**" in line for line in lines[1:]}

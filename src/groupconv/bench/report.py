@@ -47,6 +47,7 @@ def markdown(results: Results) -> str:
         _sweep_section(results),
         _zoo_section(results),
         _end_to_end_section(results),
+        _first_call_section(results),
         _targets_section(results),
     ]
     return "\n\n".join(section for section in sections if section) + "\n"
@@ -256,6 +257,26 @@ def _end_to_end_section(results: Results) -> str:
             f"| {step.name} | {_shape(step.input_shape)} | {_timing_text(step.pytorch)} | "
             f"{_timing_text(step.groupconv)} | {step.speedup:.2f}× | {step.loss_difference:.1e} |"
         )
+    return "\n".join(lines)
+
+
+def _first_call_section(results: Results) -> str:
+    calls = {call.name: call for call in results.first_calls}
+    lines = [
+        "## First call: a fresh process, empty caches",
+        "",
+        "A new interpreter imports torch (and groupconv), builds one narrow-group layer (4 channels per group) "
+        "and calls it once, tuning off and the tuning cache empty, as a new user's first call; median of the "
+        "rounds. Nothing is compiled at the first call: groupconv's kernels are built when it is installed.",
+        "",
+        "| library | import s | first call s |",
+        "|---|---|---|",
+        *(f"| {name} | {call.import_s:.2f} | {call.first_call_s:.3f} |" for name, call in calls.items()),
+    ]
+    if {"torch", "groupconv"} <= set(calls):
+        extra = calls["groupconv"].import_s + calls["groupconv"].first_call_s
+        extra -= calls["torch"].import_s + calls["torch"].first_call_s
+        lines += ["", f"groupconv's import and first call take {extra:+.2f} s against PyTorch's own."]
     return "\n".join(lines)
 
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from .. import machine
 from ..timing import FULL, QUICK, TimerSettings, Timing, interleaved
-from . import endtoend, floors, layers
+from . import endtoend, first_call, floors, layers
 from .contenders import NAMES, Contender, build
 from .floors import Floors
 from .layers import Layer
@@ -54,13 +54,14 @@ class Results:
     sweep: list[LayerResult]
     zoo: list[LayerResult]
     end_to_end: list[endtoend.StepResult]
+    first_calls: list[first_call.FirstCall]
     tuned: bool
     wall_s: float = 0.0
 
     def to_dict(self) -> dict:
-        """Plain JSON types (schema ``groupconv.bench/2`` in docs/cli-json.md): every contender is
+        """Plain JSON types (schema ``groupconv.bench/3`` in docs/cli-json.md): every contender is
         listed per layer and mode, None where it was not timed or did not mismatch."""
-        document = {"schema": "groupconv.bench/2", **dataclasses.asdict(self)}
+        document = {"schema": "groupconv.bench/3", **dataclasses.asdict(self)}
         for result in document["sweep"] + document["zoo"]:
             result["timings"] = {
                 mode: {name: got.get(name) for name in NAMES} for mode, got in result["timings"].items()
@@ -75,7 +76,7 @@ def run(quick: bool = False, command: str = "groupconv bench", progress: bool = 
     tuned = not quick
     settings = QUICK if quick else FULL
     sweep, zoo, networks = layers.sweep(quick), layers.zoo(quick), endtoend.networks(quick)
-    steps = 1 + len(sweep) + len(zoo) + len(networks)
+    steps = 2 + len(sweep) + len(zoo) + len(networks)
     with tqdm(total=steps, desc="groupconv bench", unit="step", disable=not progress, file=sys.stderr) as bar:
         machine_floors = _step(bar, "machine floors", partial(floors.measure, settings, quick))
 
@@ -88,8 +89,11 @@ def run(quick: bool = False, command: str = "groupconv bench", progress: bool = 
             _step(bar, f"training step: {network.name}", partial(endtoend.measure, network, settings, tuned))
             for network in networks
         ]
+        first_calls = _step(bar, "first call, fresh process", partial(first_call.measure, quick))
     wall_s = time.perf_counter() - started
-    return Results(machine.describe(), command, machine_floors, sweep_results, zoo_results, end_to_end, tuned, wall_s)
+    return Results(
+        machine.describe(), command, machine_floors, sweep_results, zoo_results, end_to_end, first_calls, tuned, wall_s
+    )
 
 
 def _step(bar: tqdm, label: str, measure: Callable[[], T]) -> T:
