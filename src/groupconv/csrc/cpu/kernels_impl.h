@@ -378,6 +378,29 @@ inline Vectorized<T> fma_span(const Vectorized<T>& x, const Vectorized<T>& w, co
   return s.lo == 0 ? upto_hi : Vectorized<T>::set(upto_hi, acc, s.lo);
 }
 
+#if defined(CPU_CAPABILITY_AVX512)
+// AVX-512 masks a load (masked-off lanes never fault) and an FMA (masked-off lanes keep acc): a
+// row's borders cost what its interior does.
+template <typename T>
+using LaneMask = std::conditional_t<sizeof(T) == 4, __mmask16, __mmask8>;
+
+template <typename T>
+inline LaneMask<T> lanes_of(const Span<T>& s) {
+  if (s.hi <= s.lo) return 0;
+  return static_cast<LaneMask<T>>(((uint32_t(1) << s.hi) - 1) & ~((uint32_t(1) << s.lo) - 1));
+}
+inline Vectorized<float> masked_load(const float* p, __mmask16 k) { return _mm512_maskz_loadu_ps(k, p); }
+inline Vectorized<double> masked_load(const double* p, __mmask8 k) { return _mm512_maskz_loadu_pd(k, p); }
+inline Vectorized<float> masked_fma(const Vectorized<float>& a, const Vectorized<float>& b,
+                                    const Vectorized<float>& c, __mmask16 k) {
+  return _mm512_mask3_fmadd_ps(a, b, c, k);
+}
+inline Vectorized<double> masked_fma(const Vectorized<double>& a, const Vectorized<double>& b,
+                                     const Vectorized<double>& c, __mmask8 k) {
+  return _mm512_mask3_fmadd_pd(a, b, c, k);
+}
+#endif
+
 struct CfTerm {  // one (src channel, kd, kh) whose src row exists
   int64_t src_offset;  // the row's first element
   int64_t w_offset;    // weight of the first dst channel at kw = 0
@@ -389,6 +412,39 @@ inline void cf_block(const T* src, const T* w, int64_t w_step, const CfTerm* ter
                      int64_t KW, int64_t w0, int64_t Wdst, int64_t Wsrc, T* const* dst) {
   constexpr int64_t V = Vectorized<T>::size();
   int64_t n[P];
+#if defined(CPU_CAPABILITY_AVX512)
+  constexpr int64_t MaxKW = 16;
+  if (KW <= MaxKW) {
+    LaneMask<T> mask[P][MaxKW];
+    int64_t start[P][MaxKW];
+    for (int p = 0; p < P; ++p) {
+      n[p] = std::min<int64_t>(V, Wdst - w0 - p * V);
+      for (int64_t kw = 0; kw < KW; ++kw) {
+        const Span<T> s = span_of<T>(w0 + p * V, n[p], off[kw], Wsrc);
+        mask[p][kw] = lanes_of(s);
+        start[p][kw] = s.start;
+      }
+    }
+    Vectorized<T> acc[OB][P];
+    for (int ob = 0; ob < OB; ++ob)
+      for (int p = 0; p < P; ++p) acc[ob][p] = Vectorized<T>(T(0));
+    for (int64_t t = 0; t < nterms; ++t) {
+      const T* row = src + terms[t].src_offset;
+      const T* wt = w + terms[t].w_offset;
+      for (int64_t kw = 0; kw < KW; ++kw) {
+        Vectorized<T> xv[P];
+        for (int p = 0; p < P; ++p) xv[p] = masked_load(row + start[p][kw], mask[p][kw]);
+        for (int ob = 0; ob < OB; ++ob) {
+          const Vectorized<T> wv(wt[ob * w_step + kw]);
+          for (int p = 0; p < P; ++p) acc[ob][p] = masked_fma(xv[p], wv, acc[ob][p], mask[p][kw]);
+        }
+      }
+    }
+    for (int ob = 0; ob < OB; ++ob)
+      for (int p = 0; p < P; ++p) acc[ob][p].store(dst[ob] + w0 + p * V, n[p]);
+    return;
+  }
+#endif
   bool inside = true;  // every load of every kw fully inside the row
   for (int p = 0; p < P; ++p) {
     n[p] = std::min<int64_t>(V, Wdst - w0 - p * V);
@@ -548,8 +604,13 @@ void weight_grad_cf(const Geometry& g, const T* x, const T* gy, T* partial, int6
                     for (int64_t q = 0; q < Q; ++q) {
                       if (q >= nq) break;
                       const Span<T> s = span_of<T>(w0, cnt, (kw0 + q) * g.dil[2] - g.pad[2], IW);
+#if defined(CPU_CAPABILITY_AVX512)
+                      const LaneMask<T> k = lanes_of(s);
+                      acc[q] = masked_fma(masked_load(x_row + s.start, k), gv, acc[q], k);
+#else
                       if (s.hi <= s.lo) continue;
                       acc[q] = fma_span(load_span(x_row, s), gv, acc[q], s, cnt);
+#endif
                     }
                   }
                 }
