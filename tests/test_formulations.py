@@ -91,7 +91,7 @@ def test_cached_choice_that_cannot_run_the_call_falls_back(tmp_path, monkeypatch
 
 @pytest.mark.parametrize(
     ("groups", "layout", "size", "expected"),
-    [(64, "contiguous", 28, "numba_direct"), (128, "contiguous", 28, "numba_direct"), (64, "contiguous", 6, "native"),
+    [(64, "contiguous", 28, "direct"), (128, "contiguous", 28, "direct"), (64, "contiguous", 6, "native"),
      (256, "contiguous", 28, "native"), (8, "contiguous", 28, "native"),
      (64, "channels_last", 28, "native"), (256, "channels_last", 28, "native")],
 )  # fmt: skip
@@ -111,9 +111,9 @@ def test_default_heuristic(groups, layout, size, expected):
 )  # fmt: skip
 def test_a_layer_pytorch_wins_throughout_is_pytorch_convolution(layout, groups, forced, pytorch_runs_it):
     """Untuned, depthwise and channels-last layers are oneDNN's in every direction, so PyTorch's own
-    convolution and autograd run them; narrow channels-first groups (Numba's) and forced formulations
+    convolution and autograd run them; narrow channels-first groups (groupconv's kernels) and forced formulations
     run groupconv's ops. Either way the results are PyTorch's."""
-    x = torch.randn(1, 256, 28, 28, dtype=torch.float64)  # large enough for Numba's kernels (see default)
+    x = torch.randn(1, 256, 28, 28, dtype=torch.float64)  # large enough for groupconv's kernels (see default)
     x = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
     layer = groupconv.nn.Conv2d(256, 256, 3, groups=groups, padding=1).double()
     with dispatch.use(forced) if forced else contextlib.nullcontext():

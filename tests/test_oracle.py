@@ -22,9 +22,7 @@ from groupconv import dispatch, formulations
 ORACLE_CASES = 2000
 FAST_CASES = 200
 # groupconv's own compute, in the order tried: its kernels, then the reference that runs any layer
-OWN_FORMULATIONS = [name for name in ("direct", "numba_direct") if name in formulations.NAMES] + [
-    formulations.REFERENCE
-]
+OWN_FORMULATIONS = ["direct", formulations.REFERENCE]
 SEEDS = [seed if seed < FAST_CASES else pytest.param(seed, marks=pytest.mark.slow) for seed in range(ORACLE_CASES)]
 
 
