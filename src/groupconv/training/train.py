@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import pickle
 import platform
 import subprocess
 import time
@@ -317,11 +318,82 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, TrainConfig]:
         path = path / "checkpoint.pt"
     if not path.is_file():
         raise GroupConvError(f"no checkpoint at {path}; `groupconv train --out DIR` writes DIR/checkpoint.pt")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    config = TrainConfig(**checkpoint["config"])
+    checkpoint = _read_checkpoint(path)
+    config = _checkpoint_config(checkpoint, path)
+    _check_checkpoint_fits(config, checkpoint["state_dict"], path)
     model = build_model(config)
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval(), config
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """The checkpoint's dict; only tensors and plain values are unpickled (weights_only), so a crafted
+    file cannot run code; anything else is one line naming the file."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:  # torch's message advises weights_only=False: not advice to pass on
+        raise GroupConvError(
+            f"refused to load {path}: it is not only tensors and plain values ({_refusal(error)}), and loading more "
+            "could run code; groupconv loads the checkpoints `groupconv train --out` writes"
+        ) from None
+    except Exception as error:  # torch.load on arbitrary bytes raises many kinds: all mean "not a checkpoint"
+        raise GroupConvError(f"cannot read {path} as a checkpoint: {_first_line(error)}") from None
+    if not (isinstance(checkpoint, dict) and isinstance(checkpoint.get("config"), dict)
+            and isinstance(checkpoint.get("state_dict"), dict)):  # fmt: skip
+        raise GroupConvError(f"{path} is not a groupconv checkpoint: it has no 'config' and 'state_dict'")
+    return checkpoint
+
+
+def _refusal(error: Exception) -> str:
+    """Why torch.load(weights_only=True) refused: the line of its message between its advice and its links."""
+    advice = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [line.strip() for line in str(error).splitlines() if line.strip() and not line.startswith(advice)]
+    return lines[0] if lines else _first_line(error)
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _checkpoint_config(checkpoint: dict, path: Path) -> TrainConfig:
+    fields = checkpoint["config"]
+    unknown = sorted(set(fields) - {field.name for field in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise GroupConvError(f"{path}: its config has fields this groupconv does not know: {', '.join(unknown)}")
+    try:
+        return TrainConfig(**fields)
+    except TypeError as error:  # a field of the wrong type, compared or multiplied in validation
+        raise GroupConvError(f"{path}: its config is invalid: {error}") from None
+
+
+def _check_checkpoint_fits(config: TrainConfig, state: dict, path: Path) -> None:
+    """Before any memory is spent: the model ``config`` describes, built on the meta device (no memory), must
+    have exactly the checkpoint's tensors, and its parameters must fit in the memory that is free."""
+    with torch.device("meta"):
+        skeleton = build_model(config)
+    expected = {name: tuple(tensor.shape) for name, tensor in skeleton.state_dict().items()}
+    given = {name: tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else None for name, tensor in state.items()}
+    if expected != given:
+        wrong = sorted(name for name in expected.keys() | given.keys() if expected.get(name) != given.get(name))
+        raise GroupConvError(
+            f"{path}: its weights do not fit its config ({config.model}, width {config.width}, groups "
+            f"{config.groups}): {len(wrong)} tensors differ, e.g. {wrong[0]}"
+        )
+    needed = sum(tensor.numel() * tensor.element_size() for tensor in skeleton.state_dict().values())
+    free = _free_memory()
+    if free is not None and needed > free:
+        raise GroupConvError(f"{path}: its model needs {needed / 2**30:.1f} GiB, more than the {free / 2**30:.1f} "
+                             "GiB of memory free")  # fmt: skip
+
+
+def _free_memory() -> int | None:
+    """Bytes of memory free now (Linux's MemAvailable), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def splits(config: TrainConfig, data_dir=None) -> tuple[datasets.ImageSet, datasets.ImageSet | None, datasets.ImageSet]:
