@@ -219,57 +219,7 @@ def test_demo_json_follows_its_schema(capsys):
 
 # Errors ----------------------------------------------------------------------------------------------------------
 
-LAYER = ["--in", "4", "--out", "8", "--kernel", "3"]
-BAD_ARGUMENTS = [
-    ([], "groupconv: error: the following arguments are required: COMMAND (see groupconv --help)"),
-    (["bogus"], "groupconv: error: argument COMMAND: invalid choice: 'bogus'"),
-    (["explain"], "groupconv explain: error: the following arguments are required: --in/--in-channels, "
-                  "--out/--out-channels, --kernel/--kernel-size (see groupconv explain --help)"),
-    (["explain", *LAYER, "--groups", "3"], "groupconv explain: error: groups=3 is invalid: in_channels=4 and "
-     "out_channels=8 are not divisible by 3; nearest valid: 2 or 4 (valid groups: 1, 2, 4; the largest is "
-     "gcd(4, 8) = 4)"),
-    (["explain", "--in", "four", "--out", "8", "--kernel", "3"], "groupconv explain: error: argument "
-     "--in/--in-channels: invalid int value: 'four' (see groupconv explain --help)"),
-    (["explain", "--in", "4", "--out", "8", "--kernel", "3,x"], "groupconv explain: error: argument "
-     "--kernel/--kernel-size: expected an int or comma-separated ints, got '3,x' (see groupconv explain --help)"),
-    (["explain", *LAYER, "--input", "1,5,32,32"], "groupconv explain: error: Given groups=1, weight of size "
-     "[8, 4, 3, 3], expected input[1, 5, 32, 32] to have 4 channels, but got 5 channels instead"),
-    (["explain", *LAYER, "--dims", "2", "--input", "1,4,32"], "groupconv explain: error: --input 1,4,32 has 3 "
-     "sizes; a 2-D convolution takes N,C,H,W (4 sizes)"),
-    (["explain", *LAYER, "--input", "1,4,a,b"], "groupconv explain: error: argument --input: expected a shape such "
-     "as 1,4,32,32, got '1,4,a,b' (see groupconv explain --help)"),
-    (["explain", *LAYER, "--input", "1,4,2,2"], "groupconv explain: error: input of size [1, 4, 2, 2] gives an "
-     "output of size 0 in spatial dim 0"),
-    (["explain", *LAYER, "--padding", "same", "--stride", "2"], "groupconv explain: error: padding='same' is not "
-     "supported for strided convolutions"),
-    (["explain", *LAYER, "--dims", "4"], "groupconv explain: error: argument --dims: invalid choice: 4"),
-    (["explain", *LAYER, "--in", "0"], "groupconv explain: error: in_channels=0 is invalid: in_channels must be "
-     "an int >= 1"),
-    (["diagram", *LAYER, "-o", "layer.gif"], "groupconv diagram: error: cannot draw to 'layer.gif': the file name "
-     "must end in .png or .svg"),
-    (["diagram", *LAYER], "groupconv diagram: error: the following arguments are required: -o/--output"),
-    (["summary"], "groupconv summary: error: the following arguments are required: MODEL"),
-    (["summary", "resnet"], "groupconv summary: error: unknown model 'resnet': use a built-in name"),
-    (["summary", "alexnet", "--input", "1,3,28,28"], "groupconv summary: error: the model failed on an input of "
-     "shape (1, 3, 28, 28): Given groups=1, weight of size [48, 1, 5, 5]"),
-    (["summary", "cli_models:build"], "groupconv summary: error: model 'cli_models:build' has no default input "
-     "shape; give --input N,C,H,W"),
-    (["demo", "--size", "x"], "groupconv demo: error: argument --size: invalid int value: 'x'"),
-    (["tune"], "groupconv tune: error: the following arguments are required: MODEL"),
-    (["tune", "cli_models:build"], "groupconv tune: error: model 'cli_models:build' has no default input shape"),
-    (["tune", "cli_models:build", "--input", "2,4,6,6"], "groupconv tune: error: the model failed on an input of "
-     "shape (2, 4, 6, 6): mat1 and mat2 shapes cannot be multiplied"),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize("argv, message", BAD_ARGUMENTS, ids=[" ".join(a) or "(none)" for a, _ in BAD_ARGUMENTS])
-def test_bad_arguments_are_one_clear_line_and_exit_2(argv, message, user_models, capsys):
-    status, out, err = run(argv, capsys)
-    assert status == 2
-    assert out == ""
-    assert err.endswith("\n") and err.count("\n") == 1, err
-    assert err.startswith(message), err
-    assert not list(user_models.glob("layer.*"))
+LAYER = ["--in", "4", "--out", "8", "--kernel", "3"]  # bad arguments: tests/test_cli_errors.py
 
 
 def test_the_installed_command_exits_2_with_one_line(tmp_path):

@@ -260,7 +260,8 @@ def test_load_model_by_builtin_name_or_import_path(user_models):
     [
         ("resnet", "unknown model 'resnet': use a built-in name (alexnet, alexnet-g2, alexnet-g4, resnext, shufflenet, "
                    "mobilenet) or package.module:callable"),
-        ("no_such_package:build", "cannot import 'no_such_package': No module named 'no_such_package'"),
+        ("no_such_package:build", "cannot import 'no_such_package': ModuleNotFoundError: No module named "
+                                  "'no_such_package'"),
         ("summary_models:missing", "summary_models:missing: 'summary_models' has no attribute 'missing'"),
         ("summary_models:not_a_model", "summary_models:not_a_model is a int: name a torch.nn.Module or a function"),
         ("summary_models:broken", "calling summary_models:broken() failed: RuntimeError: no weights here"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from .common import JSON_HELP, add_command
+from .common import JSON_HELP, add_command, writable_file
 
 DEFAULT_OUT = "docs/benchmarks.md"
 _DESCRIPTION = (
@@ -34,6 +34,7 @@ def register(commands) -> None:
     )
     bench.add_argument(
         "--out",
+        type=writable_file,
         default=DEFAULT_OUT,
         metavar="FILE",
         help="the Markdown report to write; the plot goes to images/bench-groups.png beside it (default: %(default)s)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import GroupConvError
 from .common import add_command
 
 
@@ -27,6 +28,7 @@ def register(commands) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from ..reports.demo import worked_example
 
+    _check_fits(args)
     rows = worked_example(args.in_channels, args.out_channels, args.kernel, args.size)
     if args.json:
         _demo_json(args, rows)
@@ -51,6 +53,24 @@ def _demo(args: argparse.Namespace) -> None:
         f"{args.out_channels}/g filters: parameters and MACs fall as 1/g. Valid g: the divisors of "
         f"gcd({args.in_channels}, {args.out_channels})."
     )
+
+
+_MAX_ELEMENTS = 2**27  # 512 MiB of float32 per tensor: a worked example, not a benchmark
+
+
+def _check_fits(args: argparse.Namespace) -> None:
+    """Refuse, before allocating, an example whose input or weight (at groups=1) would not be small."""
+    sizes = {
+        "input": args.in_channels * args.size**2,
+        "weight": args.out_channels * args.in_channels * args.kernel**2,
+        "output": args.out_channels * args.size**2,
+    }
+    for name, elements in sizes.items():
+        if elements > _MAX_ELEMENTS:
+            raise GroupConvError(
+                f"the example's {name} would hold {elements:,} numbers (over {_MAX_ELEMENTS:,}); "
+                "use fewer channels or a smaller --size"
+            )
 
 
 def _demo_json(args: argparse.Namespace, rows: list) -> None:

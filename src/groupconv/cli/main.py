@@ -7,11 +7,13 @@ Bad input prints one line on stderr and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import sys
 
 from ..errors import GroupConvError
 from . import bench, demo, layers, models, parallel, training
+from .common import check_arguments
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,17 +24,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``groupconv *argv``; the exit status (bad input exits 2 before returning)."""
+    """Run ``groupconv *argv``; the exit status (bad input exits 2, Ctrl-C 130, before returning)."""
     parser = _build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         args.run(args)
-    except (GroupConvError, TypeError) as error:
-        reason = " ".join(str(error).split())
-        parser.exit(2, f"groupconv {args.command}: error: {reason}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, "groupconv: interrupted\n")
     except BrokenPipeError:  # the reader stopped early (`| head`): silence the flush at exit, as Python's docs do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except (GroupConvError, TypeError, ValueError, OSError, MemoryError) as error:  # the user's input or files
+        reason = " ".join(str(error).split()) or type(error).__name__
+        parser.exit(2, f"groupconv {args.command}: error: {reason}\n")
     return 0
 
 
@@ -40,7 +44,16 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="groupconv", description="Grouped convolution with PyTorch's conventions: correct, fast, explained."
     )
+    parser.add_argument("--version", action="version", version=f"groupconv {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (demo, layers, models, training, bench, parallel):
         module.register(commands)
+    check_arguments(parser)
     return parser
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("groupconv")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"

@@ -53,7 +53,14 @@ def _add_model_arguments(sub: argparse.ArgumentParser) -> argparse.ArgumentParse
         "model",
         metavar="MODEL",
         help=f"a built-in model ({', '.join(BUILTIN)}) or package.module:callable, a function "
-        "that returns a torch.nn.Module (or the module itself)",
+        "that returns a torch.nn.Module (or the module itself); the current directory is searched for "
+        "package.module after the installed packages, so a local file cannot stand in for one of them",
+    )
+    sub.add_argument(
+        "--width",
+        metavar="W",
+        help="a built-in model's channel multiplier (default: the model's own, 0.5 for AlexNet; "
+        "groupconv train's AlexNet uses 0.125)",
     )
     sub.add_argument(
         "--input",
@@ -101,7 +108,7 @@ def _model(args: argparse.Namespace):
     """The model MODEL names and the input shape to run it on."""
     from ..reports.summary import load_model
 
-    model, default_input = load_model(args.model)
+    model, default_input = load_model(args.model, args.width)
     input_shape = args.input or default_input
     if input_shape is None:
         raise GroupConvError(f"model {args.model!r} has no default input shape; give --input N,C,H,W")

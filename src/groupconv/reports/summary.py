@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import inspect
 import math
 import os
 import sys
@@ -112,12 +113,13 @@ def summary(model: nn.Module, input_shape: Shape, name: str | None = None) -> Su
     )
 
 
-def load_model(reference: str) -> tuple[nn.Module, tuple[int, ...] | None]:
+def load_model(reference: str, width: float | None = None) -> tuple[nn.Module, tuple[int, ...] | None]:
     """The model ``reference`` names, and its default input shape (``None`` when it has none).
 
     ``reference`` is a name in ``groupconv.models.BUILTIN``, or ``package.module:attribute``
     where the attribute is a module instance or a callable that returns one when called
-    with no arguments. The current directory is searched first, as ``python -m`` does.
+    with no arguments. The current directory is searched after the installed packages.
+    ``width`` is a built-in model's channel multiplier (each model's own default when None).
 
     Example:
         >>> model, input_shape = load_model("alexnet-g2")
@@ -127,7 +129,14 @@ def load_model(reference: str) -> tuple[nn.Module, tuple[int, ...] | None]:
     from .. import models
 
     if reference in models.BUILTIN:
-        return models.BUILTIN[reference](), models.DEFAULT_INPUT.get(reference)
+        build = models.BUILTIN[reference]
+        if width is None:
+            return build(), models.DEFAULT_INPUT.get(reference)
+        if "width" not in inspect.signature(build).parameters:
+            raise GroupConvError(f"--width: the built-in model {reference!r} has no width; leave --width out")
+        return build(width=width), models.DEFAULT_INPUT.get(reference)
+    if width is not None:
+        raise GroupConvError(f"--width applies to the built-in models only; {reference!r} sets its own widths")
     module_name, _, attribute = reference.partition(":")
     if not module_name or not attribute:
         raise GroupConvError(
@@ -225,15 +234,20 @@ def _counts(module: nn.Module, input_shapes: list[tuple]) -> dict:
 
 
 def _import(module_name: str):
-    """``module_name`` imported with the current directory searched first, as ``python -m`` does."""
+    """``module_name`` imported, the current directory searched after the installed packages: a local file
+    that shares an installed package's name (a ``torchvision.py``) must not run in its place."""
     directory = os.getcwd()
-    sys.path.insert(0, directory)
+    added = directory not in sys.path
+    if added:
+        sys.path.append(directory)
     try:
         return importlib.import_module(module_name)
-    except ImportError as error:
-        raise GroupConvError(f"cannot import {module_name!r}: {error}") from None
+    except Exception as error:  # the user's module, whatever it raises: one line naming it
+        reason = " ".join(str(error).split())
+        raise GroupConvError(f"cannot import {module_name!r}: {type(error).__name__}: {reason}") from None
     finally:
-        sys.path.remove(directory)
+        if added:
+            sys.path.remove(directory)
 
 
 def _attribute(module, attribute: str, reference: str):
