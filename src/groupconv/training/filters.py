@@ -85,7 +85,7 @@ def draw_filters(
         chunk = images[group * per_group : (group + 1) * per_group]
         axis.imshow(_montage(chunk, columns), interpolation="nearest")
         axis.set_axis_off()
-        caption = f"group {group + 1}: filters {group * per_group}-{(group + 1) * per_group - 1}"
+        caption = f"group {group}: filters {group * per_group}-{(group + 1) * per_group - 1}"
         axis.set_title(caption + (f", {notes[group]}" if notes else ""), fontsize=8)
     if title:
         figure.suptitle(title, fontsize=9)
