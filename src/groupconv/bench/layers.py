@@ -90,6 +90,7 @@ def _resnext_stage(stage: int, channels: int, size: int) -> Layer:
 
 
 _ALEXNET = "Krizhevsky et al. 2012 at 227x227, batch 8"
+OVERHEAD_LAYER = "per-call overhead: 1x64x7x7 g=8"
 _ZOO = [
     Layer("AlexNet conv2", _conv(96, 256, 5, padding=2, groups=2), (8, 96, 27, 27), _ALEXNET),
     Layer("AlexNet conv4", _conv(384, 384, 3, padding=1, groups=2), (8, 384, 13, 13), _ALEXNET),
@@ -154,6 +155,12 @@ _ZOO = [
         ConvSpec(256, 256, 4, stride=2, padding=1, groups=16, transposed=True),
         (8, 256, 14, 14),
         "the layer above with a bias, as torch.nn.ConvTranspose2d has by default",
+    ),
+    Layer(
+        OVERHEAD_LAYER,
+        _conv(64, 64, 3, padding=1, groups=8),
+        (1, 64, 7, 7),
+        "a tiny layer, where the call's cost, not its compute, sets the time",
     ),
 ]
 
