@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..training.data import DATASETS
 from ..training.train import MODELS, SCHEDULES, TrainConfig
 from .common import add_command
 
@@ -32,7 +33,7 @@ def _add_train(commands) -> None:
     train = add_command(
         commands,
         "train",
-        "train a model on Fashion-MNIST or the emoji set",
+        "train a model on Fashion-MNIST, the emoji set or photo patches",
         "Train one model with a progress bar; print each epoch's training loss and, with --validation N, the "
         "error on N held-out training images; measure the test split once at the end; with --out, write "
         "DIR/checkpoint.pt and DIR/metrics.json (config, errors, commit, versions). The same arguments and seed "
@@ -71,7 +72,7 @@ def _group_parallel_arguments(train: argparse.ArgumentParser) -> None:
 
 def _training_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments that set TrainConfig's recipe fields."""
-    parser.add_argument("--dataset", default=_DEFAULTS.dataset, choices=("fashion-mnist", "emoji"),
+    parser.add_argument("--dataset", default=_DEFAULTS.dataset, choices=list(DATASETS),
                         help="(default: %(default)s)")  # fmt: skip
     parser.add_argument("--epochs", type=int, default=_DEFAULTS.epochs, help="(default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size, help="(default: %(default)s)")
@@ -102,7 +103,7 @@ def _add_experiments(kinds) -> None:
         parser = add_command(kinds, name, summary, description + _EXPERIMENT_EPILOGUE, _experiment_examples(name))
         parser.add_argument("--out", default=f"docs/experiments/{name}", metavar="DIR",
                             help="runs, tables and figures go here (default: %(default)s)")  # fmt: skip
-        parser.add_argument("--seeds", type=int, nargs="+", metavar="S", help="(default: the experiment's)")
+        parser.add_argument("--seeds", type=_seed, nargs="+", metavar="S", help="(default: the experiment's)")
         parser.add_argument("--jobs", type=int, default=1, metavar="J",
                             help="runs trained at once, one process and one thread each (default: 1)")  # fmt: skip
         parser.add_argument("--report-only", action="store_true",
@@ -112,6 +113,13 @@ def _add_experiments(kinds) -> None:
                             help="override: train on N random images (a quick look)")  # fmt: skip
         parser.add_argument("--data-dir", metavar="DIR", help="where the data files are (default: the packages')")
         parser.set_defaults(run=_experiment)
+
+
+def _seed(text: str) -> int:
+    """A seed: an int >= 0 (0 is the experiments' first seed)."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
+    return int(text)
 
 
 _EXPERIMENT_EPILOGUE = (

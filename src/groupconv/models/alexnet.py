@@ -30,6 +30,7 @@ def alexnet(
     width: float = 0.5,
     dropout: float = 0.5,
     widen: float = 1.0,
+    conv1_channels: int | None = None,
 ) -> nn.Sequential:
     """AlexNet's layout with ``groups`` filter groups in conv2, conv4 and conv5.
 
@@ -38,6 +39,8 @@ def alexnet(
     AlexNet's widths, each rounded to a multiple of 16 (the same widths for groups 1-16);
     ``widen`` then multiplies every layer's width again, rounded to a multiple of
     ``groups`` (a grouped network widened to match another's parameter count).
+    ``conv1_channels``, if given, sets conv1's width alone (a conv1 wide enough to
+    study its filters, in an otherwise small network); it must divide by ``groups``.
 
     Example:
         >>> import torch
@@ -53,6 +56,10 @@ def alexnet(
     if image_size < 8:
         raise GroupConvError(f"image_size={image_size} is too small: AlexNet pools three times; use >= 8")
     c1, c2, c3, c4, c5 = (_scaled(_scaled(c, width, 16), widen, groups) for c in _CONV_WIDTHS)
+    if conv1_channels is not None:
+        if check_int("conv1_channels", conv1_channels, minimum=1) % groups:
+            raise GroupConvError(f"conv1_channels={conv1_channels} must be divisible by groups={groups} (conv2's)")
+        c1 = conv1_channels
     hidden = _scaled(_scaled(_HIDDEN, width / 4, multiple=8), widen, multiple=1)
     pooled = image_size // 2 // 2 // 2
     features = nn.Sequential(OrderedDict([

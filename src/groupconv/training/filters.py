@@ -68,14 +68,23 @@ def draw_filters(
 
     Returns a one-line description of what was drawn.
     """
+    conv = find_conv(model, layer)
+    groups = filter_groups(model, layer)
+    draw_weights(conv.weight, groups, path, title, notes)
+    colour = "RGB" if conv.weight.shape[1] == 3 else "grey"
+    return f"{len(conv.weight)} {colour} filters of {layer} ({tuple(conv.weight.shape)}) in {groups} group(s)"
+
+
+def draw_weights(
+    weight: torch.Tensor, groups: int, path: str | Path, title: str | None = None, notes: Sequence[str] | None = None
+) -> None:
+    """Write the filters ``weight`` ``(O, C, kH, kW)`` to ``path`` in ``groups`` row blocks of O/groups each."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    conv = find_conv(model, layer)
-    groups = filter_groups(model, layer)
-    images = filter_images(conv.weight)
+    images = filter_images(weight)
     per_group = len(images) // groups
     columns = min(per_group, 16)
     rows = -(-per_group // columns)
@@ -92,8 +101,6 @@ def draw_filters(
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=150)
     plt.close(figure)
-    colour = "RGB" if conv.weight.shape[1] == 3 else "grey"
-    return f"{len(images)} {colour} filters of {layer} ({tuple(conv.weight.shape)}) in {groups} group(s)"
 
 
 def _montage(images: np.ndarray, columns: int, gap: int = 1) -> np.ndarray:

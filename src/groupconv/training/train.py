@@ -37,7 +37,7 @@ from . import data as datasets
 MODELS: dict[str, Callable[..., nn.Module]] = {
     # name: (config, data info) -> model; `groups` is each model's grouping knob
     "alexnet": lambda c, info: alexnet(
-        c.groups, len(info.classes), *info.image_shape[:2], c.width, c.dropout, widen=c.widen
+        c.groups, len(info.classes), *info.image_shape[:2], c.width, c.dropout, c.widen, c.conv1_channels
     ),
     "resnext": lambda c, info: resnext(
         len(info.classes), info.image_shape[0], c.groups, c.bottleneck_width, stages=SMALL_STAGES
@@ -63,7 +63,7 @@ class TrainConfig:
     the training split first. AdamW (Adam when ``weight_decay`` is 0) at ``lr``, constant or
     on a one-cycle schedule (``lr`` its peak); ``augment`` shifts each training image by up
     to 2 pixels and mirrors half of them; ``greyscale`` turns colour images grey (kept as
-    3 equal channels, so the model is the same). ``widen`` and ``dropout`` are AlexNet's (``alexnet``)
+    3 equal channels, so the model is the same). ``widen``, ``dropout``, ``conv1_channels`` are AlexNet's (``alexnet``)
     widths, ``bottleneck_width`` is ResNeXt's first-stage d, ``shuffle`` ShuffleNet's switch.
     """
 
@@ -84,6 +84,7 @@ class TrainConfig:
     greyscale: bool = False
     widen: float = 1.0
     dropout: float = 0.5
+    conv1_channels: int | None = None
     bottleneck_width: float = 4.0
     shuffle: bool = True
 

@@ -19,16 +19,18 @@ class DataMissingError(GroupConvError):
 
 @dataclass(frozen=True)
 class Info:
-    """A data set's name, image shape, class names and the Debian packages that install it."""
+    """A data set's name, image shape, class names, and the Debian packages (or the command) that install it."""
 
     name: str
     image_shape: tuple[int, int, int]  # (channels, height, width)
     classes: tuple[str, ...]
     packages: tuple[str, ...]
+    install: str | None = None  # a command for what is not a Debian package; {directory}: where it goes
 
     def missing(self, path: Path) -> DataMissingError:
         """The one-line error for a missing ``path``, with the command that installs it."""
         install = f"sudo apt-get update && sudo apt-get install -y {' '.join(self.packages)}"
+        install = self.install.format(directory=path.parent) if self.install else install
         return DataMissingError(
             f"{self.name}: {path} not found; install it with `{install}` (or `make data`), "
             f"or give --data-dir a folder that holds {path.name}"
