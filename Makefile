@@ -3,8 +3,11 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-# The data sets are Debian packages (Fashion-MNIST; the emoji font and Unicode's emoji list).
+# The data sets are Debian packages (Fashion-MNIST; the emoji font and Unicode's emoji list) and scikit-image's
+# wheel from PyPI, whose photographs are read from the zip without installing it (groupconv.training.data.photos).
 DATA_PACKAGES := dataset-fashion-mnist fonts-noto-color-emoji unicode-data
+PHOTOS_DIR := $${GROUPCONV_DATA:-$$HOME/.cache/groupconv/data}
+PHOTOS_PYTHON := $(shell [ -x $(PYTHON) ] && echo $(PYTHON) || echo python3)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test data experiments bench clean
@@ -23,11 +26,13 @@ data:
 	@dpkg -s $(DATA_PACKAGES) >/dev/null 2>&1 || if command -v apt-get >/dev/null 2>&1; then \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(DATA_PACKAGES); \
 	else echo "make data: no apt-get here: install the Debian packages $(DATA_PACKAGES) another way (groupconv train --data-dir DIR reads their files); tests that need them skip"; fi
+	@ls $(PHOTOS_DIR)/scikit_image-0.26.0-*.whl >/dev/null 2>&1 || $(PHOTOS_PYTHON) -m pip download --quiet --no-deps scikit-image==0.26.0 -d $(PHOTOS_DIR)
 
-# docs/experiments.md's runs (about 50 minutes on 2 cores).
+# docs/experiments.md's runs, niced, two single-thread runs at a time (see docs/experiments.md for the hours each
+# takes); finished runs are kept, so it resumes where it stopped. Keep it from overlapping `make bench`.
+EXPERIMENTS := groups specialisation cardinality shuffle
 experiments: $(INSTALLED) data
-	$(VENV)/bin/groupconv experiment groups --out docs/experiments/groups --train-subset 20000 --jobs 2
-	$(VENV)/bin/groupconv experiment specialisation --out docs/experiments/specialisation --jobs 2
+	for name in $(EXPERIMENTS); do nice -n 19 $(VENV)/bin/groupconv experiment $$name --jobs 2 || exit 1; done
 
 # docs/benchmarks.md and docs/images/bench-groups.png (about 5 minutes on 2 cores; keep the machine idle).
 bench: $(INSTALLED)
