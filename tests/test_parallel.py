@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import groupconv.nn as gnn
+from groupconv import GroupConvError
 from groupconv.cli import main
 from groupconv.models import ChannelShuffle, alexnet, resnext, shufflenet
 from groupconv.parallel import CollectiveError, ShardingError, plan, shard
@@ -399,3 +401,70 @@ def _escaped(text: str) -> str:
     import re
 
     return re.escape(text)
+
+
+def rank_feeds_its_own_batch(folder: str, same_shape: bool) -> None:
+    """Rank 1 trains on other images than rank 0's (of the same shape, or one image fewer)."""
+    rank = torch.distributed.get_rank()
+    torch.manual_seed(0)
+    model = shard(MODELS["alexnet-g2"](), EXAMPLE)
+    images, labels = batch()
+    if rank == 1:
+        images = images.flip(0) if same_shape else images[1:]
+        labels = labels.flip(0) if same_shape else labels[1:]
+    try:
+        F.cross_entropy(model(images), labels).backward()
+    except GroupConvError as error:
+        Path(folder, f"error{rank}.txt").write_text(str(error))
+        raise
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("same_shape", [True, False])
+def test_ranks_given_different_batches_all_stop_with_a_clear_error(tmp_path, same_shape):
+    with pytest.raises(LaunchError) as failure:
+        spawn(rank_feeds_its_own_batch, RANKS, str(tmp_path), same_shape, timeout=10, deadline=DEADLINE)
+    assert failure.value.exitcodes == [1, 1]  # both raised; neither hung nor was stopped
+    for rank in range(RANKS):
+        message = (tmp_path / f"error{rank}.txt").read_text()
+        assert message.startswith(f"rank {rank} of 2: the ranks' inputs differ in shape or data")
+
+
+LAUNCHER = "import time; from groupconv.parallel.launch import spawn; spawn(time.sleep, 2, 120)"
+
+
+@pytest.mark.slow
+def test_ranks_stop_soon_after_their_launcher_is_killed():
+    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER], stderr=subprocess.PIPE, text=True)
+    ranks = _children(launcher.pid, count=RANKS, within=60)
+    launcher.kill()
+    launcher.wait()
+    deadline = time.monotonic() + 15  # the ranks poll every 0.5 s
+    while any(_running(pid) for pid in ranks) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    still = [pid for pid in ranks if _running(pid)]
+    for pid in still:  # leave no orphan behind, whatever the outcome
+        os.kill(pid, signal.SIGKILL)
+    assert still == []
+
+
+def _children(pid: int, count: int, within: float) -> list[int]:
+    """The pids of ``pid``'s child processes once there are ``count`` of them (multiprocessing's resource
+    tracker aside: ranks are those running groupconv's spawn entry)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        ranks = [int(c) for c in children if "resource_tracker" not in Path(f"/proc/{c}/cmdline").read_text()]
+        if len(ranks) == count:
+            time.sleep(3)  # past their imports: the watch thread has started
+            return ranks
+        time.sleep(0.2)
+    raise AssertionError(f"the launcher did not start {count} ranks within {within} s")
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for a reaper that is not ours does not)."""
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False

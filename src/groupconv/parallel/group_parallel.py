@@ -18,6 +18,7 @@ import torch.distributed as dist
 import torch.fx as fx
 from torch import nn
 
+from ..errors import GroupConvError
 from . import planner
 from .collectives import Communicator, Traffic, Transition
 from .planner import Plan
@@ -85,6 +86,7 @@ class GroupParallel(nn.Module):
         communicator.traffic.reset()
 
     def forward(self, *args, **kwargs):
+        _check_same_inputs(args, self.communicator)
         return self.module(*args, **kwargs)
 
     @property
@@ -252,3 +254,35 @@ def _block_shape(placement: Placement, world_size: int) -> list[int]:
     shape = list(placement.shape)
     shape[placement.dim] //= world_size
     return shape
+
+
+_CHECKED_INPUTS, _CHECKED_DIMS = 4, 6  # the fingerprint's fixed size: every rank must send as many numbers
+
+
+def _check_same_inputs(args: tuple, communicator: Communicator) -> None:
+    """Every rank must compute on rank 0's batch: a different batch of the same size would silently give wrong
+    outputs, and of another size abort a collective. One all_reduce of a small fingerprint (each input tensor's
+    shape, sum, sum of squares and position-weighted sum) taken both as MAX and, negated, as MIN: any difference
+    reaches every rank, so all of them stop with the same message."""
+    fingerprint = _fingerprint([a for a in args if isinstance(a, torch.Tensor)][:_CHECKED_INPUTS])
+    both = torch.cat([fingerprint, -fingerprint]).to(communicator.device)
+    with torch.no_grad():
+        dist.all_reduce(both, op=dist.ReduceOp.MAX, group=communicator.group)
+    highest, lowest = both[: len(fingerprint)], -both[len(fingerprint) :]
+    if not torch.equal(highest, lowest):
+        raise GroupConvError(
+            f"rank {dist.get_rank()} of {dist.get_world_size()}: the ranks' inputs differ in shape or data; "
+            "group-parallel needs the same batch on every rank (the same data, batch size and shuffling seed)"
+        )
+
+
+def _fingerprint(tensors: list[torch.Tensor]) -> torch.Tensor:
+    rows = []
+    for x in tensors:
+        shape = list(x.shape)[:_CHECKED_DIMS] + [-1] * (_CHECKED_DIMS - min(x.dim(), _CHECKED_DIMS))
+        values = x.detach().double().flatten()
+        positions = torch.arange(1, len(values) + 1, dtype=values.dtype, device=values.device)
+        sums = [values.sum(), values.square().sum(), (values * positions).sum()]  # the last: order matters
+        rows.append(torch.tensor([x.dim(), *shape, *(total.item() for total in sums)]))
+    rows += [torch.full((_CHECKED_DIMS + 4,), -2.0)] * (_CHECKED_INPUTS - len(rows))
+    return torch.cat(rows).double()

@@ -11,7 +11,9 @@ import datetime
 import multiprocessing.connection
 import os
 import signal
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 
@@ -46,6 +48,7 @@ def initialize(timeout: float = DEFAULT_TIMEOUT, backend: str | None = None) -> 
             f"no process group to join: {', '.join(missing)} not set. Start the program with "
             "`torchrun --nproc-per-node R ...`, or let groupconv.parallel.launch.spawn start the processes"
         )
+    _stop_with_parent(int(os.environ["RANK"]))  # torchrun's agent is the parent
     _join(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), "env://", backend, timeout,
           local_rank=int(os.environ.get("LOCAL_RANK", 0)))  # fmt: skip
 
@@ -77,7 +80,7 @@ def spawn(
     with tempfile.TemporaryDirectory(prefix="groupconv-") as folder:
         store = f"file://{os.path.join(folder, 'store')}"
         processes = [
-            context.Process(target=_rank_main, args=(fn, args, rank, world_size, store, backend, timeout))
+            context.Process(target=_rank_main, args=(fn, args, rank, world_size, store, backend, timeout, os.getpid()))
             for rank in range(world_size)
         ]
         for process in processes:
@@ -86,13 +89,33 @@ def spawn(
     _check([process.exitcode for process in processes], stopped)
 
 
-def _rank_main(fn, args, rank: int, world_size: int, store: str, backend: str | None, timeout: float) -> None:
+def _rank_main(fn, args, rank: int, world_size: int, store: str, backend: str | None, timeout: float, launcher: int):
+    _stop_with_parent(rank, launcher)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
     _join(rank, world_size, store, backend, timeout, local_rank=rank)
     try:
         fn(*args)
     finally:
         dist.destroy_process_group()
+
+
+PARENT_POLL_S = 0.5  # how often a rank checks that its launcher lives: it stops within this of the launcher's death
+
+
+def _stop_with_parent(rank: int, parent: int | None = None) -> None:
+    """End this process soon after ``parent`` (default: the process that started it) dies, killed say: a daemon
+    thread polls the parent's pid, which changes when the orphan is adopted (even if that happened before this
+    process got here: spawn passes its own pid). Portable, unlike Linux's PR_SET_PDEATHSIG."""
+    parent = os.getppid() if parent is None else parent
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        sys.stderr.write(f"groupconv.parallel: rank {rank} stops: its launcher (pid {parent}) has died\n")
+        sys.stderr.flush()
+        os._exit(1)  # no clean-up: the process group's other end is gone or going
+
+    threading.Thread(target=watch, name="groupconv-parent-watch", daemon=True).start()
 
 
 def _join(rank: int, world_size: int, init_method: str, backend: str | None, timeout: float, local_rank: int) -> None:
