@@ -1,4 +1,4 @@
-"""groupconv.training.data: idx parsing, the real Fashion-MNIST files, the emoji set, and the missing-data error."""
+"""groupconv.training.data: idx parsing, Fashion-MNIST, the emoji set, photo patches, splits, missing data."""
 
 import gzip
 from pathlib import Path
@@ -7,13 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from groupconv.training.data import DATASETS, DataMissingError, load
+from groupconv import GroupConvError
+from groupconv.training.data import DATASETS, DataMissingError, ImageSet, load
 from groupconv.training.data.emoji import EMOJI_TEST, FONT, parse_emoji_test
 from groupconv.training.data.fashion_mnist import DEFAULT_DIR, read_idx
+from groupconv.training.data.photos import WHEEL_VERSION, default_dir, patches_of
 
 has_fashion_mnist = pytest.mark.skipif(not DEFAULT_DIR.is_dir(), reason="needs dataset-fashion-mnist (make data)")
 has_emoji = pytest.mark.skipif(
     not (FONT.is_file() and EMOJI_TEST.is_file()), reason="needs the emoji packages (make data)"
+)
+has_photos = pytest.mark.skipif(
+    not list(default_dir().glob(f"scikit_image-{WHEEL_VERSION}-*.whl")), reason="needs scikit-image's wheel (make data)"
 )
 
 
@@ -56,7 +61,7 @@ def test_missing_emoji_names_both_packages(tmp_path):
 
 
 def test_unknown_dataset_and_split_are_rejected():
-    with pytest.raises(ValueError, match="choose one of fashion-mnist, emoji"):
+    with pytest.raises(ValueError, match="choose one of fashion-mnist, emoji, photos"):
         load("cifar10")
     with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
         load("fashion-mnist", "validation")
@@ -108,3 +113,52 @@ def test_emoji_variants_share_a_split():
     assert len(waving) == 1
     flags = [_is_test(name) for name in names if name.startswith("flag:")]
     assert 0 < sum(flags) < len(flags)  # flags are separate emoji, not variants of "flag"
+
+
+def test_missing_photos_give_the_pip_download_command(tmp_path):
+    with pytest.raises(DataMissingError) as caught:
+        load("photos", "train", data_dir=tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"pip download scikit-image=={WHEEL_VERSION} --no-deps -d {tmp_path}" in message
+
+
+def test_photo_patches_lie_wholly_on_their_side_of_the_split():
+    """Each pixel holds its column number, so a patch's columns say where it was cut."""
+    columns = np.broadcast_to(np.arange(240, dtype=np.uint8)[None, :, None], (64, 240, 3))
+    train, test = patches_of(columns, "train"), patches_of(columns, "test")
+    boundary, margin, rows = 160, 16, len(range(0, 64 - 32 + 1, 8))  # two thirds of 240
+    assert train[..., 0].max() < boundary - margin and test[..., 0].min() >= boundary + margin
+    assert len(train) == rows * len(range(0, 144 - 32 + 1, 8)) and len(test) == rows * len(range(176, 240 - 32 + 1, 8))
+
+
+def test_flat_patches_are_dropped():
+    flat = np.full((32, 96, 3), 7, dtype=np.uint8)
+    assert len(patches_of(flat, "train")) == 0
+
+
+@has_photos
+def test_photos_are_colour_patches_of_eight_photographs():
+    train, test = load("photos", "train"), load("photos", "test")
+    assert train.images.shape[1:] == (3, 32, 32) and 0 <= train.images.min() and train.images.max() <= 1
+    assert set(train.labels.tolist()) == set(test.labels.tolist()) == set(range(8))
+    assert 0.2 < len(test) / (len(train) + len(test)) < 0.35
+
+
+def test_split_off_holds_out_the_same_images_whatever_else_happens():
+    data = ImageSet(torch.arange(50.0).view(50, 1, 1, 1), torch.arange(50), None)
+    torch.manual_seed(123)  # the global generator must not matter
+    rest, held = data.split_off(10)
+    torch.manual_seed(456)
+    _, held_again = data.split_off(10)
+    assert torch.equal(held.labels, held_again.labels) and len(rest) == 40
+    assert sorted(rest.labels.tolist() + held.labels.tolist()) == list(range(50))
+    assert torch.equal(held.images.flatten(), held.labels.float())  # images stay with their labels
+
+
+def test_greyscale_is_bt601_luma_in_three_equal_channels():
+    pixel = torch.tensor([0.2, 0.5, 0.9]).view(1, 3, 1, 1)
+    grey = ImageSet(pixel, torch.zeros(1), None).greyscale().images.flatten().tolist()
+    assert grey == pytest.approx([0.299 * 0.2 + 0.587 * 0.5 + 0.114 * 0.9] * 3)
+    with pytest.raises(GroupConvError, match="greyscale needs RGB images, these have 1 channel"):
+        ImageSet(torch.zeros(1, 1, 2, 2), torch.zeros(1), None).greyscale()

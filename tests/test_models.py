@@ -9,11 +9,14 @@ from groupconv import GroupConvError
 from groupconv.models import (
     BUILTIN,
     DEFAULT_INPUT,
+    ChannelShuffle,
     ResNeXtBlock,
+    ShuffleUnit,
     alexnet,
     channel_shuffle,
     convert_block,
     mobilenet,
+    resnext,
     shufflenet,
 )
 
@@ -146,3 +149,76 @@ def test_builtin_models_run_on_their_default_input(name):
 def test_shufflenet_builds_at_narrow_widths(groups, width):
     """`groupconv train --model shufflenet` uses width 0.125: a stride-2 unit must still grow its input."""
     assert shufflenet(groups, width=width)(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("groups, channels", [(2, 4), (2, 12), (4, 16), (4, 32), (8, 64)])
+def test_after_one_shuffle_every_output_group_reads_every_input_group(groups, channels):
+    """It can when each group holds at least ``groups`` channels (``channels >= groups**2``)."""
+    source_group = torch.arange(channels).div(channels // groups, rounding_mode="floor")  # input group of each channel
+    shuffled = ChannelShuffle(groups)(source_group.view(1, channels, 1, 1).float()).flatten().long()
+    for output_group in shuffled.view(groups, channels // groups):  # what each group of the next layer reads
+        assert sorted(set(output_group.tolist())) == list(range(groups))
+
+
+def test_the_project_has_one_shuffle_layer_and_it_is_pytorchs():
+    assert ChannelShuffle is torch.nn.ChannelShuffle
+    unit = ShuffleUnit(32, 32, groups=4)
+    assert isinstance(unit.branch.shuffle, torch.nn.ChannelShuffle) and unit.branch.shuffle.groups == 4
+
+
+def input_groups_reaching(unit: ShuffleUnit, groups: int, output_group: int) -> set[int]:
+    """Which input channel groups the branch's output group depends on, read off the gradient."""
+    x = torch.randn(1, unit.branch.compress.in_channels, 5, 5, requires_grad=True)
+    y = unit.branch(x)
+    size = y.shape[1] // groups
+    y[:, output_group * size : (output_group + 1) * size].sum().backward()
+    reached = x.grad.abs().sum((0, 2, 3)).view(groups, -1).sum(1) > 0
+    return set(torch.nonzero(reached).flatten().tolist())
+
+
+@pytest.mark.parametrize("groups, channels", [(4, 64), (8, 256)])  # bottleneck channels / groups >= groups
+def test_without_the_shuffle_a_group_reads_only_its_own_group(groups, channels):
+    torch.manual_seed(0)
+    shuffled = ShuffleUnit(channels, channels, groups).eval()
+    plain = ShuffleUnit(channels, channels, groups, shuffle=False).eval()
+    assert isinstance(plain.branch.shuffle, torch.nn.Identity)
+    for group in range(groups):
+        assert input_groups_reaching(plain, groups, group) == {group}
+        assert input_groups_reaching(shuffled, groups, group) == set(range(groups))
+
+
+def test_shufflenet_switch_keeps_the_parameters():
+    on, off = shufflenet(4, width=0.25), shufflenet(4, width=0.25, shuffle=False)
+    assert sum(p.numel() for p in on.parameters()) == sum(p.numel() for p in off.parameters())
+    assert not any(isinstance(m, torch.nn.ChannelShuffle) for m in off.modules())
+
+
+def test_the_shuffle_experiments_network_can_mix_every_group_in_one_shuffle():
+    """groups=4 at width 0.25: every shuffle sees at least 4 channels per group (groups=8 there would see 3)."""
+    shuffles = [m for m in shufflenet(4, width=0.25).modules() if isinstance(m, ShuffleUnit)]
+    assert all(unit.branch.compress.out_channels // 4 >= 4 for unit in shuffles)
+    narrow = [m for m in shufflenet(8, width=0.25).modules() if isinstance(m, ShuffleUnit)]
+    assert min(unit.branch.compress.out_channels // 8 for unit in narrow) == 3
+
+
+def test_alexnet_widen_scales_every_width_to_a_multiple_of_groups():
+    model = alexnet(groups=2, width=0.125, widen=1.115)  # 16-32-48-48-32, hidden 128, times 1.115
+    widths = [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert widths == [18, 36, 54, 54, 36] and model.classifier.fc7.out_features == 143
+    with pytest.raises(GroupConvError, match=r"widen=0\.5 would narrow the network"):
+        alexnet(widen=0.5)
+
+
+def test_alexnet_conv1_channels_sets_conv1_alone():
+    model = alexnet(groups=2, in_channels=3, image_size=32, width=0.25, conv1_channels=48)
+    assert model.features.conv1.out_channels == 48 and model.features.conv2.in_channels == 48
+    assert model.features.conv2.out_channels == 64
+    with pytest.raises(GroupConvError, match="conv1_channels=47 must be divisible by groups=2"):
+        alexnet(groups=2, conv1_channels=47)
+
+
+def test_resnext_fractional_bottleneck_width_rounds_per_stage():
+    model = resnext(cardinality=2, bottleneck_width=16.25, stages=((32, 2), (64, 2), (128, 2)))
+    assert [model.get_submodule(f"block{i}").bottleneck_width for i in (1, 2, 3)] == [16, 32, 65]
+    with pytest.raises(GroupConvError, match=r"bottleneck_width=0\.5 is below one channel"):
+        resnext(bottleneck_width=0.5)

@@ -38,8 +38,8 @@ EXPERIMENTS = {
         "parameters, MACs, differences from cardinality 1 paired by seed), cardinality.json, cardinality.png.",
     ),
     "shuffle": (
-        "ShuffleNet with and without its channel shuffle (groups=8)",
-        "Train a small ShuffleNet at groups=8 with and without the channel shuffle, 3 seeds each, on "
+        "ShuffleNet with and without its channel shuffle (groups=4)",
+        "Train a small ShuffleNet at groups=4 with and without the channel shuffle, 3 seeds each, on "
         "Fashion-MNIST; write shuffle.md (test error, the paired difference) and shuffle.json.",
     ),
 }
