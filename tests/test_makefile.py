@@ -1,6 +1,6 @@
 """`make run` on a machine without apt-get or root: the demo needs no data, and `make data` says how in one line.
 
-Simulated with a PATH that holds only ``id`` (no apt-get, no dpkg); nothing is installed: ``make -n`` for run.
+Simulated with a PATH that holds only ``id`` and ``ls`` (no apt-get, no dpkg); `make -n` for run.
 """
 
 import os
@@ -17,7 +17,8 @@ pytestmark = pytest.mark.skipif(MAKE is None, reason="needs make")
 
 @pytest.fixture
 def path_without_apt(tmp_path):
-    (tmp_path / "id").symlink_to(shutil.which("id"))
+    for tool in ("id", "ls"):
+        (tmp_path / tool).symlink_to(shutil.which(tool))
     return str(tmp_path)
 
 
