@@ -11,7 +11,7 @@ are their transposes. Every rank reads the whole batch and gets the whole output
     shard(model, example_input)               the split model, on an initialised process group
     launch.spawn(fn, world_size)              run fn on R local processes (gloo, or NCCL on GPUs)
 
-Modules: ``collectives`` (layouts, transitions, byte counts), ``rules`` (how each kind
+Modules: ``collectives`` (placements, transitions, byte counts), ``rules`` (how each kind
 of layer is split), ``planner`` (tracing and decisions), ``group_parallel`` (the split
 model, checkpoints), ``launch`` (processes), ``measure`` (bytes and step times).
 """

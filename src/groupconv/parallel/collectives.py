@@ -1,16 +1,16 @@
 """The collectives a group-parallel model communicates through, and their gradients.
 
-Every activation of a split model is in one of three layouts across the R ranks:
+Every activation of a split model is in one of three placements across the R ranks (where its pieces live):
 
     replicated  every rank holds the whole tensor, and after backward its whole gradient
     sharded     rank r holds block r of R along dim 1 (channels, or features once
                 flattened), and that block's gradient
     partial     every rank holds a summand (the output of a layer split by input channels)
 
-A :class:`Transition` moves a tensor between layouts. Its backward is the forward's
-transpose (as a linear map), so every gradient arrives in the layout of its tensor:
+A :class:`Transition` moves a tensor between placements. Its backward is the forward's
+transpose (as a linear map), so every gradient arrives in the placement of its tensor:
 
-    transition      forward          backward         layouts
+    transition      forward          backward         placements
     gather          all_gather       keep own block   sharded    -> replicated
     split           keep own block   all_gather       replicated -> sharded
     gather_to_mix   all_gather       reduce_scatter   sharded    -> replicated, read by a layer split by outputs
@@ -237,7 +237,7 @@ TRANSITIONS: dict[str, tuple[str | None, str | None]] = {
 
 
 class Transition(nn.Module):
-    """One edge of the model where a tensor changes layout (see the module doc for the kinds).
+    """One edge of the model where a tensor changes placement (see the module doc for the kinds).
 
     Example (on a process group of one rank, where every collective is a copy):
         >>> import torch, torch.distributed as dist

@@ -6,7 +6,7 @@ naming the layer it cannot split. :func:`~groupconv.parallel.shard` runs the sam
 
 The model is traced with ``torch.fx`` (layers are leaves; the code between them, such as
 a residual sum, becomes graph nodes), run once on the example input to learn each
-activation's shape, and walked in order, carrying each activation's layout.
+activation's shape, and walked in order, carrying each activation's placement.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from .collectives import TRANSITIONS, sent_bytes
 from .rules import MIX, REPLICATED, SHARDED, Decision, ShardingError, Site, decide
 
-# (layout an input has, layout its reader wants): the transition between them
+# (placement an input has, placement its reader wants): the transition between them
 _TRANSITION = {(SHARDED, REPLICATED): "gather", (SHARDED, MIX): "gather_to_mix", (REPLICATED, MIX): "copy_to_mix",
                (REPLICATED, SHARDED): "split"}  # fmt: skip
 _ELEMENTWISE = {
@@ -137,8 +137,8 @@ def plan(model: nn.Module, example_input: torch.Tensor, world_size: int, replica
 
 
 def _walk(graph_module: fx.GraphModule, world_size: int, replicate: set[str]) -> dict[str, Step]:
-    """Decide each node in order, carrying each activation's layout and whether it needs a gradient."""
-    layouts: dict[fx.Node, str] = {}
+    """Decide each node in order, carrying each activation's placement and whether it needs a gradient."""
+    placements: dict[fx.Node, str] = {}
     needs_grad: dict[fx.Node, bool] = {}
     made: dict[tuple[str, str], str] = {}  # (activation, transition): the layer it was made for
     steps = {}
@@ -146,9 +146,9 @@ def _walk(graph_module: fx.GraphModule, world_size: int, replicate: set[str]) ->
         inputs = _tensor_inputs(node)
         layer = graph_module.get_submodule(node.target) if node.op == "call_module" else None
         gathered = bool(inputs) and (inputs[0].name, "gather_to_mix") in made
-        decision = _decide(node, layer, inputs, layouts, world_size, replicate, gathered)
-        before = tuple(_edge(arg, _TRANSITION[layouts[arg], decision.reads], needs_grad[arg], world_size)
-                       for arg in inputs if (layouts[arg], decision.reads) in _TRANSITION)  # fmt: skip
+        decision = _decide(node, layer, inputs, placements, world_size, replicate, gathered)
+        before = tuple(_edge(arg, _TRANSITION[placements[arg], decision.reads], needs_grad[arg], world_size)
+                       for arg in inputs if (placements[arg], decision.reads) in _TRANSITION)  # fmt: skip
         before = tuple(_share(edge, made, _name(node)) for edge in before)
         weights = list(layer.parameters()) if layer is not None else []
         needs_grad[node] = (
@@ -157,15 +157,15 @@ def _walk(graph_module: fx.GraphModule, world_size: int, replicate: set[str]) ->
         after = (
             _edge(node, decision.after, needs_grad[node], world_size, decision.permutation) if decision.after else None
         )
-        layouts[node] = decision.writes
+        placements[node] = decision.writes
         sent = sum(edge.sent for edge in (*before, *([after] if after else [])))
         steps[node.name] = Step(node.name, _name(node), _what(layer), decision, before, after, bool(weights), sent)
     return steps
 
 
-def _decide(node: fx.Node, layer: nn.Module | None, inputs: list[fx.Node], layouts, world_size: int,
+def _decide(node: fx.Node, layer: nn.Module | None, inputs: list[fx.Node], placements, world_size: int,
             replicate: set[str], gathered: bool) -> Decision:  # fmt: skip
-    reads = SHARDED if any(layouts[arg] == SHARDED for arg in inputs) else REPLICATED
+    reads = SHARDED if any(placements[arg] == SHARDED for arg in inputs) else REPLICATED
     if layer is not None:
         channels = _shape(inputs[0])[1] if _dims(inputs) >= 2 else 0
         site = Site(node.target, reads, _dims(inputs), _sizes(node, inputs), channels, _feeds_output(node),

@@ -1,6 +1,6 @@
 """How each kind of layer is split across R ranks, and the layer each rank keeps.
 
-A layer's :class:`Decision` says which layout it reads and writes (see
+A layer's :class:`Decision` says which placement it reads and writes (see
 :mod:`~groupconv.parallel.collectives`) and how its weights are split:
 
     grouped      a conv whose groups divide among the ranks: rank r keeps groups
@@ -56,7 +56,7 @@ class ShardingError(GroupConvError):
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
-    """How one layer runs: the layout it reads, how it is split, and the layout it writes.
+    """How one layer runs: the placement it reads, how it is split, and the placement it writes.
 
     ``after`` is the transition that completes the output: "reduce_scatter" or "all_reduce"
     for a layer split by inputs, "shuffle" (by ``permutation``) for a channel shuffle.
@@ -98,7 +98,7 @@ class Placement:
 
 @dataclasses.dataclass(frozen=True)
 class Site:
-    """What a layer's decision depends on besides the layer: its name; its input's layout,
+    """What a layer's decision depends on besides the layer: its name; its input's placement,
     number of dims and channels; its input's and output's elements per sample (``sizes``);
     whether only the model's output reads it; whether the caller asked to replicate it;
     whether its input is gathered for another layer already (so gathering is free)."""
