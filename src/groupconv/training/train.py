@@ -267,17 +267,14 @@ def shift_and_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Te
 
 
 def provenance() -> dict:
-    """What else decides a run's numbers: the commit (and uncommitted source files), versions, routes."""
+    """What else decides a run's numbers: the commit and uncommitted source files when this module was imported
+    (the code a long-running process runs, not what the checkout holds by the time it saves), versions, routes."""
     import numpy
 
     from .. import __version__, tuning
 
-    source = Path(__file__).resolve().parents[3]
-    git = lambda *args: subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True).stdout
-    changed = [line[3:] for line in git("status", "--porcelain", "--", "src").splitlines()]
     return {
-        "commit": git("rev-parse", "HEAD").strip() or None,
-        "uncommitted_source": changed,
+        **_CODE,
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -286,6 +283,17 @@ def provenance() -> dict:
         },
         "routes": tuning.decisions_summary(),
     }
+
+
+def _code() -> dict:
+    """The checkout's commit and its uncommitted files under src/ (None and [] outside a git checkout)."""
+    source = Path(__file__).resolve().parents[3]
+    git = lambda *args: subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True).stdout
+    changed = [line[3:] for line in git("status", "--porcelain", "--", "src").splitlines()]
+    return {"commit": git("rev-parse", "HEAD").strip() or None, "uncommitted_source": changed}
+
+
+_CODE = _code()  # at import: the code this process loaded
 
 
 def count_params(model: nn.Module) -> int:

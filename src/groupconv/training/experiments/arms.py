@@ -69,34 +69,33 @@ def run_arms(
     **running,
 ) -> Report:
     """Train ``planned``'s unfinished runs (``running``: run_all's jobs, data_dir, progress, train), then write
-    ``name``.md (``table`` of the finished arms, their differences from the first arm, what is missing),
-    ``name``.json and, with ``plot``, ``name``.png to ``out``."""
+    ``name``.md (:func:`report`'s text), ``name``.json and, with ``plot``, ``name``.png to ``out``."""
     out = Path(out)
-    metrics = run_all(planned, out / "runs", **running)
+    result = report(planned, run_all(planned, out / "runs", **running), table, margin)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.md").write_text(result.text + "\n")
+    fields = {key: value for key, value in asdict(result).items() if key != "text"}
+    (out / f"{name}.json").write_text(json.dumps(fields, indent=2) + "\n")
+    done = [summary for summary in result.summaries.values() if summary is not None]
+    if plot is not None and done:
+        plot(done, out / f"{name}.png")
+    return result
+
+
+def report(planned: Sequence[Run], metrics: Sequence[dict | None], table, margin: float) -> Report:
+    """The arms' ``table``, the differences from the first arm paired by seed, and the runs still missing."""
     arms = dict.fromkeys(run.arm for run in planned)
     summaries = {arm: summarise(arm, [m for run, m in zip(planned, metrics) if run.arm == arm]) for arm in arms}
     missing = tuple(run.name for run, m in zip(planned, metrics) if m is None)
     done = [summary for summary in summaries.values() if summary is not None]
-    report = Report(summaries, missing, margin, report_text(done, missing, table, margin, first=next(iter(arms))))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.md").write_text(report.text + "\n")
-    fields = {key: value for key, value in asdict(report).items() if key != "text"}
-    (out / f"{name}.json").write_text(json.dumps(fields, indent=2) + "\n")
-    if plot is not None and done:
-        plot(done, out / f"{name}.png")
-    return report
-
-
-def report_text(done: Sequence[ArmSummary], missing: Sequence[str], table, margin: float, first: str) -> str:
-    """The arms' table, the paired differences from arm ``first`` (when it has finished), the missing runs."""
     if not done:
-        return f"No run has finished yet; missing: {', '.join(missing)}."
+        return Report(summaries, missing, margin, f"No run has finished yet; missing: {', '.join(missing)}.")
     text = table(done)
-    if done[0].arm == first and len(done) > 1:
+    if done[0].arm == next(iter(arms)) and len(done) > 1:
         text += "\n\n" + comparison_table(done[0], done[1:], margin)
     if missing:
         text += f"\n\nStill missing ({len(missing)} runs): {', '.join(missing)}."
-    return text
+    return Report(summaries, missing, margin, text)
 
 
 def summarise(arm: str, metrics: Sequence[dict | None]) -> ArmSummary | None:

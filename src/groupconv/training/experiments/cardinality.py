@@ -43,15 +43,15 @@ def runs(seeds: Sequence[int] = SEEDS, **recipe) -> list[Run]:
 def run(out, seeds=SEEDS, jobs=1, data_dir=None, progress=True, train=True, **recipe) -> Report:
     """Train every unfinished run (unless ``train`` is False); write cardinality.md/.json/.png from the finished."""
     running = dict(jobs=jobs, data_dir=data_dir, progress=progress, train=train)
-    return run_arms("cardinality", runs(seeds, **recipe), out, _table, MARGIN, plot, **running)
+    return run_arms("cardinality", runs(seeds, **recipe), out, table, MARGIN, plot, **running)
 
 
-def _table(rows: Sequence[ArmSummary]) -> str:
+def table(rows: Sequence[ArmSummary]) -> str:
     """Markdown: cardinality, bottleneck widths, seeds, test error, parameters (change from C=1), MACs, s/epoch.
 
     Example:
         >>> row = ArmSummary("c4", (0,), (0.1,), (), 146258, 10_000_000, 30.0)
-        >>> _table([row]).splitlines()[2]
+        >>> table([row]).splitlines()[2]
         '| 4 | 11, 22, 43 | 1 | 10.00 (1 seed) | 146,258 | 10.00M | 30 |'
     """
     base = rows[0]

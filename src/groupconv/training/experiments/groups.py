@@ -64,16 +64,16 @@ def run(
     """Train every unfinished run (unless ``train`` is False), then write ``groups.md``, ``groups.json`` and
     ``groups.png`` to ``out`` from the runs that have finished."""
     running = dict(jobs=jobs, data_dir=data_dir, progress=progress, train=train)
-    return run_arms("groups", runs(seeds, **recipe), out, arms_table, MARGIN, plot, **running)
+    return run_arms("groups", runs(seeds, **recipe), out, table, MARGIN, plot, **running)
 
 
-def arms_table(rows: Sequence[ArmSummary]) -> str:
+def table(rows: Sequence[ArmSummary]) -> str:
     """Markdown: each arm's test error, parameters, MACs, s/epoch, beside the published ImageNet AlexNet.
 
     Example:
         >>> dense = ArmSummary("g1", (0, 1), (0.10, 0.10), (), 116554, 5247744, 65.0)
         >>> grouped = ArmSummary("g2", (0, 1), (0.10, 0.12), (), 92874, 3146624, 61.0)
-        >>> print(arms_table([dense, grouped]).splitlines()[3])
+        >>> print(table([dense, grouped]).splitlines()[3])
         | g2 | 2 | 11.00 ± 1.41 | 92,874 (−20.3%) | 3.15M (−40.0%) | 61 | 18.14 / 41.84 | 60.97M | 724M |
     """
     base = rows[0]

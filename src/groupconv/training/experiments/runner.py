@@ -70,7 +70,8 @@ def finished(run: Run, out: str | Path) -> dict | None:
     if not path.is_file():
         return None
     metrics = json.loads(path.read_text())
-    return metrics if metrics["config"] == dataclasses.asdict(run.config) else None
+    # Through TrainConfig: a field added since the run was recorded takes its default, the behaviour it ran with.
+    return metrics if TrainConfig(**metrics["config"]) == run.config else None
 
 
 def _images(config: TrainConfig, available: int) -> int:

@@ -35,14 +35,14 @@ def runs(seeds: Sequence[int] = SEEDS, **recipe) -> list[Run]:
 def run(out, seeds=SEEDS, jobs=1, data_dir=None, progress=True, train=True, **recipe) -> Report:
     """Train every unfinished run (unless ``train`` is False); write shuffle.md and shuffle.json from the finished."""
     running = dict(jobs=jobs, data_dir=data_dir, progress=progress, train=train)
-    return run_arms("shuffle", runs(seeds, **recipe), out, _table, MARGIN, **running)
+    return run_arms("shuffle", runs(seeds, **recipe), out, table, MARGIN, **running)
 
 
-def _table(rows: Sequence[ArmSummary]) -> str:
+def table(rows: Sequence[ArmSummary]) -> str:
     """Markdown: each arm's test error, cost and the published ImageNet error.
 
     Example:
-        >>> _table([ArmSummary("shuffle", (0,), (0.1,), (), 35818, 2_000_000, 40.0)]).splitlines()[2]
+        >>> table([ArmSummary("shuffle", (0,), (0.1,), (), 35818, 2_000_000, 40.0)]).splitlines()[2]
         '| shuffle | 1 | 10.00 (1 seed) | 35,818 | 2.00M | 40 | 32.4 |'
     """
     lines = [
