@@ -34,8 +34,8 @@ EXPERIMENTS = {
     "cardinality": (
         "ResNeXt at cardinality 1, 2, 4, 8, 16, parameters held equal (within 3 per cent)",
         "Train a small ResNeXt at cardinality 1, 2, 4, 8, 16, the bottleneck width set so the parameters stay "
-        "within ±3% of cardinality 1's, 3 seeds each, on Fashion-MNIST; write cardinality.md (test error, "
-        "parameters, MACs, differences from cardinality 1 paired by seed), cardinality.json, cardinality.png.",
+        "within ±3% of cardinality 1's, 3 seeds each, on 20,000 Fashion-MNIST images; write cardinality.md "
+        "(test error, parameters, MACs, differences from cardinality 1 paired by seed), cardinality.json and .png.",
     ),
     "shuffle": (
         "ShuffleNet with and without its channel shuffle (groups=4)",
