@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "kernels.h"
@@ -22,6 +23,34 @@ namespace groupconv_native {
 namespace CPU_CAPABILITY {
 
 using at::vec::Vectorized;
+
+// An accumulator's type: the ISA's own vector, since GCC keeps an array of those in registers but spills
+// an array of Vectorized<T> to the stack; Vectorized<T> converts to and from it.
+template <typename T>
+struct Acc {
+  using type = Vectorized<T>;
+};
+#if defined(CPU_CAPABILITY_AVX512)
+template <>
+struct Acc<float> {
+  using type = __m512;
+};
+template <>
+struct Acc<double> {
+  using type = __m512d;
+};
+#elif defined(CPU_CAPABILITY_AVX2)
+template <>
+struct Acc<float> {
+  using type = __m256;
+};
+template <>
+struct Acc<double> {
+  using type = __m256d;
+};
+#endif
+template <typename T>
+using AccT = typename Acc<T>::type;
 
 // ---- lane permutation: lane l of a result takes lane idx[l] of one loaded vector ----------------
 template <typename T>
@@ -136,7 +165,7 @@ inline void cl_pixels(const ChannelMap<T>& m, int64_t b, const T* src, const T* 
                       const int64_t* first, T* dst, int64_t dst_step) {
   constexpr int64_t V = Vectorized<T>::size();
   const int64_t d0 = b * V, base = m.base[b], K = m.Sg, Csrc = m.Csrc;
-  Vectorized<T> acc[P];
+  AccT<T> acc[P];
   for (int p = 0; p < P; ++p) acc[p] = Vectorized<T>(T(0));
   for (int64_t r = 0; r < nrows; ++r) {
     const T* row = src + rows[r].src_offset;
@@ -150,12 +179,12 @@ inline void cl_pixels(const ChannelMap<T>& m, int64_t b, const T* src, const T* 
       }
       for (int64_t i = 0; i < K; ++i) {
         const Vectorized<T> wv = Vectorized<T>::loadu(wt + i * Cpad);
-        for (int p = 0; p < P; ++p) acc[p] = at::vec::fmadd(operand<T, MODE>(m, b, i, px[p], xv[p]), wv, acc[p]);
+        for (int p = 0; p < P; ++p) acc[p] = at::vec::fmadd(operand<T, MODE>(m, b, i, px[p], xv[p]), wv, Vectorized<T>(acc[p]));
       }
     }
   }
   (void)KW;
-  for (int p = 0; p < P; ++p) acc[p].store(dst + p * dst_step + d0, m.count[b]);
+  for (int p = 0; p < P; ++p) Vectorized<T>(acc[p]).store(dst + p * dst_step + d0, m.count[b]);
 }
 
 // One channels-last row of dst pixels. `col(w, kw, &c)` says whether dst pixel w reads src column c
@@ -270,51 +299,117 @@ void input_grad_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* gy, 
   }
 }
 
-// Weight gradient, channels-last: a task is an output row (n, od, oh); partial: [K][Cg][O padded].
+// f(0), ..., f(N - 1) with compile-time indices: arrays of accumulators indexed by them stay in registers
+// (a loop, even one the compiler unrolls, leaves them on the stack).
+template <typename F, int... Is>
+inline __attribute__((always_inline)) void unroll_each(F&& f, std::integer_sequence<int, Is...>) {
+  (f(std::integral_constant<int, Is>{}), ...);
+}
+template <int N, typename F>
+inline __attribute__((always_inline)) void unroll(F&& f) {
+  unroll_each(f, std::make_integer_sequence<int, N>{});
+}
+
+// Accumulators a register file holds with room for the operands: 32 vector registers on AVX-512, 16 otherwise.
+constexpr int MAX_ACC = sizeof(Vectorized<float>) == 64 ? 16 : 8;
+
+struct TapCols {  // one tap of a channels-last weight-gradient row: src row, column offset, output columns
+  const void* x_row;  // the src row's first pixel
+  int64_t off;        // src column of output column ow: ow * stride + off
+  int64_t lo, hi;     // output columns whose src column lies in the row
+  int64_t tap;
+};
+
+// Up to J taps x I channels of the group (nj, ni of them) for one dst channel block, in registers over
+// output columns [lo, hi): each grad_y vector is loaded once and used nj * ni times.
+template <typename T, int MODE, int J, int I>
+inline void wg_cl_block(const ChannelMap<T>& m, int64_t b, int64_t i0, int64_t ni, const TapCols* taps, int64_t nj,
+                        const T* gy_row, int64_t O, int64_t C, int64_t s, int64_t lo, int64_t hi, T* partial,
+                        int64_t Opad) {
+  constexpr int64_t V = Vectorized<T>::size();
+  const int64_t d0 = b * V, cnt = m.count[b], base = m.base[b], Cg = m.Sg;
+  AccT<T> acc[J][I];
+  const T* rows[J];
+  unroll<J>([&](auto j) __attribute__((always_inline)) {
+    rows[j] = j < nj ? static_cast<const T*>(taps[j].x_row) + taps[j].off * C + base : nullptr;
+    unroll<I>([&](auto i) __attribute__((always_inline)) { acc[j][i] = Vectorized<T>(T(0)); });
+  });
+  for (int64_t ow = lo; ow < hi; ++ow) {
+    const Vectorized<T> gv = Vectorized<T>::loadu(gy_row + ow * O + d0, cnt);
+    unroll<J>([&](auto j) __attribute__((always_inline)) {
+      if (j >= nj) return;
+      const T* px = rows[j] + ow * s * C;
+      const Vectorized<T> xv = load_block<T, MODE>(m, b, px);
+      unroll<I>([&](auto i) __attribute__((always_inline)) {
+        if (i < ni) acc[j][i] = at::vec::fmadd(operand<T, MODE>(m, b, i0 + i, px, xv), gv, Vectorized<T>(acc[j][i]));
+      });
+    });
+  }
+  unroll<J>([&](auto j) __attribute__((always_inline)) {
+    unroll<I>([&](auto i) __attribute__((always_inline)) {
+      if (j >= nj || i >= ni) return;
+      T* out = partial + (taps[j].tap * Cg + i0 + i) * Opad + d0;
+      (Vectorized<T>::loadu(out) + Vectorized<T>(acc[j][i])).store(out);
+    });
+  });
+}
+
+// Every tap of one output row, channels i0.. in blocks of I: J taps share their common columns; each
+// tap's border columns outside that run alone.
+template <typename T, int MODE, int I>
+void wg_cl_taps(const ChannelMap<T>& m, int64_t b, int64_t i0, int64_t ni, const TapCols* taps, int64_t ntaps,
+                const T* gy_row, int64_t O, int64_t C, int64_t s, T* partial, int64_t Opad) {
+  constexpr int J = MAX_ACC / I;
+  for (int64_t t0 = 0; t0 < ntaps; t0 += J) {
+    const int64_t nj = std::min<int64_t>(J, ntaps - t0);
+    const TapCols* block = taps + t0;
+    int64_t lo = block[0].lo, hi = block[0].hi;
+    for (int64_t j = 1; j < nj; ++j) lo = std::max(lo, block[j].lo), hi = std::min(hi, block[j].hi);
+    hi = std::max(lo, hi);
+    wg_cl_block<T, MODE, J, I>(m, b, i0, ni, block, nj, gy_row, O, C, s, lo, hi, partial, Opad);
+    for (int64_t j = 0; j < nj; ++j) {
+      const TapCols& t = block[j];
+      wg_cl_block<T, MODE, 1, I>(m, b, i0, ni, &t, 1, gy_row, O, C, s, t.lo, std::min(lo, t.hi), partial, Opad);
+      wg_cl_block<T, MODE, 1, I>(m, b, i0, ni, &t, 1, gy_row, O, C, s, std::max(hi, t.lo), t.hi, partial, Opad);
+    }
+  }
+}
+
+// Weight gradient, channels-last: a task is an output row (n, od, oh); partial: [K][Cg][O padded]. Lanes
+// run across output channels; a block of (taps x channels of the group) accumulates in registers.
 template <typename T, int MODE>
 void weight_grad_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* x, const T* gy, T* partial,
                          int64_t begin, int64_t end) {
-  constexpr int64_t V = Vectorized<T>::size();
-  constexpr int64_t I = 4;  // channels of the group accumulated in registers at once
   const int64_t C = g.C(), O = g.O(), Cg = g.Cg, Opad = padded_channels<T>(O);
-  const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2];
+  const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2], s = g.stride[2];
   const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
+  std::vector<TapCols> taps(g.taps());
   for (int64_t t = begin; t < end; ++t) {
     const int64_t n = t / (OD * OH), od = t / OH % OD, oh = t % OH;
-    const T* gy_row = gy + ((n * OD + od) * OH + oh) * OW * O;
+    int64_t ntaps = 0;
     for (int64_t kd = 0; kd < KD; ++kd) {
       const int64_t id = od * g.stride[0] + kd * g.dil[0] - g.pad[0];
       if (id < 0 || id >= ID) continue;
       for (int64_t kh = 0; kh < KH; ++kh) {
         const int64_t ih = oh * g.stride[1] + kh * g.dil[1] - g.pad[1];
         if (ih < 0 || ih >= IH) continue;
-        const T* x_row = x + ((n * ID + id) * IH + ih) * IW * C;
         for (int64_t kw = 0; kw < KW; ++kw) {
-          // output columns whose input column ow * s + kw * d - p lies inside [0, IW)
-          const int64_t off = kw * g.dil[2] - g.pad[2], s = g.stride[2];
-          const int64_t ow_lo = off >= 0 ? 0 : (-off + s - 1) / s;
-          const int64_t ow_hi = std::min<int64_t>(OW, IW - 1 - off < 0 ? 0 : (IW - 1 - off) / s + 1);
-          if (ow_lo >= ow_hi) continue;
-          const int64_t tap = (kd * KH + kh) * KW + kw;
-          for (int64_t b = 0; b < m.blocks; ++b) {
-            const int64_t d0 = b * V, cnt = m.count[b], base = m.base[b];
-            for (int64_t i0 = 0; i0 < Cg; i0 += I) {
-              const int64_t ni = std::min(I, Cg - i0);
-              T* out = partial + (tap * Cg + i0) * Opad + d0;
-              Vectorized<T> acc[I];
-              for (int64_t i = 0; i < I; ++i) acc[i] = i < ni ? Vectorized<T>::loadu(out + i * Opad) : Vectorized<T>(T(0));
-              for (int64_t ow = ow_lo; ow < ow_hi; ++ow) {
-                const Vectorized<T> gv = Vectorized<T>::loadu(gy_row + ow * O + d0, cnt);
-                const T* px = x_row + (ow * s + off) * C + base;
-                const Vectorized<T> xv = load_block<T, MODE>(m, b, px);
-                for (int64_t i = 0; i < I; ++i)
-                  if (i < ni) acc[i] = at::vec::fmadd(operand<T, MODE>(m, b, i0 + i, px, xv), gv, acc[i]);
-              }
-              for (int64_t i = 0; i < ni; ++i) acc[i].store(out + i * Opad);
-            }
-          }
+          // output columns whose src column ow * s + off lies inside [0, IW)
+          const int64_t off = kw * g.dil[2] - g.pad[2];
+          const int64_t lo = off >= 0 ? 0 : (-off + s - 1) / s;
+          const int64_t hi = std::min<int64_t>(OW, IW - 1 - off < 0 ? 0 : (IW - 1 - off) / s + 1);
+          if (lo < hi) taps[ntaps++] = {x + ((n * ID + id) * IH + ih) * IW * C, off, lo, hi, (kd * KH + kh) * KW + kw};
         }
       }
+    }
+    const T* gy_row = gy + ((n * OD + od) * OH + oh) * OW * O;
+    for (int64_t b = 0; b < m.blocks; ++b) {
+      int64_t i0 = 0;
+      for (; i0 + 4 <= Cg; i0 += 4) wg_cl_taps<T, MODE, 4>(m, b, i0, 4, taps.data(), ntaps, gy_row, O, C, s, partial, Opad);
+      const int64_t rest = Cg - i0;
+      if (rest == 3) wg_cl_taps<T, MODE, 4>(m, b, i0, 3, taps.data(), ntaps, gy_row, O, C, s, partial, Opad);
+      if (rest == 2) wg_cl_taps<T, MODE, 2>(m, b, i0, 2, taps.data(), ntaps, gy_row, O, C, s, partial, Opad);
+      if (rest == 1) wg_cl_taps<T, MODE, 1>(m, b, i0, 1, taps.data(), ntaps, gy_row, O, C, s, partial, Opad);
     }
   }
 }
@@ -425,7 +520,7 @@ inline void cf_block(const T* src, const T* w, int64_t w_step, const CfTerm* ter
         start[p][kw] = s.start;
       }
     }
-    Vectorized<T> acc[OB][P];
+    AccT<T> acc[OB][P];
     for (int ob = 0; ob < OB; ++ob)
       for (int p = 0; p < P; ++p) acc[ob][p] = Vectorized<T>(T(0));
     for (int64_t t = 0; t < nterms; ++t) {
@@ -436,12 +531,12 @@ inline void cf_block(const T* src, const T* w, int64_t w_step, const CfTerm* ter
         for (int p = 0; p < P; ++p) xv[p] = masked_load(row + start[p][kw], mask[p][kw]);
         for (int ob = 0; ob < OB; ++ob) {
           const Vectorized<T> wv(wt[ob * w_step + kw]);
-          for (int p = 0; p < P; ++p) acc[ob][p] = masked_fma(xv[p], wv, acc[ob][p], mask[p][kw]);
+          for (int p = 0; p < P; ++p) acc[ob][p] = masked_fma(xv[p], wv, Vectorized<T>(acc[ob][p]), mask[p][kw]);
         }
       }
     }
     for (int ob = 0; ob < OB; ++ob)
-      for (int p = 0; p < P; ++p) acc[ob][p].store(dst[ob] + w0 + p * V, n[p]);
+      for (int p = 0; p < P; ++p) Vectorized<T>(acc[ob][p]).store(dst[ob] + w0 + p * V, n[p]);
     return;
   }
 #endif
@@ -453,7 +548,7 @@ inline void cf_block(const T* src, const T* w, int64_t w_step, const CfTerm* ter
       inside = inside && s.lo == 0 && s.hi == n[p];
     }
   }
-  Vectorized<T> acc[OB][P];
+  AccT<T> acc[OB][P];
   for (int ob = 0; ob < OB; ++ob)
     for (int p = 0; p < P; ++p) acc[ob][p] = Vectorized<T>(T(0));
   for (int64_t t = 0; t < nterms; ++t) {
@@ -465,7 +560,7 @@ inline void cf_block(const T* src, const T* w, int64_t w_step, const CfTerm* ter
         for (int p = 0; p < P; ++p) xv[p] = Vectorized<T>::loadu(row + w0 + p * V + off[kw], n[p]);
         for (int ob = 0; ob < OB; ++ob) {
           const Vectorized<T> wv(wt[ob * w_step + kw]);
-          for (int p = 0; p < P; ++p) acc[ob][p] = at::vec::fmadd(xv[p], wv, acc[ob][p]);
+          for (int p = 0; p < P; ++p) acc[ob][p] = at::vec::fmadd(xv[p], wv, Vectorized<T>(acc[ob][p]));
         }
       } else {
         for (int p = 0; p < P; ++p) {
@@ -473,13 +568,13 @@ inline void cf_block(const T* src, const T* w, int64_t w_step, const CfTerm* ter
           if (s.hi <= s.lo) continue;
           const Vectorized<T> xv = load_span(row, s);
           for (int ob = 0; ob < OB; ++ob)
-            acc[ob][p] = fma_span(xv, Vectorized<T>(wt[ob * w_step + kw]), acc[ob][p], s, n[p]);
+            acc[ob][p] = fma_span(xv, Vectorized<T>(wt[ob * w_step + kw]), Vectorized<T>(acc[ob][p]), s, n[p]);
         }
       }
     }
   }
   for (int ob = 0; ob < OB; ++ob)
-    for (int p = 0; p < P; ++p) acc[ob][p].store(dst[ob] + w0 + p * V, n[p]);
+    for (int p = 0; p < P; ++p) Vectorized<T>(acc[ob][p]).store(dst[ob] + w0 + p * V, n[p]);
 }
 
 template <typename T, int OB>
