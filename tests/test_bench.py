@@ -16,7 +16,7 @@ from groupconv import ConvSpec, GroupConvError, timing
 from groupconv import nn as gnn
 from groupconv.bench import contenders, endtoend, floors, layers, report, suite
 from groupconv.cli import main
-from groupconv.reports.tables import to_json
+from groupconv.reports.formats import to_json
 
 # Quick run -------------------------------------------------------------------------------------------------------
 

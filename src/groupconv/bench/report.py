@@ -13,6 +13,7 @@ import math
 import statistics
 from pathlib import Path
 
+from ..tables import markdown_table
 from ..timing import FULL, Timing
 from . import layers
 from .contenders import NAMES
@@ -213,7 +214,7 @@ def _times_table(layer_results: list[LayerResult], mode: str, first: str) -> str
         ]
         for result in layer_results
     ]
-    return _table(headers, rows)
+    return markdown_table(headers, rows)
 
 
 def _ratios_table(layer_results: list[LayerResult], mode: str, first: str, flag: bool) -> str:
@@ -233,16 +234,11 @@ def _ratios_table(layer_results: list[LayerResult], mode: str, first: str, flag:
         cells.append(_speedup(speedup(result, mode, PYTORCH, ("groupconv",)), flag))  # the planner's target
         layouts = f"{faster_layout(result, mode, PYTORCH)}, {faster_layout(result, mode, GROUPCONV)}"
         rows.append([_label(result, first), *cells, layouts, _ratio(over_floor(result, mode))])
-    return _table(headers, rows)
+    return markdown_table(headers, rows)
 
 
 def _label(result: LayerResult, first: str) -> str:
     return str(result.groups) if first == "groups" else result.name
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def _end_to_end_section(results: Results) -> str:

@@ -46,7 +46,7 @@ def register(commands) -> None:
 
 def _bench(args: argparse.Namespace) -> None:
     from ..bench import run, write
-    from ..reports.tables import to_json
+    from ..reports.formats import to_json
 
     results = run(quick=args.quick, command=_command_line(args))
     report, plot = write(results, args.out)

@@ -76,7 +76,7 @@ def _check_fits(args: argparse.Namespace) -> None:
 def _demo_json(args: argparse.Namespace, rows: list) -> None:
     import dataclasses
 
-    from ..reports.tables import to_json
+    from ..reports.formats import to_json
 
     example = {
         "schema": "groupconv.demo/1",

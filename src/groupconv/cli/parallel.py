@@ -75,13 +75,15 @@ def _print_bytes(args: argparse.Namespace) -> None:
     import dataclasses
 
     from ..parallel.measure import predicted_bytes
+    from ..tables import markdown_table
 
     print(f"{setup.model} groups={setup.groups}, batch {setup.batch_size}, {setup.ranks} ranks: bytes each rank sends "
           "per training step\n")  # fmt: skip
-    print("| width | group-parallel | data-parallel | group / data |\n|---:|---:|---:|---:|")
+    rows = []
     for width in args.widths:
         group, data = predicted_bytes(dataclasses.replace(setup, width=width))
-        print(f"| {width:g} | {group:,} | {data:,} | {group / data:.2f} |")
+        rows.append([f"{width:g}", f"{group:,}", f"{data:,}", f"{group / data:.2f}"])
+    print(markdown_table(["width", "group-parallel", "data-parallel", "group / data"], rows, ">>>>"))
 
 
 def _print_measurements(args: argparse.Namespace) -> None:

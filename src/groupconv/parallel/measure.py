@@ -28,6 +28,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from ..tables import markdown_table
 from ..training.data import DATASETS
 from ..training.train import TrainConfig, build_model
 from .collectives import Traffic, sent_bytes
@@ -89,19 +90,23 @@ def measure(setup: Setup) -> list[Measurement]:
 
 def table(setup: Setup, results: list[Measurement]) -> str:
     """A Markdown table of ``results``."""
-    lines = [
-        "| mode | ranks x threads | bytes sent per rank per step | collectives per step | parameters per rank "
-        "| step time, median (quartiles) |",
-        "|---|---|---:|---:|---:|---|",
-    ]
-    for result in results:
-        low, high = result.quartiles
-        lines.append(
-            f"| {result.mode} | {result.ranks} x {result.threads_per_rank} | {result.bytes_per_step:,} "
-            f"| {result.collectives_per_step} | {result.parameters_per_rank:,} "
-            f"| {1000 * result.median_seconds:.0f} ms ({1000 * low:.0f}-{1000 * high:.0f}) |"
-        )
-    return "\n".join(lines)
+    headers = [
+        "mode", "ranks x threads", "bytes sent per rank per step", "collectives per step", "parameters per rank",
+        "step time, median (quartiles)",
+    ]  # fmt: skip
+    rows = [
+        [
+            result.mode, f"{result.ranks} x {result.threads_per_rank}", f"{result.bytes_per_step:,}",
+            result.collectives_per_step, f"{result.parameters_per_rank:,}", _step_time(result),
+        ]
+        for result in results
+    ]  # fmt: skip
+    return markdown_table(headers, rows, "<<>>><")
+
+
+def _step_time(result: Measurement) -> str:
+    low, high = result.quartiles
+    return f"{1000 * result.median_seconds:.0f} ms ({1000 * low:.0f}-{1000 * high:.0f})"
 
 
 def _one_process(setup: Setup, threads: int) -> Measurement:

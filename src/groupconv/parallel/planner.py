@@ -22,6 +22,7 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 from torch.nn import functional as F
 
+from ..tables import text_table
 from .collectives import TRANSITIONS, sent_bytes
 from .rules import MIX, REPLICATED, SHARDED, Decision, ShardingError, Site, decide
 
@@ -97,16 +98,11 @@ class Plan:
         return round(batch_size * sum(step.sent for step in self.steps.values()))
 
     def __str__(self) -> str:
-        rows = [("layer", "module", "split", "reads", "writes", "communicates (forward / backward)")]
-        for step in self.steps.values():
-            if step.edges or step.weights:
-                rows.append(_row(step))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
-        lines.insert(1, "-" * len(lines[0]))
+        headers = ("layer", "module", "split", "reads", "writes", "communicates (forward / backward)")
+        rows = [_row(step) for step in self.steps.values() if step.edges or step.weights]
         per_sample = sum(step.sent for step in self.steps.values())
-        lines.append(f"\n{self.world_size} ranks; each sends {per_sample:,.0f} bytes per sample per training step")
-        return "\n".join(lines)
+        summary = f"{self.world_size} ranks; each sends {per_sample:,.0f} bytes per sample per training step"
+        return f"{text_table(headers, rows)}\n\n{summary}"
 
 
 def plan(model: nn.Module, example_input: torch.Tensor, world_size: int, replicate: Iterable[str] = ()) -> Plan:

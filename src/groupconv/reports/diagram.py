@@ -23,7 +23,7 @@ from typing import ClassVar
 
 from ..errors import GroupConvError
 from ..spec import ConvSpec, Shape
-from . import tables as fmt
+from . import formats as fmt
 from .explain import describe
 
 FORMATS = ("png", "svg")

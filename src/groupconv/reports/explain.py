@@ -18,7 +18,8 @@ from typing import ClassVar
 
 from ..errors import GroupConvError
 from ..spec import ConvSpec, Shape, check_int, groups_error, valid_groups
-from . import tables as fmt
+from ..tables import text_table
+from . import formats as fmt
 
 DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 _LISTED_GROUPS = 8  # the report lists at most this many groups' slices, then elides the middle
@@ -351,4 +352,4 @@ def _note(spec: ConvSpec, groups: int) -> str:
 
 
 def _table(headers: list[str], rows: list[list], align: str) -> str:
-    return fmt.format_table(headers, rows, align, indent="  ")
+    return text_table(headers, rows, align, indent="  ")

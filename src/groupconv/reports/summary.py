@@ -33,7 +33,8 @@ from torch import nn
 from ..errors import GroupConvError
 from ..nn import TWINS, spec_of
 from ..spec import Shape, check_int
-from . import tables as fmt
+from ..tables import text_table
+from . import formats as fmt
 from .explain import GroupsOption, group_options
 
 _CONVOLUTIONS = tuple(TWINS)  # torch.nn conv classes; groupconv twins subclass them
@@ -277,7 +278,7 @@ def _report(result: Summary) -> str:
     rows.append(["total", "", "", "", "", "", f"{result.total_params:,}", f"{result.total_macs:,}", ""])
     sections = [
         f"{result.model} on input {fmt.shape(result.input_shape)}",
-        fmt.format_table(headers, rows, "<<>>><>><"),
+        text_table(headers, rows, "<<>>><>><"),
         "MACs: convolutions (transposed included) and Linear layers, summed over every call;\n"
         "normalisation, activations, pooling and additions are not counted.",
     ]
@@ -316,11 +317,7 @@ def _flags(flagged: Sequence[LayerRow]) -> str:
         f"{fmt.plural(len(flagged), 'convolution')} could use more groups. For each, the next valid count and the "
         "largest,\nwith what they would save against the layer as it is:"
     )
-    return (
-        heading
-        + "\n"
-        + fmt.format_table(["layer", "groups", "more groups", "params saved", "MACs saved"], rows, "<>>>>")
-    )
+    return heading + "\n" + text_table(["layer", "groups", "more groups", "params saved", "MACs saved"], rows, "<>>>>")
 
 
 def _saved(part: int | None, whole: int) -> str:

@@ -1,4 +1,4 @@
-"""How the reports print: plain-text tables, numbers and shapes, and JSON.
+"""How the reports print numbers, shapes and JSON (their tables: :mod:`groupconv.tables`).
 
 Shared by ``explain``, ``diagram`` and ``summary``, so their text and JSON look alike.
 """
@@ -47,23 +47,6 @@ def to_json(value: object, indent: str = "") -> str:
     if isinstance(value, (list, tuple)) and any(isinstance(item, (dict, list, tuple)) for item in value):
         return "[\n" + ",\n".join(inner + to_json(item, inner) for item in value) + f"\n{indent}]"
     return json.dumps(value)
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: str, indent: str = "") -> str:
-    """Columns padded to their widest cell; ``align`` has one ``<`` or ``>`` per column.
-
-    Example:
-        >>> print(format_table(["groups", "weight"], [[1, "[8, 4, 3, 3]"], [2, "[8, 2, 3, 3]"]], "><"))
-        groups  weight
-        ------  ------------
-             1  [8, 4, 3, 3]
-             2  [8, 2, 3, 3]
-    """
-    cells = [[str(cell) for cell in row] for row in [headers, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(row, align, widths)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(indent + line for line in lines)
 
 
 def shape(values: Sequence[int] | None) -> str:
