@@ -95,13 +95,14 @@ def table(rows: Sequence[ArmSummary]) -> str:
 
 
 def plot(rows: Sequence[ArmSummary], path: Path) -> None:
-    """Validation error per epoch (each seed faintly, the mean bold) and test error against MACs."""
+    """Validation error per epoch (each seed faintly, the mean bold), test error against MACs, and the published
+    ImageNet AlexNet's top-1 error against its MACs beside it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (curves, cost) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    figure, (curves, cost, published) = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
     for row, colour in zip(rows, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")):
         epochs = range(1, len(row.val_curves[0]) + 1)
         for curve in row.val_curves:
@@ -111,12 +112,17 @@ def plot(rows: Sequence[ArmSummary], path: Path) -> None:
         cost.scatter([row.macs / 1e6] * len(row.test_errors), [100 * e for e in row.test_errors], color=colour,
                      alpha=0.4)  # fmt: skip
         cost.errorbar(row.macs / 1e6, 100 * row.mean, yerr=100 * (row.std or 0), color=colour, marker="s",
-                      capsize=4, label=f"{row.arm} ({len(row.seeds)} seeds)")  # fmt: skip
+                      capsize=4, label=f"{row.arm} (seeds: {len(row.seeds)})")  # fmt: skip
     curves.set(xlabel="epoch", ylabel="validation error (%)", title="AlexNet on Fashion-MNIST: learning curves")
     curves.set_ylim(top=min(30, curves.get_ylim()[1]))
     cost.set(xlabel="MACs per image (millions)", ylabel="test error (%)", title="test error against cost")
+    for (groups, (_, top1, _, macs)), colour in zip(PUBLISHED.items(), ("tab:blue", "tab:orange", "tab:green")):
+        published.scatter(float(macs[:-1]), float(top1), color=colour, marker="s", label=f"groups={groups}")
+    published.set(xlabel="MACs per image (millions)", ylabel="ImageNet top-1 error (%)",
+                  title="published: AlexNet on ImageNet (Ioannou et al.)")  # fmt: skip
     curves.legend()
     cost.legend()
+    published.legend()
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
