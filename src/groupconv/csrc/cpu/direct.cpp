@@ -70,6 +70,18 @@ at::MemoryFormat format_of(int64_t dim, bool cl) {
   return dim == 4 ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::ChannelsLast3d;
 }
 
+// Channels-first operands of a layer strided along W run on the channels-last kernels (their pixels
+// block along a row at any stride): a copy with the channels last, of any rank.
+Tensor channels_last_copy(const Tensor& t) { return t.movedim(1, -1).contiguous(); }
+
+// An output of size (N, C, *S) stored (N, *S, C); .movedim(-1, 1) views it as (N, C, *S).
+Tensor empty_channels_last_storage(IntArrayRef size, const at::TensorOptions& options) {
+  std::vector<int64_t> storage{size[0]};
+  storage.insert(storage.end(), size.begin() + 2, size.end());
+  storage.push_back(size[1]);
+  return at::empty(storage, options);
+}
+
 void check_list(const char* op, const char* name, IntArrayRef values, int64_t dims, int64_t minimum) {
   TORCH_CHECK(static_cast<int64_t>(values.size()) == dims, op, ": ", name, "=", values, " has ", values.size(),
               " entries; a ", dims, "-D convolution needs ", dims);
@@ -192,34 +204,31 @@ Tensor conv_forward(const Tensor& input, const Tensor& weight, IntArrayRef strid
   }
   const Geometry g = geometry(op, input.sizes(), y_size, weight.sizes(), stride, pad_before, pad_after, dilation,
                               groups, true);
-  const bool cl = channels_last(input);
-  const Tensor x = cl ? input : input.contiguous();
+  const bool cl = channels_last(input), via_cl = !cl && g.stride[2] != 1;
+  const Tensor x = cl ? input : via_cl ? channels_last_copy(input) : input.contiguous();
   const Tensor w = weight.contiguous();
-  Tensor y = at::empty(y_size, input.options().memory_format(format_of(input.dim(), cl)));
-  if (y.numel() == 0) return y;
+  Tensor y = via_cl ? empty_channels_last_storage(y_size, input.options())
+                    : at::empty(y_size, input.options().memory_format(format_of(input.dim(), cl)));
+  if (y.numel() == 0) return via_cl ? y.movedim(-1, 1).contiguous() : y;
   const int64_t macs = g.Cg * g.taps();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "groupconv_native::conv_forward", [&] {
     const auto& k = kernels<scalar_t>();
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    if (cl) {
+    if (cl || via_cl) {
       const Tensor packed = pack_forward<scalar_t>(w, g);
       const scalar_t* wp = packed.const_data_ptr<scalar_t>();
       const int64_t tasks = g.N * g.out[0] * g.out[1];
       at::parallel_for(0, tasks, grain(tasks, g.out[2] * g.O() * macs),
                        [&](int64_t b, int64_t e) { k.forward_cl(g, xp, wp, yp, b, e); });
-    } else if (g.stride[2] == 1) {
+    } else {
       const scalar_t* wp = w.const_data_ptr<scalar_t>();
       const int64_t tasks = g.N * g.G * g.out[0] * g.out[1];
       at::parallel_for(0, tasks, grain(tasks, g.out[2] * g.Og * macs),
                        [&](int64_t b, int64_t e) { k.forward_cf(g, xp, wp, yp, b, e); });
-    } else {
-      const scalar_t* wp = w.const_data_ptr<scalar_t>();
-      const int64_t tasks = g.N * g.O();
-      at::parallel_for(0, tasks, grain(tasks, g.out[0] * g.out[1] * g.out[2] * macs),
-                       [&](int64_t b, int64_t e) { k.forward_any(g, xp, wp, yp, b, e); });
     }
   });
+  if (via_cl) return y.movedim(-1, 1).contiguous();
   return y;
 }
 
@@ -236,34 +245,31 @@ Tensor conv_input_grad(const Tensor& grad_output, const Tensor& weight, IntArray
   x_size.insert(x_size.end(), input_size.begin(), input_size.end());
   const Geometry g = geometry(op, x_size, grad_output.sizes(), weight.sizes(), stride, pad_before, pad_after,
                               dilation, groups, false);
-  const bool cl = channels_last(grad_output);
-  const Tensor gy = cl ? grad_output : grad_output.contiguous();
+  const bool cl = channels_last(grad_output), via_cl = !cl && g.stride[2] != 1;
+  const Tensor gy = cl ? grad_output : via_cl ? channels_last_copy(grad_output) : grad_output.contiguous();
   const Tensor w = weight.contiguous();
-  Tensor gx = at::empty(x_size, grad_output.options().memory_format(format_of(grad_output.dim(), cl)));
-  if (gx.numel() == 0) return gx;
+  Tensor gx = via_cl ? empty_channels_last_storage(x_size, grad_output.options())
+                     : at::empty(x_size, grad_output.options().memory_format(format_of(grad_output.dim(), cl)));
+  if (gx.numel() == 0) return via_cl ? gx.movedim(-1, 1).contiguous() : gx;
   const int64_t macs = g.Og * g.taps();
   AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "groupconv_native::conv_input_grad", [&] {
     const auto& k = kernels<scalar_t>();
     const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
     scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
-    if (cl) {
+    if (cl || via_cl) {
       const Tensor packed = pack_input_grad<scalar_t>(w, g);
       const scalar_t* wp = packed.const_data_ptr<scalar_t>();
       const int64_t tasks = g.N * g.in[0] * g.in[1];
       at::parallel_for(0, tasks, grain(tasks, g.in[2] * g.C() * macs),
                        [&](int64_t b, int64_t e) { k.input_grad_cl(g, gyp, wp, gxp, b, e); });
-    } else if (g.stride[2] == 1) {
+    } else {
       const scalar_t* wp = w.const_data_ptr<scalar_t>();
       const int64_t tasks = g.N * g.G * g.in[0] * g.in[1];
       at::parallel_for(0, tasks, grain(tasks, g.in[2] * g.Cg * macs),
                        [&](int64_t b, int64_t e) { k.input_grad_cf(g, gyp, wp, gxp, b, e); });
-    } else {
-      const scalar_t* wp = w.const_data_ptr<scalar_t>();
-      const int64_t tasks = g.N * g.C();
-      at::parallel_for(0, tasks, grain(tasks, g.in[0] * g.in[1] * g.in[2] * macs),
-                       [&](int64_t b, int64_t e) { k.input_grad_any(g, gyp, wp, gxp, b, e); });
     }
   });
+  if (via_cl) return gx.movedim(-1, 1).contiguous();
   return gx;
 }
 
@@ -299,10 +305,11 @@ Tensor conv_weight_grad(const Tensor& input, const Tensor& grad_output, IntArray
   w_size.insert(w_size.end(), kernel_size.begin(), kernel_size.end());
   const Geometry g = geometry(op, input.sizes(), grad_output.sizes(), w_size, stride, pad_before, pad_after, dilation,
                               groups, false);
-  // both operands channels-last, or both read channels-first
+  // both operands channels-last, or both read channels-first (copied channels-last when strided along W)
   const bool cl = channels_last(input) && channels_last(grad_output);
-  const Tensor x = cl ? input : input.contiguous();
-  const Tensor gy = cl ? grad_output : grad_output.contiguous();
+  const bool via_cl = !cl && g.stride[2] != 1;
+  const Tensor x = cl ? input : via_cl ? channels_last_copy(input) : input.contiguous();
+  const Tensor gy = cl ? grad_output : via_cl ? channels_last_copy(grad_output) : grad_output.contiguous();
   if (g.N == 0 || g.C() == 0 || g.O() == 0) return at::zeros(w_size, input.options());
   Tensor gw;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "groupconv_native::conv_weight_grad", [&] {
@@ -310,7 +317,7 @@ Tensor conv_weight_grad(const Tensor& input, const Tensor& grad_output, IntArray
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
     const int64_t row = g.out[2] * g.O() * g.Cg * g.taps();
-    if (cl) {
+    if (cl || via_cl) {
       const int64_t Opad = padded_channels<scalar_t>(g.O());
       const int64_t tasks = g.N * g.out[0] * g.out[1];
       Tensor sum = reduce_chunks(tasks, row, {g.taps(), g.Cg, Opad}, x.options(),
@@ -318,19 +325,13 @@ Tensor conv_weight_grad(const Tensor& input, const Tensor& grad_output, IntArray
                                    k.weight_grad_cl(g, xp, gyp, partial.mutable_data_ptr<scalar_t>() + offset, b, e);
                                  });
       gw = sum.narrow(2, 0, g.O()).permute({2, 1, 0}).contiguous().view(w_size);
-    } else if (g.stride[2] == 1) {
+    } else {
       const int64_t tasks = g.N * g.G;
       Tensor sum = reduce_chunks(tasks, row * g.out[0] * g.out[1] / g.G, {g.O(), g.Cg, g.taps()}, x.options(),
                                  [&](int64_t b, int64_t e, Tensor& partial, int64_t offset) {
                                    k.weight_grad_cf(g, xp, gyp, partial.mutable_data_ptr<scalar_t>() + offset, b, e);
                                  });
       gw = sum.view(w_size);
-    } else {
-      gw = at::empty(w_size, x.options());
-      scalar_t* gwp = gw.mutable_data_ptr<scalar_t>();
-      const int64_t tasks = g.O() * g.Cg;
-      at::parallel_for(0, tasks, grain(tasks, g.N * g.out[0] * g.out[1] * g.out[2] * g.taps()),
-                       [&](int64_t b, int64_t e) { k.weight_grad_any(g, xp, gyp, gwp, b, e); });
     }
   });
   return gw.contiguous();

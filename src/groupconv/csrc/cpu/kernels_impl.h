@@ -665,167 +665,116 @@ void input_grad_cf(const Geometry& g, const T* gy, const T* w, T* gx, int64_t be
   }
 }
 
-// Weight gradient, channels-first, unit stride along W: a task is (n, g); partial: (O, Cg, K).
+// acc + x[lanes of s] * gv on the lanes of s that lie in the row (the rest add nothing)
 template <typename T>
-void weight_grad_cf(const Geometry& g, const T* x, const T* gy, T* partial, int64_t begin, int64_t end) {
-  constexpr int64_t V = Vectorized<T>::size();
-  constexpr int64_t Q = 4;  // taps along W accumulated at once
-  const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2], K = g.taps();
-  const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
-  for (int64_t t = begin; t < end; ++t) {
-    const int64_t n = t / g.G, grp = t % g.G;
-    for (int64_t j = 0; j < g.Og; ++j) {
-      const int64_t o = grp * g.Og + j;
-      const T* gy_plane = gy + (n * g.O() + o) * OD * OH * OW;
-      for (int64_t i = 0; i < g.Cg; ++i) {
-        const T* x_plane = x + (n * g.C() + grp * g.Cg + i) * ID * IH * IW;
-        for (int64_t kd = 0; kd < KD; ++kd)
-          for (int64_t kh = 0; kh < KH; ++kh)
-            for (int64_t kw0 = 0; kw0 < KW; kw0 += Q) {
-              const int64_t nq = std::min(Q, KW - kw0);
-              Vectorized<T> acc[Q];
-              for (int q = 0; q < Q; ++q) acc[q] = Vectorized<T>(T(0));
-              for (int64_t od = 0; od < OD; ++od) {
-                const int64_t id = od * g.stride[0] + kd * g.dil[0] - g.pad[0];
-                if (id < 0 || id >= ID) continue;
-                for (int64_t oh = 0; oh < OH; ++oh) {
-                  const int64_t ih = oh * g.stride[1] + kh * g.dil[1] - g.pad[1];
-                  if (ih < 0 || ih >= IH) continue;
-                  const T* gy_row = gy_plane + (od * OH + oh) * OW;
-                  const T* x_row = x_plane + (id * IH + ih) * IW;
-                  for (int64_t w0 = 0; w0 < OW; w0 += V) {
-                    const int64_t cnt = std::min(V, OW - w0);
-                    const Vectorized<T> gv = Vectorized<T>::loadu(gy_row + w0, cnt);
-                    for (int64_t q = 0; q < Q; ++q) {
-                      if (q >= nq) break;
-                      const Span<T> s = span_of<T>(w0, cnt, (kw0 + q) * g.dil[2] - g.pad[2], IW);
+inline Vectorized<T> span_fma(const T* row, const Span<T>& s, const Vectorized<T>& gv, const Vectorized<T>& acc,
+                              int64_t n) {
 #if defined(CPU_CAPABILITY_AVX512)
-                      const LaneMask<T> k = lanes_of(s);
-                      acc[q] = masked_fma(masked_load(x_row + s.start, k), gv, acc[q], k);
+  const LaneMask<T> k = lanes_of(s);
+  return masked_fma(masked_load(row + s.start, k), gv, acc, k);
 #else
-                      if (s.hi <= s.lo) continue;
-                      acc[q] = fma_span(load_span(x_row, s), gv, acc[q], s, cnt);
+  if (s.hi <= s.lo) return acc;
+  return fma_span(load_span(row, s), gv, acc, s, n);
 #endif
-                    }
-                  }
-                }
-              }
-              for (int64_t q = 0; q < nq; ++q) {
-                T lanes[V];
-                acc[q].store(lanes);
-                T sum = 0;
-                for (int l = 0; l < V; ++l) sum += lanes[l];
-                partial[(o * g.Cg + i) * K + (kd * KH + kh) * KW + kw0 + q] += sum;
-              }
-            }
+}
+
+// Output channels j0.. (nj <= JB) x input channels i0.. (ni <= IB) x taps t0.. (nt <= TB) of one kd, summed
+// over the whole plane in registers, reduced across lanes once at the end: each grad_y vector is loaded
+// once per row and used for every tap and input channel of the block.
+template <typename T, int JB, int IB, int TB>
+void wg_cf_block(const Geometry& g, const T* x_planes, const T* gy_planes, int64_t nj, int64_t ni, int64_t kd,
+                 const int64_t* kh_of, const int64_t* kw_of, int64_t nt, const Span<T>* spans, T* partial) {
+  constexpr int64_t V = Vectorized<T>::size();
+  const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
+  const int64_t KW = g.k[2], nv = (OW + V - 1) / V, x_plane = ID * IH * IW, gy_plane = OD * OH * OW;
+  AccT<T> acc[JB][IB][TB];
+  unroll<JB>([&](auto jb) __attribute__((always_inline)) {
+    unroll<IB>([&](auto ib) __attribute__((always_inline)) {
+      unroll<TB>([&](auto tb) __attribute__((always_inline)) { acc[jb][ib][tb] = Vectorized<T>(T(0)); });
+    });
+  });
+  for (int64_t od = 0; od < OD; ++od) {
+    const int64_t id = od * g.stride[0] + kd * g.dil[0] - g.pad[0];
+    if (id < 0 || id >= ID) continue;
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      const T* rows[TB];  // tap tb's x row in the first input channel, or null where it is padding
+      unroll<TB>([&](auto tb) __attribute__((always_inline)) {
+        const int64_t ih = tb < nt ? oh * g.stride[1] + kh_of[tb] * g.dil[1] - g.pad[1] : -1;
+        rows[tb] = ih >= 0 && ih < IH ? x_planes + (id * IH + ih) * IW : nullptr;
+      });
+      const T* gy_row = gy_planes + (od * OH + oh) * OW;
+      for (int64_t v = 0; v < nv; ++v) {
+        const int64_t cnt = std::min(V, OW - v * V);
+        Vectorized<T> gv[JB];
+        unroll<JB>([&](auto jb) __attribute__((always_inline)) {
+          if (jb < nj) gv[jb] = Vectorized<T>::loadu(gy_row + jb * gy_plane + v * V, cnt);
+        });
+        unroll<TB>([&](auto tb) __attribute__((always_inline)) {
+          if (rows[tb] == nullptr) return;
+          const Span<T>& sp = spans[v * KW + kw_of[tb]];
+          unroll<IB>([&](auto ib) __attribute__((always_inline)) {
+            if (ib >= ni) return;
+            const T* row = rows[tb] + ib * x_plane;
+            unroll<JB>([&](auto jb) __attribute__((always_inline)) {
+              if (jb < nj) acc[jb][ib][tb] = span_fma(row, sp, gv[jb], Vectorized<T>(acc[jb][ib][tb]), cnt);
+            });
+          });
+        });
       }
     }
   }
+  const int64_t K = g.taps();
+  unroll<JB>([&](auto jb) __attribute__((always_inline)) {
+    unroll<IB>([&](auto ib) __attribute__((always_inline)) {
+      unroll<TB>([&](auto tb) __attribute__((always_inline)) {
+        if (jb >= nj || ib >= ni || tb >= nt) return;
+        T lanes[V];
+        Vectorized<T>(acc[jb][ib][tb]).store(lanes);
+        T sum = 0;
+        for (int64_t l = 0; l < V; ++l) sum += lanes[l];
+        partial[(jb * g.Cg + ib) * K + (kd * g.k[1] + kh_of[tb]) * KW + kw_of[tb]] += sum;
+      });
+    });
+  });
 }
 
-// ---- channels-first, any stride: plain loops ------------------------------------------------------
-template <typename T>
-void forward_any(const Geometry& g, const T* x, const T* w, T* y, int64_t begin, int64_t end) {
-  const int64_t K = g.taps(), OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
-  for (int64_t t = begin; t < end; ++t) {  // t = (n, o)
-    const int64_t n = t / g.O(), o = t % g.O(), grp = o / g.Og;
-    T* out = y + t * OD * OH * OW;
-    for (int64_t od = 0; od < OD; ++od)
-      for (int64_t oh = 0; oh < OH; ++oh)
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          T sum = 0;
-          for (int64_t i = 0; i < g.Cg; ++i) {
-            const T* plane = x + (n * g.C() + grp * g.Cg + i) * ID * IH * IW;
-            const T* wi = w + (o * g.Cg + i) * K;
-            for (int64_t kd = 0; kd < g.k[0]; ++kd) {
-              const int64_t id = od * g.stride[0] + kd * g.dil[0] - g.pad[0];
-              if (id < 0 || id >= ID) continue;
-              for (int64_t kh = 0; kh < g.k[1]; ++kh) {
-                const int64_t ih = oh * g.stride[1] + kh * g.dil[1] - g.pad[1];
-                if (ih < 0 || ih >= IH) continue;
-                for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-                  const int64_t iw = ow * g.stride[2] + kw * g.dil[2] - g.pad[2];
-                  if (iw < 0 || iw >= IW) continue;
-                  sum += plane[(id * IH + ih) * IW + iw] * wi[(kd * g.k[1] + kh) * g.k[2] + kw];
-                }
-              }
-            }
-          }
-          out[(od * OH + oh) * OW + ow] = sum;
-        }
+// Weight gradient, channels-first, unit stride along W: a task is (n, g); partial: (O, Cg, K).
+template <typename T, int JB, int IB, int TB>
+void weight_grad_cf_blocked(const Geometry& g, const T* x, const T* gy, T* partial, int64_t begin, int64_t end) {
+  constexpr int64_t V = Vectorized<T>::size();
+  const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2], K = g.taps(), OW = g.out[2], IW = g.in[2];
+  const int64_t nv = (OW + V - 1) / V;
+  std::vector<Span<T>> spans(nv * KW);  // the src lanes of output vector v at tap kw, the same on every row
+  for (int64_t v = 0; v < nv; ++v)
+    for (int64_t kw = 0; kw < KW; ++kw)
+      spans[v * KW + kw] = span_of<T>(v * V, std::min(V, OW - v * V), kw * g.dil[2] - g.pad[2], IW);
+  std::vector<int64_t> kh_of(KH * KW), kw_of(KH * KW);
+  for (int64_t t = 0; t < KH * KW; ++t) kh_of[t] = t / KW, kw_of[t] = t % KW;
+  const int64_t x_plane = g.in[0] * g.in[1] * IW, gy_plane = g.out[0] * g.out[1] * OW;
+  for (int64_t t = begin; t < end; ++t) {
+    const int64_t n = t / g.G, grp = t % g.G;
+    for (int64_t j0 = 0; j0 < g.Og; j0 += JB)
+      for (int64_t i0 = 0; i0 < g.Cg; i0 += IB)
+        for (int64_t kd = 0; kd < KD; ++kd)
+          for (int64_t t0 = 0; t0 < KH * KW; t0 += TB)
+            wg_cf_block<T, JB, IB, TB>(g, x + (n * g.C() + grp * g.Cg + i0) * x_plane,
+                                       gy + (n * g.O() + grp * g.Og + j0) * gy_plane, std::min<int64_t>(JB, g.Og - j0),
+                                       std::min<int64_t>(IB, g.Cg - i0), kd, kh_of.data() + t0, kw_of.data() + t0,
+                                       std::min<int64_t>(TB, KH * KW - t0), spans.data(),
+                                       partial + ((grp * g.Og + j0) * g.Cg + i0) * K);
   }
 }
 
 template <typename T>
-void input_grad_any(const Geometry& g, const T* gy, const T* w, T* gx, int64_t begin, int64_t end) {
-  const int64_t K = g.taps(), OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
-  for (int64_t t = begin; t < end; ++t) {  // t = (n, c)
-    const int64_t n = t / g.C(), c = t % g.C(), grp = c / g.Cg, i = c % g.Cg;
-    T* out = gx + t * ID * IH * IW;
-    for (int64_t id = 0; id < ID; ++id)
-      for (int64_t ih = 0; ih < IH; ++ih)
-        for (int64_t iw = 0; iw < IW; ++iw) {
-          T sum = 0;
-          for (int64_t j = 0; j < g.Og; ++j) {
-            const int64_t o = grp * g.Og + j;
-            const T* plane = gy + (n * g.O() + o) * OD * OH * OW;
-            const T* wi = w + (o * g.Cg + i) * K;
-            for (int64_t kd = 0; kd < g.k[0]; ++kd) {
-              const int64_t nd = id + g.pad[0] - kd * g.dil[0];
-              if (nd < 0 || nd % g.stride[0] != 0 || nd / g.stride[0] >= OD) continue;
-              for (int64_t kh = 0; kh < g.k[1]; ++kh) {
-                const int64_t nh = ih + g.pad[1] - kh * g.dil[1];
-                if (nh < 0 || nh % g.stride[1] != 0 || nh / g.stride[1] >= OH) continue;
-                for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-                  const int64_t nw = iw + g.pad[2] - kw * g.dil[2];
-                  if (nw < 0 || nw % g.stride[2] != 0 || nw / g.stride[2] >= OW) continue;
-                  sum += plane[((nd / g.stride[0]) * OH + nh / g.stride[1]) * OW + nw / g.stride[2]] *
-                         wi[(kd * g.k[1] + kh) * g.k[2] + kw];
-                }
-              }
-            }
-          }
-          out[(id * IH + ih) * IW + iw] = sum;
-        }
-  }
-}
-
-template <typename T>
-void weight_grad_any(const Geometry& g, const T* x, const T* gy, T* gw, int64_t begin, int64_t end) {
-  const int64_t K = g.taps(), OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
-  for (int64_t t = begin; t < end; ++t) {  // t = (o, i)
-    const int64_t o = t / g.Cg, i = t % g.Cg, grp = o / g.Og;
-    for (int64_t kd = 0; kd < g.k[0]; ++kd)
-      for (int64_t kh = 0; kh < g.k[1]; ++kh)
-        for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-          T sum = 0;
-          for (int64_t n = 0; n < g.N; ++n) {
-            const T* xp = x + (n * g.C() + grp * g.Cg + i) * ID * IH * IW;
-            const T* gp = gy + (n * g.O() + o) * OD * OH * OW;
-            for (int64_t od = 0; od < OD; ++od) {
-              const int64_t id = od * g.stride[0] + kd * g.dil[0] - g.pad[0];
-              if (id < 0 || id >= ID) continue;
-              for (int64_t oh = 0; oh < OH; ++oh) {
-                const int64_t ih = oh * g.stride[1] + kh * g.dil[1] - g.pad[1];
-                if (ih < 0 || ih >= IH) continue;
-                for (int64_t ow = 0; ow < OW; ++ow) {
-                  const int64_t iw = ow * g.stride[2] + kw * g.dil[2] - g.pad[2];
-                  if (iw < 0 || iw >= IW) continue;
-                  sum += xp[(id * IH + ih) * IW + iw] * gp[(od * OH + oh) * OW + ow];
-                }
-              }
-            }
-          }
-          gw[t * K + (kd * g.k[1] + kh) * g.k[2] + kw] = sum;
-        }
-  }
+void weight_grad_cf(const Geometry& g, const T* x, const T* gy, T* partial, int64_t begin, int64_t end) {
+  if (g.Og == 1 && g.Cg == 1) return weight_grad_cf_blocked<T, 1, 1, MAX_ACC>(g, x, gy, partial, begin, end);
+  return weight_grad_cf_blocked<T, 2, 2, MAX_ACC / 4>(g, x, gy, partial, begin, end);
 }
 
 template <typename T>
 const Kernels<T>& kernels() {
-  static const Kernels<T> table{forward_cl<T>,    input_grad_cl<T>,  weight_grad_cl<T>,
-                                forward_cf<T>,    input_grad_cf<T>,  weight_grad_cf<T>,
-                                forward_any<T>,   input_grad_any<T>, weight_grad_any<T>};
+  static const Kernels<T> table{forward_cl<T>, input_grad_cl<T>, weight_grad_cl<T>,
+                                forward_cf<T>, input_grad_cf<T>, weight_grad_cf<T>};
   return table;
 }
 
