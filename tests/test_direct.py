@@ -12,7 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from groupconv import ConvSpec
+from groupconv import ConvSpec, dispatch
+from groupconv import functional as gF
 from groupconv.formulations import _native, direct
 
 pytestmark = pytest.mark.skipif(_native.ops is None, reason=str(_native.reason))
@@ -214,6 +215,93 @@ def test_huge_dilation_and_padding_is_right():
         torch.testing.assert_close(direct.forward(stored_as(x, layout), weight, spec), expected)
 
 
+@pytest.mark.slow
+def test_huge_dilation_and_padding_through_functional_twice():
+    """The issue's case through groupconv.functional forced onto the kernels: right, and right again."""
+    x, weight = torch.randn(2, 8, 128, 128), torch.randn(8, 2, 3, 3)
+    expected = F.conv2d(x, weight, groups=4, dilation=40000, padding=40000)
+    with dispatch.use("direct"):
+        for _ in range(2):
+            torch.testing.assert_close(gF.conv2d(x, weight, groups=4, dilation=40000, padding=40000), expected)
+
+
+_OUT_OF_MEMORY = """
+import resource, sys, torch
+from groupconv.formulations import _native
+# after the imports, so they run unconstrained: what is mapped now, plus 2 GiB
+mapped = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (mapped + (2 << 30), resource.getrlimit(resource.RLIMIT_AS)[1]))
+weight = torch.randn(8, 2, 3, 3)
+try:
+    {call}
+except (RuntimeError, MemoryError) as error:
+    print(type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+    sys.exit(0)
+print("returned")
+sys.exit(1)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "call",
+    [
+        # a 20 TB input gradient: 8 channels of 400,000 x 400,000 pixels
+        "_native.ops.conv_input_grad(torch.randn(1, 8, 4, 4), weight, [400_000, 400_000], [1, 1], [0, 0], [0, 0],"
+        " [100_000, 100_000], 4)",
+        # a 820 GB output: 8 channels of (1 + 2 * 80_000) ** 2 pixels
+        "_native.ops.conv_forward(torch.randn(1, 8, 1, 1), weight, [1, 1], [80_000, 80_000], [80_000, 80_000],"
+        " [1, 1], 4)",
+    ],
+    ids=["input_grad", "forward"],
+)
+def test_allocation_failure_raises(call):
+    """An output too large to allocate under a memory limit raises an exception with a message, never returns."""
+    script = _OUT_OF_MEMORY.format(call=call)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    name, _, message = result.stdout.strip().partition(" ")
+    assert name in ("RuntimeError", "MemoryError", "OutOfMemoryError") and message
+
+
+_DOUBLE = torch.float64
+_SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    ("x_size", "weight_size", "conv", "kwargs"),
+    [
+        pytest.param((2, 4, 7), (4, 2, 3), gF.conv1d, {"stride": 2, "padding": 1, "groups": 2}, id="conv1d"),
+        pytest.param(
+            (1, 4, 5, 6),
+            (4, 1, 3, 2),
+            gF.conv2d,
+            {"padding": 1, "dilation": (1, 2), "groups": 4},
+            id="conv2d_channels_last",
+        ),
+        pytest.param(
+            (1, 4, 3, 4, 4), (2, 2, 2, 2, 2), gF.conv3d, {"padding": 1, "groups": 2}, id="conv3d", marks=_SLOW
+        ),
+        pytest.param(
+            (1, 4, 4, 3),
+            (4, 1, 3, 3),
+            gF.conv_transpose2d,
+            {"stride": 2, "padding": 1, "output_padding": 1, "groups": 4},
+            id="conv_transpose2d",
+        ),
+    ],
+)
+def test_double_backward_through_the_kernels(x_size, weight_size, conv, kwargs):
+    """Second derivatives of groupconv.functional forced onto the kernels, against finite differences."""
+    torch.manual_seed(0)
+    x = torch.randn(x_size, dtype=_DOUBLE)
+    if x.dim() == 4:  # the 2-D layers run channels-last
+        x = x.contiguous(memory_format=torch.channels_last)
+    x, weight = x.requires_grad_(), torch.randn(weight_size, dtype=_DOUBLE, requires_grad=True)
+    with dispatch.use("direct"):
+        assert torch.autograd.gradgradcheck(lambda a, b: conv(a, b, **kwargs), (x, weight))
+
+
 def _args(dims=2):
     return [[1] * dims, [1] * dims, [1] * dims, [1] * dims, 2]
 
@@ -298,7 +386,8 @@ import json, sys, torch
 from groupconv import ConvSpec
 from groupconv.formulations import direct
 spec = ConvSpec(64, 64, 3, padding=1, groups=32)
-y = direct.forward(torch.randn(2, 64, 9, 9).contiguous(memory_format=torch.channels_last), torch.randn(64, 2, 3, 3), spec)
+x = torch.randn(2, 64, 9, 9).contiguous(memory_format=torch.channels_last)
+y = direct.forward(x, torch.randn(64, 2, 3, 3), spec)
 jit = [m for m in ("numba", "torch.utils.cpp_extension", "llvmlite") if m in sys.modules]
 print(json.dumps({"jit": jit, "shape": list(y.shape)}))
 """
