@@ -243,6 +243,15 @@ def test_the_model_layout_is_timed_and_applied_on_request(monkeypatch, channels_
     assert report.layout.chosen in str(report) and report.to_dict()["layout"]["chosen"] == chosen
 
 
+def test_a_one_channel_input_still_times_both_model_layouts(monkeypatch):
+    """Its channels-last copy is also contiguous, so the layouts are named by the model's parameters."""
+    fake_timer(monkeypatch, lambda name: {"channels_last": 1.0}.get(name, 2.0))
+    model = torch.nn.Sequential(groupconv.nn.Conv2d(1, 4, 3), groupconv.nn.Conv2d(4, 4, 3, groups=2))
+    report = groupconv.tune(model, torch.randn(2, 1, 9, 9))
+    assert set(report.layout.timings) == {"channels_first", "channels_last"}
+    assert report.layout.chosen == "channels_last"
+
+
 def test_a_new_cache_entry_changes_the_route_a_layer_takes():
     """apply remembers each call's route per cache: a new entry must not meet a stale decision."""
     layer, x = groupconv.nn.Conv2d(8, 8, 3, groups=8), torch.randn(1, 8, 6, 6, requires_grad=True)

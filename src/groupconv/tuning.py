@@ -309,9 +309,10 @@ def _model_layout(model, twin, x: torch.Tensor, other: torch.memory_format) -> M
     """Time the model's forward and backward (to its parameters, as a training step) in x's layout and,
     by its ``twin``, in the ``other``."""
     x_other = x.contiguous(memory_format=other)
+    other_name = "channels_first" if other is torch.contiguous_format else "channels_last"  # x_other may be both
     steps = {
         layout_name(x): functools.partial(_forward_backward, model, x),
-        layout_name(x_other): functools.partial(_forward_backward, twin, x_other),
+        other_name: functools.partial(_forward_backward, twin, x_other),
     }
     timings = timing.interleaved(dict(sorted(steps.items())), timing.TUNING)
     incumbent = layout_name(x)
