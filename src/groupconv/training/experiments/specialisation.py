@@ -139,7 +139,7 @@ def plant(weight: torch.Tensor, scale: float, first: torch.Tensor) -> torch.Tens
 
 
 def power(
-    weights: Sequence[torch.Tensor], scales: Sequence[float] = PLANTED_SCALES, simulations: int = 200,
+    weights: Sequence[torch.Tensor], scales: Sequence[float] = PLANTED_SCALES, simulations: int = 100,
     permutations: int = 1000, seed: int = 0,
 ) -> list[tuple[float, float, float]]:  # fmt: skip
     """Per ``scale``: (scale, mean planted half difference, share of simulations whose p < 0.05).
@@ -182,20 +182,24 @@ class Report:
     summaries: dict[str, ArmSummary | None]
     tests: tuple[StateTest, ...]
     moved: dict[str, list[float]]  # arm: |W - W0| / |W0| per finished seed
-    planted: tuple[tuple[float, float, float], ...]  # (scale, planted difference, power)
+    planted_initial: tuple[tuple[float, float, float], ...]  # (scale, planted difference, power) on initial conv1s
+    initial_seeds: int  # how many seeds' initial conv1s planted_initial used
+    planted_trained: tuple[tuple[float, float, float], ...]  # the same on the control's trained conv1s
     missing: tuple[str, ...]
     permutations: int
 
     def tables(self) -> str:
         done = [summary for summary in self.summaries.values() if summary is not None]
-        if not done:
-            return f"No run has finished yet; missing: {', '.join(self.missing)}."
-        parts = [_arms_table(done)]
-        if done[0].arm == "g1" and len(done) > 1:
+        parts = [_arms_table(done)] if done else ["No run has finished yet."]
+        if done and done[0].arm == "g1" and len(done) > 1:
             parts.append(comparison_table(done[0], done[1:], MARGIN))
-        parts.append(_tests_table(self.tests, self.moved, self.permutations))
-        if self.planted:
-            parts.append(_power_table(self.planted))
+        if self.tests:
+            parts.append(_tests_table(self.tests, self.moved, self.permutations))
+        parts.append(f"Power on the initial conv1 weights of the {self.initial_seeds} seeds (before any training):")
+        parts.append(_power_table(self.planted_initial))
+        if self.planted_trained:
+            parts.append(f"Power on the control's trained conv1 weights ({len(self.moved['g1'])} seeds):")
+            parts.append(_power_table(self.planted_trained))
         if self.missing:
             parts.append(f"Still missing ({len(self.missing)} runs): {', '.join(self.missing)}.")
         return "\n\n".join(parts)
@@ -216,6 +220,7 @@ def run(
     planned = runs(seeds, **recipe)
     metrics = run_all(planned, out / "runs", jobs=jobs, data_dir=data_dir, progress=progress, train=train)
     report = analyse(planned, metrics, out / "runs", permutations)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "specialisation.md").write_text(report.tables() + "\n")
     (out / "specialisation.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     _figures(planned, metrics, out)
@@ -238,10 +243,20 @@ def analyse(planned: Sequence[Run], metrics: Sequence[dict | None], runs_dir: Pa
         if (pairs := weights[arm])
     )
     moved = {arm: [((t - i).norm() / i.norm()).item() for i, t in pairs] for arm, pairs in weights.items() if pairs}
-    control = [trained for _, trained in weights["g1"]] or [initial for initial, _ in weights["g2"]]
-    planted = tuple(power(control, permutations=min(permutations, 1000))) if control else ()
+    initial = [initial_conv1(run.config) for run in planned if run.arm == "g1"]
+    trained = [trained for _, trained in weights["g1"]]
+    planted_initial = tuple(power(initial, permutations=min(permutations, 1000)))
+    planted_trained = tuple(power(trained, permutations=min(permutations, 1000))) if trained else ()
     missing = tuple(r.name for r, m in zip(planned, metrics) if m is None)
-    return Report(summaries, tests, moved, planted, missing, permutations)
+    return Report(summaries, tests, moved, planted_initial, len(initial), planted_trained, missing, permutations)
+
+
+def initial_conv1(config) -> torch.Tensor:
+    """conv1's weights as ``config``'s run starts (train() seeds the generator, then builds the model)."""
+    from ..train import build_model
+
+    torch.manual_seed(config.seed)
+    return build_model(config).get_submodule(LAYER).weight.detach().double()
 
 
 def _state_test(arm: str, state: str, pairs, permutations: int) -> StateTest:
