@@ -8,10 +8,10 @@ operand's own layout, with no copies:
 * channels-last: the SIMD lanes run across output channels (several groups at once), several
   output pixels accumulated in registers across the taps;
 * channels-first: the lanes run along a row of pixels, several output channels x several vectors
-  accumulated across the group's channels and taps (unit stride along W; other strides run
-  plain loops);
-* the input gradient is the transposed convolution in the same form; the weight gradient sums
-  per chunk of work and then across chunks.
+  accumulated across the group's channels and taps (layers strided along W run on the
+  channels-last kernels through a channels-last copy);
+* the input gradient is the transposed convolution in the same form; the weight gradient keeps
+  a block of (taps x channels) in registers, sums per chunk of work and then across chunks.
 
 Results come back in the input's layout (other strided inputs are made contiguous first). The
 instruction set (AVX-512, AVX2 or baseline) is ATen's own choice, made once; threads are
