@@ -365,12 +365,12 @@ TINY_RUN = ["--groups", "2", "--epochs", "1", "--train-subset", "128", "--test-s
 def test_groupconv_train_procs_2_trains_split_and_saves_the_whole_model(tmp_path, capfd):
     main(["train", *TINY_RUN, "--procs", "2", "--out", str(tmp_path)])
     printed = capfd.readouterr().out.splitlines()
-    assert [line for line in printed if line.startswith("validation error")] == [
-        f"validation error {100 * json.loads((tmp_path / 'metrics.json').read_text())['epochs'][0]['val_error']:.2f}% "
+    assert [line for line in printed if line.startswith("test error")] == [
+        f"test error {100 * json.loads((tmp_path / 'metrics.json').read_text())['test_error']:.2f}% "
         f"after 1 epochs; wrote {tmp_path}/checkpoint.pt and metrics.json"
     ]  # once: rank 0 reports
     model, config = load_checkpoint(tmp_path)  # the unsplit model, from rank 0's whole-model checkpoint
-    recorded = json.loads((tmp_path / "metrics.json").read_text())["epochs"][0]["val_error"]
+    recorded = json.loads((tmp_path / "metrics.json").read_text())["test_error"]
     assert evaluate(model, load_data("fashion-mnist", "test").subset(100, seed=config.seed)) == recorded
 
 
@@ -380,7 +380,7 @@ def test_torchrun_runs_groupconv_train_group_parallel():
     command = [str(torchrun), "--nproc-per-node", "2", "-m", "groupconv", "train", *TINY_RUN, "--group-parallel"]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=DEADLINE)
     assert finished.returncode == 0, finished.stderr[-2000:]
-    assert finished.stdout.count("validation error") == 1  # rank 0 reports; rank 1 trains silently
+    assert finished.stdout.count("test error") == 1  # rank 0 reports; rank 1 trains silently
 
 
 def test_groupconv_train_refuses_a_split_before_starting_processes(capsys):
