@@ -94,6 +94,7 @@ def test_groupconv_train_without_data_prints_the_install_command(tmp_path, capsy
     assert error.count("\n") == 1 and "apt-get install -y dataset-fashion-mnist" in error
 
 
+@pytest.mark.slow
 def test_validation_is_held_out_of_training_and_the_test_split_is_untouched():
     config = TrainConfig(validation=5000, train_subset=None)
     train_set, validation_set, test_set = splits(config)
