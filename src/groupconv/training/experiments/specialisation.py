@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 
 from ..filters import draw_weights
+from ..train import TrainConfig, build_model
 from .arms import ArmSummary, comparison_table, summarise
 from .runner import Run, run_all
 
@@ -65,8 +66,6 @@ MARGIN = 0.5  # percentage points (the comparison table's TOST; the colour gap i
 
 def runs(seeds: Sequence[int] = SEEDS, **recipe) -> list[Run]:
     """g1 and g2 over ``seeds``, g1-grey over the first :data:`GREY_SEEDS` of them, seed by seed."""
-    from ..train import TrainConfig
-
     fields = {**RECIPE, **recipe}
     return [
         Run(arm, TrainConfig(**fields, **ARMS[arm], seed=seed), layers=(LAYER,))
@@ -251,10 +250,8 @@ def analyse(planned: Sequence[Run], metrics: Sequence[dict | None], runs_dir: Pa
     return Report(summaries, tests, moved, planted_initial, len(initial), planted_trained, missing, permutations)
 
 
-def initial_conv1(config) -> torch.Tensor:
+def initial_conv1(config: TrainConfig) -> torch.Tensor:
     """conv1's weights as ``config``'s run starts (train() seeds the generator, then builds the model)."""
-    from ..train import build_model
-
     torch.manual_seed(config.seed)
     return build_model(config).get_submodule(LAYER).weight.detach().double()
 
