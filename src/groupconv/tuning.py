@@ -10,7 +10,7 @@ PyTorch in the input's layout is the incumbent: another route replaces it only w
 
 The cache is one JSON file (``$GROUPCONV_CACHE``, else ``$XDG_CACHE_HOME/groupconv/tune.json``,
 else ``~/.cache/groupconv/tune.json``) of sections, one per fingerprint of the machine and
-versions (CPU model, groupconv, torch, numba): every virtual environment of a user shares
+versions (CPU model, groupconv, torch): every virtual environment of a user shares
 the file and keeps its own section. A section maps a call's key
 (:func:`groupconv.dispatch.call_key`) to a formulation's or route's name. Writers merge their
 own section under an exclusive lock and replace the file atomically. A cache location that
@@ -43,6 +43,7 @@ from . import formulations, machine, timing
 from .errors import GroupConvError
 from .layouts import CHANNELS_LAST, memory_format
 from .spec import ConvSpec
+from .tables import text_table
 from .timing import Timing
 
 FORMAT = 2
@@ -128,7 +129,8 @@ class TuneReport:
         return [call for call in self.calls if call.direction == "layer"]
 
     def __str__(self) -> str:
-        rows = [["layout", "operands", "groups", "directions", "route", "time", "PyTorch's best", "speedup"]]
+        headers = ["layout", "operands", "groups", "directions", "route", "time", "PyTorch's best", "speedup"]
+        rows = []
         for layer in self.layers:
             best = layer.pytorch_best
             directions = "+".join(map(_SHORT.get, layer.directions))
@@ -137,8 +139,7 @@ class TuneReport:
                 _ms(layer.timings[layer.chosen]), "-" if best is None else f"{_ms(layer.timings[best])} ({best})",
                 "-" if layer.speedup is None else f"{layer.speedup:.2f}x",
             ])  # fmt: skip
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        table = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+        table = text_table(headers, rows, "<<><<>>>")
         return table if self.layout is None else f"{self.layout}\n\n{table}"
 
     def to_dict(self) -> dict:
@@ -549,7 +550,7 @@ def _cache_at(explicit: str | None, cache_home: str | None) -> Cache:
 @functools.cache
 def fingerprint() -> dict[str, str]:
     """What a tuned choice depends on beyond the call itself."""
-    versions = {name: machine.version(name) for name in ("groupconv", "torch", "numba")}
+    versions = {name: machine.version(name) for name in ("groupconv", "torch")}
     return {"format": str(FORMAT), "cpu": machine.cpu_model(), **versions}
 
 
