@@ -10,7 +10,7 @@ import platform
 
 import torch
 
-_LIBRARIES = ("torch", "numpy", "numba", "onnxruntime", "groupconv")
+_LIBRARIES = ("torch", "numpy", "onnxruntime", "openvino", "groupconv")
 
 
 def describe() -> dict[str, object]:
