@@ -69,11 +69,11 @@ def _tuned(direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *re
 
 def default(spec: ConvSpec, a: torch.Tensor) -> ModuleType:
     """The heuristic choice when nothing is tuned: PyTorch's kernels in the input's layout, except
-    groupconv's own kernels (:data:`NARROW_FORMULATION`) for channels-first CPU input of at least
-    200,000 elements with 2 to 4 channels per group, where oneDNN is slowest. (Depthwise layers and
+    groupconv's own kernels (:data:`NARROW_FORMULATION`) for CPU input of at least 200,000 elements
+    with 2 to 4 channels per group, in either layout, where oneDNN is slowest. (Depthwise layers and
     wider groups are oneDNN's; tuning finds the exceptions.)"""
-    numba_wins = spec.in_per_group in NARROW and spec.out_per_group in NARROW and a.numel() >= OPS_MIN_ELEMENTS
-    if a.device.type == "cpu" and layout(a) != "channels_last" and numba_wins:
+    narrow = spec.in_per_group in NARROW and spec.out_per_group in NARROW and a.numel() >= OPS_MIN_ELEMENTS
+    if a.device.type == "cpu" and narrow:
         preferred = [NARROW_FORMULATION, "native"]
     else:
         preferred = ["native"]
