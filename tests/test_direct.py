@@ -172,6 +172,33 @@ def test_network_layers_match_pytorch(channels, groups, kernel, stride, padding,
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding"),
+    [(3, 1, 1), (5, 1, 2), (7, 1, 3), (3, 2, 1), (5, 2, 2), (3, 1, 0), (3, 2, 0)],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_depthwise_rows_wide_enough_for_register_blocks(kernel, stride, padding, layout, dtype):
+    """Rows of 41 and 70 pixels (interior runs in blocks of 8 and 2, border pixels alone, more than one span)
+    over 40 channels (a partial SIMD block of channels)."""
+    for size in ((5, 41), (3, 70)):
+        case = {
+            "dims": 2,
+            "kernel": (kernel, kernel),
+            "stride": (stride, stride),
+            "dilation": (1, 1),
+            "padding": ((padding, padding), (padding, padding)),
+            "groups": 40,
+            "in_per_group": 1,
+            "out_per_group": 1,
+            "batch": 2,
+            "size": size,
+            "dtype": dtype,
+            "layout": layout,
+        }
+        run_case(case, 0)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_input_grad_covers_an_input_larger_than_the_output_reads(layout):
     """input_size past what grad_y's outputs read (output_padding): those rows get zero gradient,
     and the weight gradient sees grad_y zero-extended."""

@@ -52,6 +52,20 @@ struct Acc<double> {
 template <typename T>
 using AccT = typename Acc<T>::type;
 
+// f(0), ..., f(N - 1) with compile-time indices: arrays of accumulators indexed by them stay in registers
+// (a loop, even one the compiler unrolls, leaves them on the stack).
+template <typename F, int... Is>
+inline __attribute__((always_inline)) void unroll_each(F&& f, std::integer_sequence<int, Is...>) {
+  (f(std::integral_constant<int, Is>{}), ...);
+}
+template <int N, typename F>
+inline __attribute__((always_inline)) void unroll(F&& f) {
+  unroll_each(f, std::make_integer_sequence<int, N>{});
+}
+
+// Accumulators a register file holds with room for the operands: 32 vector registers on AVX-512, 16 otherwise.
+constexpr int MAX_ACC = sizeof(Vectorized<float>) == 64 ? 16 : 8;
+
 // ---- lane permutation: lane l of a result takes lane idx[l] of one loaded vector ----------------
 template <typename T>
 struct Permute {
@@ -187,20 +201,87 @@ inline void cl_pixels(const ChannelMap<T>& m, int64_t b, const T* src, const T* 
   for (int p = 0; p < P; ++p) Vectorized<T>(acc[p]).store(dst + p * dst_step + d0, m.count[b]);
 }
 
+// Depthwise, channels-last, unit dilation along W: P dst pixels of one full channel block, every src column
+// first + p * S + kw inside the row. Each src pixel is loaded once per row for every (pixel, tap) pair that
+// reads it; REV (the input gradient) takes the taps right to left.
+template <typename T, int KW, int S, int P, bool REV>
+inline void dw_pixels(const T* src, const T* wp, int64_t Cpad, const RowTerm* rows, int64_t nrows, int64_t C,
+                      int64_t first, int64_t d0, T* dst) {
+  AccT<T> acc[P];
+  unroll<P>([&](auto p) __attribute__((always_inline)) { acc[p] = Vectorized<T>(T(0)); });
+  for (int64_t r = 0; r < nrows; ++r) {
+    const T* row = src + rows[r].src_offset + first * C + d0;
+    const T* wt = wp + rows[r].tap * Cpad + d0;
+    AccT<T> wv[KW];
+    unroll<KW>([&](auto kw) __attribute__((always_inline)) {
+      wv[kw] = Vectorized<T>::loadu(wt + (REV ? KW - 1 - kw : kw) * Cpad);
+    });
+    unroll<S*(P - 1) + KW>([&](auto j) __attribute__((always_inline)) {
+      const Vectorized<T> xv = Vectorized<T>::loadu(row + j * C);
+      unroll<KW>([&](auto kw) __attribute__((always_inline)) {
+        constexpr int d = decltype(j)::value - decltype(kw)::value;  // S * pixel when this pair meets
+        if constexpr (d >= 0 && d % S == 0 && d / S < P)
+          acc[d / S] = at::vec::fmadd(xv, Vectorized<T>(wv[kw]), Vectorized<T>(acc[d / S]));
+      });
+    });
+  }
+  unroll<P>([&](auto p) __attribute__((always_inline)) { Vectorized<T>(acc[p]).store(dst + p * C + d0); });
+}
+
+// The depthwise pixels of [w, end) from dst pixel w on that dw_pixels takes in one call (dst pixel w reads src column
+// origin + w * S at its first tap), or 0 where it takes none: KW == 0 is no depthwise kernel.
+template <typename T, int KW, int S, bool REV>
+inline int64_t dw_block(const ChannelMap<T>& m, int64_t b, int64_t w, const T* src, const T* wp, int64_t Cpad,
+                        const RowTerm* rows, int64_t nrows, int64_t C, int64_t end, const std::vector<char>& full,
+                        int64_t origin, T* dst_row) {
+  if constexpr (KW == 0) {
+    return 0;
+  } else {
+    constexpr int V = Vectorized<T>::size(), P = MAX_ACC / 2;
+    if (m.count[b] != V) return 0;
+    const int64_t first = origin + w * S;
+    if (w + P <= end && full[w] && full[w + P - 1]) {
+      dw_pixels<T, KW, S, P, REV>(src, wp, Cpad, rows, nrows, C, first, b * V, dst_row + w * C);
+      return P;
+    }
+    if (w + 2 <= end && full[w] && full[w + 1]) {
+      dw_pixels<T, KW, S, 2, REV>(src, wp, Cpad, rows, nrows, C, first, b * V, dst_row + w * C);
+      return 2;
+    }
+    return 0;
+  }
+}
+
+// f(KW, S) as compile-time constants for the depthwise shapes dw_pixels is built for; false for the others.
+template <typename F>
+inline bool with_depthwise_shape(int64_t KW, int64_t S, F&& f) {
+  using std::integral_constant;
+  switch (KW * 4 + S) {
+    case 3 * 4 + 1: f(integral_constant<int, 3>{}, integral_constant<int, 1>{}); return true;
+    case 5 * 4 + 1: f(integral_constant<int, 5>{}, integral_constant<int, 1>{}); return true;
+    case 7 * 4 + 1: f(integral_constant<int, 7>{}, integral_constant<int, 1>{}); return true;
+    case 3 * 4 + 2: f(integral_constant<int, 3>{}, integral_constant<int, 2>{}); return true;
+    case 5 * 4 + 2: f(integral_constant<int, 5>{}, integral_constant<int, 2>{}); return true;
+    default: return false;
+  }
+}
+
 // One channels-last row of dst pixels. `col(w, kw, &c)` says whether dst pixel w reads src column c
 // at tap kw; `linear` (stride 1 or the forward direction) lets runs of full pixels be blocked with
-// src column first + p * step.
-template <typename T, int MODE, typename Col>
+// src column first + p * step. `fast(b, w, end)` runs the pixels of [w, end) from w on that a specialised
+// kernel takes, and says how many.
+template <typename T, int MODE, typename Col, typename Fast>
 void cl_row(const ChannelMap<T>& m, const T* src_row_base, const T* wp, int64_t Cpad, int64_t KW, int64_t dil_w,
             int sign, const RowTerm* rows, int64_t nrows, int64_t Wdst, int64_t Cdst, const std::vector<char>& full,
-            int64_t step, Col col, T* dst_row) {
+            int64_t step, Col col, Fast fast, T* dst_row) {
   constexpr int P = 4;
   std::vector<int64_t> kw_idx(KW), kw_off(KW), all_idx(KW), all_off(KW);
   for (int64_t kw = 0; kw < KW; ++kw) all_idx[kw] = kw, all_off[kw] = sign * kw * dil_w;
-  for (int64_t b = 0; b < m.blocks; ++b) {
-    int64_t w = 0;
-    while (w < Wdst) {
-      if (w + P <= Wdst && full[w] && full[w + P - 1]) {  // full[] is contiguous runs: ends suffice
+  auto span = [&](int64_t b, int64_t w, int64_t end) {
+    while (w < end) {
+      if (const int64_t done = fast(b, w, end)) {
+        w += done;
+      } else if (w + P <= end && full[w] && full[w + P - 1]) {  // full[] is contiguous runs: ends suffice
         int64_t c0;
         col(w, 0, &c0);
         int64_t first[P];
@@ -220,11 +301,19 @@ void cl_row(const ChannelMap<T>& m, const T* src_row_base, const T* wp, int64_t 
         ++w;
       }
     }
+  };
+  // Spans of pixels outer, channel blocks inner: consecutive work reads consecutive memory, where one channel
+  // block alone strides through a row by whole pixels, which hardware prefetchers lose at page ends.
+  constexpr int64_t SPAN = 32;
+  const int64_t lead = std::find(full.begin(), full.end(), char(1)) - full.begin();  // spans start there
+  for (int64_t w0 = 0, w1; w0 < Wdst; w0 = w1) {
+    w1 = std::min(Wdst, std::max(w0, lead) + SPAN);
+    for (int64_t b = 0; b < m.blocks; ++b) span(b, w0, w1);
   }
 }
 
 // Forward, channels-last: a task is an output row (n, od, oh). w_packed: [K taps][Cg][O padded to V].
-template <typename T, int MODE>
+template <typename T, int MODE, int DW_KW = 0, int DW_S = 0>
 void forward_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* x, const T* wp, T* y, int64_t begin,
                      int64_t end) {
   const int64_t C = g.C(), O = g.O(), Cpad = padded_channels<T>(m.blocks * Vectorized<T>::size());
@@ -252,13 +341,17 @@ void forward_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* x, cons
         rows[nrows++] = {(kd * KH + kh) * KW, ((n * ID + id) * IH + ih) * IW * C};
       }
     }
-    cl_row<T, MODE>(m, x, wp, Cpad, KW, g.dil[2], 1, rows.data(), nrows, OW, O, full, g.stride[2], col,
-                    y + ((n * OD + od) * OH + oh) * OW * O);
+    T* dst = y + ((n * OD + od) * OH + oh) * OW * O;
+    auto fast = [&](int64_t b, int64_t w, int64_t span_end) {
+      return dw_block<T, DW_KW, DW_S, false>(m, b, w, x, wp, Cpad, rows.data(), nrows, O, span_end, full, -g.pad[2],
+                                             dst);
+    };
+    cl_row<T, MODE>(m, x, wp, Cpad, KW, g.dil[2], 1, rows.data(), nrows, OW, O, full, g.stride[2], col, fast, dst);
   }
 }
 
 // Input gradient, channels-last: a task is an input row (n, id, ih). w_packed: [K][Og][C padded].
-template <typename T, int MODE>
+template <typename T, int MODE, int DW_KW = 0, int DW_S = 0>
 void input_grad_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* gy, const T* wp, T* gx, int64_t begin,
                         int64_t end) {
   const int64_t C = g.C(), O = g.O(), Cpad = padded_channels<T>(m.blocks * Vectorized<T>::size());
@@ -295,23 +388,15 @@ void input_grad_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* gy, 
       std::memset(dst, 0, sizeof(T) * IW * C);
       continue;
     }
-    cl_row<T, MODE>(m, gy, wp, Cpad, KW, g.dil[2], -1, rows.data(), nrows, IW, C, full, 1, col, dst);
+    auto fast = [&](int64_t b, int64_t w, int64_t span_end) {
+      const int64_t origin = g.pad[2] - (KW - 1);  // dst pixel w's last tap reads src column w + origin
+      return dw_block<T, DW_KW, DW_S, true>(m, b, w, gy, wp, Cpad, rows.data(), nrows, C, span_end, full, origin,
+                                            dst);
+    };
+    cl_row<T, MODE>(m, gy, wp, Cpad, KW, g.dil[2], -1, rows.data(), nrows, IW, C, full, 1, col, fast, dst);
   }
 }
 
-// f(0), ..., f(N - 1) with compile-time indices: arrays of accumulators indexed by them stay in registers
-// (a loop, even one the compiler unrolls, leaves them on the stack).
-template <typename F, int... Is>
-inline __attribute__((always_inline)) void unroll_each(F&& f, std::integer_sequence<int, Is...>) {
-  (f(std::integral_constant<int, Is>{}), ...);
-}
-template <int N, typename F>
-inline __attribute__((always_inline)) void unroll(F&& f) {
-  unroll_each(f, std::make_integer_sequence<int, N>{});
-}
-
-// Accumulators a register file holds with room for the operands: 32 vector registers on AVX-512, 16 otherwise.
-constexpr int MAX_ACC = sizeof(Vectorized<float>) == 64 ? 16 : 8;
 
 struct TapCols {  // one tap of a channels-last weight-gradient row: src row, column offset, output columns
   const void* x_row;  // the src row's first pixel
@@ -425,12 +510,17 @@ void weight_grad_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* x, 
 template <typename T>
 void forward_cl(const Geometry& g, const T* x, const T* wp, T* y, int64_t begin, int64_t end) {
   const ChannelMap<T> m(g.G, g.Og, g.Cg);
+  auto depthwise = [&](auto kw, auto s) { forward_cl_mode<T, IDENTITY, decltype(kw)::value, decltype(s)::value>(g, m, x, wp, y, begin, end); };
+  if (m.mode == IDENTITY && g.dil[2] == 1 && with_depthwise_shape(g.k[2], g.stride[2], depthwise)) return;
   GROUPCONV_BY_MODE(forward_cl_mode, m, g, m, x, wp, y, begin, end)
 }
 
 template <typename T>
 void input_grad_cl(const Geometry& g, const T* gy, const T* wp, T* gx, int64_t begin, int64_t end) {
   const ChannelMap<T> m(g.G, g.Cg, g.Og);
+  auto depthwise = [&](auto kw, auto s) { input_grad_cl_mode<T, IDENTITY, decltype(kw)::value, decltype(s)::value>(g, m, gy, wp, gx, begin, end); };
+  const bool unit_w = g.dil[2] == 1 && g.stride[2] == 1;
+  if (m.mode == IDENTITY && unit_w && with_depthwise_shape(g.k[2], 1, depthwise)) return;
   GROUPCONV_BY_MODE(input_grad_cl_mode, m, g, m, gy, wp, gx, begin, end)
 }
 
