@@ -202,8 +202,8 @@ def _conv_weight_grad_fake(x, grad_y, kernel_size, stride, padding, dilation, gr
 
 # FlopCounterMode counts aten's convolutions; it counts these alike: 2 x MACs, and each direction
 # has the forward's MACs, (elements of y or grad_y) x (Cg x kernel taps). (A layer that PyTorch runs
-# whole, see groupconv.routing.pytorch_layout, is counted by PyTorch's formulas, which in torch 2.13
-# count a grouped weight gradient `groups` times over.)
+# whole, see groupconv.routing, is counted by PyTorch's formulas, which may count a grouped weight
+# gradient `groups` times over: docs/design.md, "Custom ops, compile and ONNX".)
 @register_flop_formula(torch.ops.groupconv.conv_forward)
 def _forward_flops(x_shape, weight_shape, *geometry, out_shape, **_) -> int:
     return 2 * math.prod(out_shape) * math.prod(weight_shape[1:])
