@@ -134,8 +134,8 @@ def _unbatched(y: torch.Tensor, batched: bool) -> torch.Tensor:
 def _call_key(spec: ConvSpec, input, weight, bias) -> tuple | None:
     """What :func:`apply` checks and routes a call by: a call with the same key was checked and routed
     alike, so a layer's later calls skip straight to their route (PyTorch's convolution or groupconv's
-    ops). Kept lean: right after a large convolution, each Python call here runs from cold caches at
-    10-30 us. None where the route may change per call: while dynamo traces, while ONNX export traces
+    ops). Kept lean: right after a large convolution, each Python call here runs from cold caches
+    (docs/design.md). None where the route may change per call: while dynamo traces, while ONNX export traces
     (it records PyTorch's convolution), inside groupconv.tune (which may time calls anew), or while a
     formulation is forced."""
     if torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():

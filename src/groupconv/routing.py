@@ -71,8 +71,8 @@ def run_pytorch(
     """The batched, zero-padded layer by PyTorch's convolution and autograd, computed in ``layout``
     (default: x's), answered in x's (channels-last in, channels-last out).
 
-    A transposed layer's bias is added afterwards: given one, PyTorch 2.13's transposed convolution
-    takes a slower path (docs/design.md, "Planner")."""
+    A transposed layer's bias is added afterwards: given one, PyTorch's transposed convolution
+    has taken a much slower path (docs/design.md, "Planner")."""
     answer_layout = memory_format(x)
     layout = layout or answer_layout
     x, weight = x.contiguous(memory_format=layout), _as(weight, layout)

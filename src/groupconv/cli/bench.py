@@ -13,8 +13,9 @@ _DESCRIPTION = (
     "SGEMM's GFLOP/s, a large copy's GB/s); a group sweep (256->256, 3x3, 28x28, batch 8, groups 1 to 256); a zoo "
     "of real grouped layers (AlexNet, ResNeXt-50, ShuffleNet, MobileNetV2, ConvNeXt, RegNet, 1-D, 3-D, "
     "transposed); each forward and forward+backward, groupconv and PyTorch each in channels-first and "
-    "channels-last, forward against ONNX Runtime, with each layer's roofline floor; and a training step of two "
-    "networks. Takes about 5 minutes on 2 cores; keep the machine otherwise idle. Threads: "
+    "channels-last, forward against ONNX Runtime and OpenVINO, with each layer's roofline floor; a training step "
+    "of two networks against PyTorch in both layouts; and each library's first call in a fresh process. Takes "
+    "about 10 minutes on 2 cores; keep the machine otherwise idle. Threads: "
     "torch.get_num_threads() (set OMP_NUM_THREADS to change them)."
 )
 _EXAMPLES = """examples:
