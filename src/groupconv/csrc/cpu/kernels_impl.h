@@ -755,19 +755,6 @@ void input_grad_cf(const Geometry& g, const T* gy, const T* w, T* gx, int64_t be
   }
 }
 
-// acc + x[lanes of s] * gv on the lanes of s that lie in the row (the rest add nothing)
-template <typename T>
-inline Vectorized<T> span_fma(const T* row, const Span<T>& s, const Vectorized<T>& gv, const Vectorized<T>& acc,
-                              int64_t n) {
-#if defined(CPU_CAPABILITY_AVX512)
-  const LaneMask<T> k = lanes_of(s);
-  return masked_fma(masked_load(row + s.start, k), gv, acc, k);
-#else
-  if (s.hi <= s.lo) return acc;
-  return fma_span(load_span(row, s), gv, acc, s, n);
-#endif
-}
-
 // Output channels j0.. (nj <= JB) x input channels i0.. (ni <= IB) x taps t0.. (nt <= TB) of one kd, summed
 // over the whole plane in registers, reduced across lanes once at the end: each grad_y vector is loaded
 // once per row and used for every tap and input channel of the block.
@@ -799,14 +786,30 @@ void wg_cf_block(const Geometry& g, const T* x_planes, const T* gy_planes, int64
         unroll<JB>([&](auto jb) __attribute__((always_inline)) {
           if (jb < nj) gv[jb] = Vectorized<T>::loadu(gy_row + jb * gy_plane + v * V, cnt);
         });
+        // Each tap's lanes once, each x vector once for its output channels; lanes outside the row add nothing.
         unroll<TB>([&](auto tb) __attribute__((always_inline)) {
           if (rows[tb] == nullptr) return;
           const Span<T>& sp = spans[v * KW + kw_of[tb]];
+#if defined(CPU_CAPABILITY_AVX512)
+          const LaneMask<T> k = lanes_of(sp);
+#else
+          if (sp.hi <= sp.lo) return;
+#endif
           unroll<IB>([&](auto ib) __attribute__((always_inline)) {
             if (ib >= ni) return;
             const T* row = rows[tb] + ib * x_plane;
+#if defined(CPU_CAPABILITY_AVX512)
+            const Vectorized<T> xv = masked_load(row + sp.start, k);
+#else
+            const Vectorized<T> xv = load_span(row, sp);
+#endif
             unroll<JB>([&](auto jb) __attribute__((always_inline)) {
-              if (jb < nj) acc[jb][ib][tb] = span_fma(row, sp, gv[jb], Vectorized<T>(acc[jb][ib][tb]), cnt);
+              if (jb >= nj) return;
+#if defined(CPU_CAPABILITY_AVX512)
+              acc[jb][ib][tb] = masked_fma(xv, gv[jb], Vectorized<T>(acc[jb][ib][tb]), k);
+#else
+              acc[jb][ib][tb] = fma_span(xv, gv[jb], Vectorized<T>(acc[jb][ib][tb]), sp, cnt);
+#endif
             });
           });
         });
