@@ -302,8 +302,7 @@ void cl_row(const ChannelMap<T>& m, const T* src_row_base, const T* wp, int64_t 
       }
     }
   };
-  // Spans of pixels outer, channel blocks inner: consecutive work reads consecutive memory, where one channel
-  // block alone strides through a row by whole pixels, which hardware prefetchers lose at page ends.
+  // Spans of pixels outer, channel blocks inner, so consecutive work reads consecutive memory.
   constexpr int64_t SPAN = 32;
   const int64_t lead = std::find(full.begin(), full.end(), char(1)) - full.begin();  // spans start there
   for (int64_t w0 = 0, w1; w0 < Wdst; w0 = w1) {
