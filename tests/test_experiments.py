@@ -50,6 +50,8 @@ def test_seeds_for_equivalence_is_the_smallest_that_fits():
     fits = lambda n: stats.t_quantile(0.95, n - 1) * 0.5 / math.sqrt(n) < 0.5
     assert fits(needed) and not fits(needed - 1)
     assert stats.seeds_for_equivalence(sd=0.1, margin=0.5, mean=0.6) is None
+    # To exclude 0 at mean 0.5, sd 0.22: 3 seeds give 4.303 * 0.22 / sqrt(3) = 0.55 > 0.5; 4 give 3.182 * 0.11 = 0.35
+    assert stats.seeds_for_difference(sd=0.22, mean=0.5) == 4 and stats.seeds_for_difference(sd=0.1, mean=0) is None
 
 
 def summary(arm, errors, seeds=None):

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .runner import Run, run_all
-from .stats import Paired, paired, seeds_for_equivalence
+from .stats import Paired, paired, seeds_for_difference, seeds_for_equivalence
 
 
 @dataclass(frozen=True)
@@ -128,12 +128,12 @@ def comparison_table(base: ArmSummary, others: Sequence[ArmSummary], margin: flo
         >>> a = ArmSummary("g1", (0, 1, 2), (0.10, 0.11, 0.12), (), 1, 1, 1.0)
         >>> b = ArmSummary("g2", (0, 1, 2), (0.11, 0.12, 0.14), (), 1, 1, 1.0)
         >>> print(comparison_table(a, [b], margin=0.5).splitlines()[2])
-        | g2 − g1 | 3 | +1.33 | 0.58 | [−0.10, +2.77] | 0.935 | not shown | not reachable at this mean |
+        | g2 − g1 | 3 | +1.33 | 0.58 | [−0.10, +2.77] | 0.935 | not shown | not reachable at this mean | 4 |
     """
     lines = [
         f"| difference | seeds paired | mean (pp) | sd (pp) | 95% interval (pp) | TOST p (margin ±{margin} pp) "
-        "| equivalent? | seeds a TOST would need |",
-        "|---|---|---|---|---|---|---|---|",
+        "| equivalent? | seeds a TOST would need | seeds to exclude 0 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for other in others:
         result = compare(base, other, margin)
@@ -143,12 +143,16 @@ def comparison_table(base: ArmSummary, others: Sequence[ArmSummary], margin: flo
 
 def _rest(result: Paired) -> str:
     if result.sd is None:
-        return "- | needs 2 seeds | - | - | -"
+        return "- | needs 2 seeds | - | - | - | -"
     verdict = "yes" if result.tost_p < 0.05 else "not shown"
-    needed = seeds_for_equivalence(result.sd, result.margin, result.mean)
-    seeds = "not reachable at this mean" if needed is None else str(needed)
+    equivalence = seeds_for_equivalence(result.sd, result.margin, result.mean)
+    difference = seeds_for_difference(result.sd, result.mean)
     interval = f"[{_signed(result.low)}, {_signed(result.high)}]"
-    return f"{result.sd:.2f} | {interval} | {result.tost_p:.3f} | {verdict} | {seeds}"
+    return (
+        f"{result.sd:.2f} | {interval} | {result.tost_p:.3f} | {verdict} "
+        f"| {'not reachable at this mean' if equivalence is None else equivalence} "
+        f"| {'not reachable' if difference is None else difference}"
+    )
 
 
 def _signed(value: float) -> str:

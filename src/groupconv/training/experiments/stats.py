@@ -6,6 +6,7 @@ from bisection on the CDF.
 
     paired(differences, margin)   -> Paired: mean, sd, 95% interval, TOST p-value
     seeds_for_equivalence(sd, margin, mean)   seeds a TOST needs at that spread
+    seeds_for_difference(sd, mean)            seeds whose 95% interval would exclude 0
 """
 
 from __future__ import annotations
@@ -95,6 +96,18 @@ def seeds_for_equivalence(sd: float, margin: float, mean: float = 0.0, most: int
     if room <= 0:
         return None
     return next((n for n in range(2, most + 1) if t_quantile(0.95, n - 1) * sd / math.sqrt(n) < room), None)
+
+
+def seeds_for_difference(sd: float, mean: float, most: int = 1000) -> int | None:
+    """The fewest seeds whose 95% interval, at this ``sd`` and ``mean``, would exclude 0 (None: > most).
+
+    Example:
+        >>> seeds_for_difference(sd=0.2, mean=0.5), seeds_for_difference(sd=1.0, mean=0.0)
+        (3, None)
+    """
+    if mean == 0:
+        return None
+    return next((n for n in range(2, most + 1) if t_quantile(0.975, n - 1) * sd / math.sqrt(n) < abs(mean)), None)
 
 
 def _incomplete_beta(a: float, b: float, x: float) -> float:
