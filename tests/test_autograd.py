@@ -37,6 +37,7 @@ def test_gradcheck(name, input_shape, weight_shape, kwargs):
     assert torch.autograd.gradcheck(function, operands)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, input_shape, weight_shape, kwargs", FINITE_DIFFERENCE_CASES)
 def test_gradgradcheck(name, input_shape, weight_shape, kwargs):
     operands = _operands(input_shape, weight_shape, _out_channels(name, weight_shape, kwargs))

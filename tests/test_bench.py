@@ -32,6 +32,7 @@ def quick_run(tmp_path_factory):
     return results, out.read_text(), plot
 
 
+@pytest.mark.slow
 def test_quick_run_writes_every_section(quick_run):
     _, text, _ = quick_run
     for heading in ("# Benchmarks", "## Machine", "## Floors", "## Group sweep", "## Zoo of real layers",
@@ -43,6 +44,7 @@ def test_quick_run_writes_every_section(quick_run):
     assert "](images/bench-groups.png)" in text
 
 
+@pytest.mark.slow
 def test_quick_run_times_every_contender_and_agrees_with_pytorch(quick_run):
     results, _, _ = quick_run
     assert [r.groups for r in results.sweep] == [1, 2, 4, 8, 16]
@@ -56,6 +58,7 @@ def test_quick_run_times_every_contender_and_agrees_with_pytorch(quick_run):
     assert all(step.loss_difference < 1e-5 for step in results.end_to_end)
 
 
+@pytest.mark.slow
 def test_quick_run_times_each_librarys_first_call_in_a_fresh_process(quick_run):
     results, text, _ = quick_run
     assert [call.name for call in results.first_calls] == ["torch", "groupconv"]
@@ -63,12 +66,14 @@ def test_quick_run_times_each_librarys_first_call_in_a_fresh_process(quick_run):
     assert "s against PyTorch's own" in text
 
 
+@pytest.mark.slow
 def test_quick_run_writes_a_two_panel_plot(quick_run):
     _, _, plot = quick_run
     with Image.open(plot) as image:
         assert image.format == "PNG" and image.width > image.height > 300
 
 
+@pytest.mark.slow
 def test_json_output_names_its_schema(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GROUPCONV_CACHE", str(tmp_path / "tune.json"))
     zoo, sweep = layers.zoo, layers.sweep  # a smaller quick run: this test is about the command
@@ -82,6 +87,7 @@ def test_json_output_names_its_schema(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "images" / "bench-groups.png").is_file()
 
 
+@pytest.mark.slow
 def test_quick_run_json_follows_its_documented_schema(quick_run):
     results, _, _ = quick_run
     document = json.loads(to_json(results.to_dict()))

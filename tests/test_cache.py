@@ -204,6 +204,7 @@ def _write_entries(path: str, worker: int, count: int) -> None:
         cache.put(f"worker {worker} call {i}", formulations.NAMES[i % len(formulations.NAMES)])
 
 
+@pytest.mark.slow
 def test_concurrent_writers_lose_nothing(tmp_path):
     path, workers, count = tmp_path / "tune.json", 4, 25
     context = multiprocessing.get_context("spawn")

@@ -197,6 +197,7 @@ def test_summary_json_follows_its_schema(model, user_models, capsys):
     assert data["model"] == model and data["total_params"] == sum(row["params"] for row in data["rows"])
 
 
+@pytest.mark.slow
 def test_tune_json_follows_its_schema_and_fills_the_cache(user_models, monkeypatch, capsys):
     monkeypatch.setenv("GROUPCONV_CACHE", str(user_models / "tune.json"))
     status, out, err = run(["tune", "cli_models:build", "--input", "2,4,4,4", "--json"], capsys)
@@ -222,6 +223,7 @@ def test_demo_json_follows_its_schema(capsys):
 LAYER = ["--in", "4", "--out", "8", "--kernel", "3"]  # bad arguments: tests/test_cli_errors.py
 
 
+@pytest.mark.slow
 def test_the_installed_command_exits_2_with_one_line(tmp_path):
     result = subprocess.run(
         [Path(sys.executable).with_name("groupconv"), "explain", *LAYER, "--groups", "5", "--json"],

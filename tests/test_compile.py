@@ -51,6 +51,7 @@ def _assert_matches_oracle(model, oracle, x):
         torch.testing.assert_close(got, want)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["eager", "aot_eager"])
 def test_compiled_model_matches_pytorch(backend):
     model, oracle = _groupconv_and_oracle()
@@ -58,6 +59,7 @@ def test_compiled_model_matches_pytorch(backend):
     _assert_matches_oracle(compiled, oracle, torch.randn(2, 4, 9, 9, dtype=torch.float64))
 
 
+@pytest.mark.slow
 def test_compiled_model_with_dynamic_shapes_matches_pytorch():
     model, oracle = _groupconv_and_oracle()
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True, dynamic=True)
@@ -65,6 +67,7 @@ def test_compiled_model_with_dynamic_shapes_matches_pytorch():
         _assert_matches_oracle(compiled, oracle, torch.randn(shape, dtype=torch.float64))
 
 
+@pytest.mark.slow
 def test_compiled_channels_last_model_matches_pytorch():
     model, oracle = _groupconv_and_oracle(torch.float32)
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
@@ -73,6 +76,7 @@ def test_compiled_channels_last_model_matches_pytorch():
     assert compiled(x).stride() == model(x).stride()  # the fake implementations' layouts are the real ones
 
 
+@pytest.mark.slow
 def test_double_backward_under_the_eager_backend_matches_pytorch():
     """The gradient of a gradient norm. (AOTAutograd backends refuse double backward, for any model.)"""
     model, oracle = _groupconv_and_oracle()
@@ -103,6 +107,7 @@ def test_compiled_graph_runs_groupconv_ops_not_pytorch_convolution():
     assert not {torch.conv2d, torch.convolution, F.conv2d, F.conv_transpose2d} & set(targets)
 
 
+@pytest.mark.slow
 def test_inductor_compiles_a_grouped_layer_and_its_gradients():
     """The default backend (C++ code generated around groupconv's ops); one small layer to keep it quick."""
     torch.manual_seed(0)

@@ -93,6 +93,7 @@ def test_parse_emoji_test_keeps_fully_qualified_lines_with_their_group():
     ]
 
 
+@pytest.mark.slow
 @has_emoji
 def test_emoji_set_is_colour_labelled_and_split_without_shared_variants():
     train, test = load("emoji", "train"), load("emoji", "test")

@@ -856,6 +856,7 @@ def valid_layers(draw, transposed: bool):
     return x, weight, bias, kwargs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transposed", [False, True])
 @given(data=st.data())
 @JUNK_SETTINGS
@@ -874,6 +875,7 @@ def test_functional_junk_raises_only_allowed_errors(transposed, data):
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 @given(data=st.data())
 @JUNK_SETTINGS
 def test_spec_junk_raises_only_allowed_errors(data):

@@ -32,6 +32,7 @@ def randomise(module: torch.nn.Module, seed: int) -> torch.nn.Module:
     return module
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source, target", list(itertools.permutations("abc", 2)))
 @pytest.mark.parametrize("stride, in_channels", [(1, 32), (2, 16)])
 @pytest.mark.parametrize("training", [False, True])

@@ -48,6 +48,7 @@ class Net1d3d(torch.nn.Module):
     example_input = staticmethod(lambda: torch.randn(2, 6, 8))
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore:You are using the legacy TorchScript")
 @pytest.mark.parametrize("net", [Net2d, Net1d3d])
 @pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])

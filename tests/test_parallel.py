@@ -186,6 +186,7 @@ def compare(mine: dict, expected: dict, what: str) -> None:
         close(mine[key], expected[key], f"{what} {key}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_float32_outputs_loss_and_every_gradient_equal_the_unsplit_models(split_runs, name):
     compare(load(split_runs, name)["records"][0], train_whole(name, torch.float32)[0], "float32:")
@@ -252,6 +253,7 @@ def rank_dies_mid_step(folder: str) -> None:
         raise
 
 
+@pytest.mark.slow
 def test_a_rank_killed_mid_step_makes_the_other_fail_with_a_clear_error(tmp_path):
     with pytest.raises(LaunchError) as failure:
         spawn(rank_dies_mid_step, RANKS, str(tmp_path), timeout=10, deadline=DEADLINE)
@@ -361,6 +363,7 @@ needs_data = pytest.mark.skipif(not DEFAULT_DIR.is_dir(), reason="needs dataset-
 TINY_RUN = ["--groups", "2", "--epochs", "1", "--train-subset", "128", "--test-subset", "100", "--batch-size", "64"]
 
 
+@pytest.mark.slow
 @needs_data
 def test_groupconv_train_procs_2_trains_split_and_saves_the_whole_model(tmp_path, capfd):
     main(["train", *TINY_RUN, "--procs", "2", "--out", str(tmp_path)])
@@ -374,6 +377,7 @@ def test_groupconv_train_procs_2_trains_split_and_saves_the_whole_model(tmp_path
     assert evaluate(model, load_data("fashion-mnist", "test").subset(100, seed=config.seed)) == recorded
 
 
+@pytest.mark.slow
 @needs_data
 def test_torchrun_runs_groupconv_train_group_parallel():
     torchrun = Path(sys.executable).with_name("torchrun")

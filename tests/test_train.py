@@ -77,6 +77,7 @@ def test_config_errors_name_the_choices():
         TrainConfig(epochs=0)
 
 
+@pytest.mark.slow
 def test_groupconv_train_prints_epochs_and_writes_its_files(tmp_path, capsys):
     argv = ["train", "--groups", "2", "--epochs", "1", "--train-subset", "64", "--test-subset", "100", "--out"]
     assert main([*argv, str(tmp_path)]) == 0

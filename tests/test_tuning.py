@@ -200,6 +200,7 @@ def test_tuning_disabled_leaves_no_cache(cache_file):
     assert not cache_file.exists()
 
 
+@pytest.mark.slow
 def test_environment_variable_turns_tuning_on(cache_file, monkeypatch):
     fake_timer(monkeypatch, lambda name: 1.0)
     monkeypatch.setenv("GROUPCONV_TUNE", "1")
@@ -208,6 +209,7 @@ def test_environment_variable_turns_tuning_on(cache_file, monkeypatch):
     assert {key.split()[0] for key in entries(cache_file)} == {"layer", "forward", "input_grad", "weight_grad"}
 
 
+@pytest.mark.slow
 def test_retune_times_cached_calls_again(monkeypatch):
     timed = fake_timer(monkeypatch, lambda name: 1.0)
     layer, x = groupconv.nn.Conv2d(4, 4, 3, groups=2), torch.randn(1, 4, 6, 6)
