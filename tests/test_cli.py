@@ -278,8 +278,12 @@ def readme_examples() -> list[tuple[list[str], str]]:
 
 
 def readme_commands() -> list[str]:
-    """Every ``groupconv`` command line of the README's ```sh blocks, its comment left off."""
-    lines = [line.split("  #")[0].strip() for block in readme_blocks("sh") for line in block.splitlines()]
+    """Every ``groupconv`` command line of the README's ```sh blocks, its comment and any ``nice`` left off."""
+    lines = [
+        line.split("  #")[0].strip().removeprefix("nice -n 19 ")
+        for block in readme_blocks("sh")
+        for line in block.splitlines()
+    ]
     return [line.removeprefix("groupconv ") for line in lines if line.startswith("groupconv ")]
 
 
