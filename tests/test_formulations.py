@@ -105,6 +105,18 @@ def test_default_heuristic(groups, layout, size, expected):
 
 
 @pytest.mark.parametrize(
+    ("groups", "stride", "layout", "expected"),
+    [(4, 1, "contiguous", "pointwise"), (1, 1, "contiguous", "native"), (4, 2, "contiguous", "native"),
+     (4, 1, "channels_last", "native")],
+)  # fmt: skip
+def test_default_heuristic_for_grouped_1x1(groups, stride, layout, expected):
+    """Untuned, a large grouped 1x1 layer on channels-first input runs as batched matrix products."""
+    x = torch.randn(1, 272, 28, 28)
+    x = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
+    assert dispatch.default(ConvSpec(272, 272, 1, stride=stride, groups=groups), x) is formulations.load(expected)
+
+
+@pytest.mark.parametrize(
     ("layout", "groups", "forced", "pytorch_runs_it"),
     [("contiguous", 256, None, True), ("channels_last", 256, None, True), ("contiguous", 64, None, False),
      ("channels_last", 64, None, False), ("contiguous", 256, "native", False)],

@@ -21,8 +21,8 @@ from groupconv import dispatch, formulations
 
 ORACLE_CASES = 2000
 FAST_CASES = 60
-# groupconv's own compute, in the order tried: its kernels, then the reference that runs any layer
-OWN_FORMULATIONS = ["direct", formulations.REFERENCE]
+# groupconv's own compute, in the order tried: its kernels, its 1x1 products, then the reference that runs any layer
+OWN_FORMULATIONS = ["direct", "pointwise", formulations.REFERENCE]
 SEEDS = [seed if seed < FAST_CASES else pytest.param(seed, marks=pytest.mark.slow) for seed in range(ORACLE_CASES)]
 
 

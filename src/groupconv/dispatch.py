@@ -68,17 +68,26 @@ def _tuned(direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *re
 
 
 def default(spec: ConvSpec, a: torch.Tensor) -> ModuleType:
-    """The heuristic choice when nothing is tuned: PyTorch's kernels in the input's layout, except
-    groupconv's own kernels (:data:`NARROW_FORMULATION`) for CPU input of at least 200,000 elements
-    with 2 to 4 channels per group, in either layout, where oneDNN is slowest. (Depthwise layers and
+    """The heuristic choice when nothing is tuned: PyTorch's kernels in the input's layout, except, for
+    CPU input of at least 200,000 elements, where oneDNN is slowest: groupconv's own kernels
+    (:data:`NARROW_FORMULATION`) with 2 to 4 channels per group, in either layout, and batched matrix
+    products (``pointwise``) for a grouped 1x1 layer on channels-first input. (Depthwise layers and
     wider groups are oneDNN's; tuning finds the exceptions.)"""
-    narrow = spec.in_per_group in NARROW and spec.out_per_group in NARROW and a.numel() >= OPS_MIN_ELEMENTS
-    if a.device.type == "cpu" and narrow:
+    large = a.device.type == "cpu" and a.numel() >= OPS_MIN_ELEMENTS
+    narrow = spec.in_per_group in NARROW and spec.out_per_group in NARROW
+    if large and narrow:
         preferred = [NARROW_FORMULATION, "native"]
+    elif large and _grouped_pointwise(spec) and a.is_contiguous():
+        preferred = ["pointwise", "native"]
     else:
         preferred = ["native"]
     candidates = (formulations.load(name) for name in [*preferred, formulations.REFERENCE])
     return next(module for module in candidates if module.supports(spec, a))  # the reference supports all
+
+
+def _grouped_pointwise(spec: ConvSpec) -> bool:
+    """A grouped 1x1 layer of stride 1 (strided, its weight gradient is PyTorch's faster)."""
+    return spec.groups > 1 and all(k == 1 for k in spec.kernel_size) and all(s == 1 for s in spec.stride)
 
 
 def forced() -> str | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-NAMES = ("native", "native_channels_last", "direct", "im2col", "split")
+NAMES = ("native", "native_channels_last", "direct", "pointwise", "im2col", "split")
 REFERENCE = "im2col"  # the one tuned candidates are checked against: groupconv's own, any geometry
 
 
