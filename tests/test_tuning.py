@@ -64,8 +64,10 @@ def test_tune_times_every_route_of_every_layer_and_caches_what_it_chose(cache_fi
     model, x = small_model(), torch.randn(2, 4, 9, 9)
     running_mean = model[1].running_mean.clone()
     report = groupconv.tune(model, x, layout=False)
-    # the first layer with and without an input gradient, the second (its input always needs one): 3 layer routes
-    assert len(report.layers) == 3
+    # inference (each layer forward alone), the first layer with and without an input gradient, the second
+    # (its input always needs one): 5 layer routes
+    assert len(report.layers) == 5
+    assert sum(layer.directions == ("forward",) for layer in report.layers) == 2
     for layer in report.layers:
         assert set(layer.timings) == set(tuning.ROUTES) and layer.chosen == "pytorch_channels_last"
         assert layer.layout == "channels_first" and layer.pytorch_best == "pytorch_channels_last"
@@ -220,8 +222,8 @@ def test_retune_times_cached_calls_again(monkeypatch):
 
 
 def test_tune_covers_a_training_step_in_either_layout(monkeypatch):
-    """tune runs the model with and without an input gradient, channels-first and channels-last, so a
-    training step finds every layer route it takes already tuned."""
+    """tune runs the model without autograd and with and without an input gradient, channels-first and
+    channels-last, so inference and a training step find every layer route they take already tuned."""
     fake_timer(monkeypatch, lambda name: 1.0)
     model, x = small_model(), torch.randn(2, 4, 9, 9)
     report = groupconv.tune(model, x)
@@ -232,6 +234,8 @@ def test_tune_covers_a_training_step_in_either_layout(monkeypatch):
         model.to(memory_format=memory_format)
         y = model.eval()(x.contiguous(memory_format=memory_format))
         y.backward(torch.randn_like(y))
+        with torch.no_grad():
+            model(x.contiguous(memory_format=memory_format))
     assert all(route["tuned"] for route in tuning.decisions_summary()["routes"])
 
 
@@ -349,3 +353,4 @@ def test_a_training_runs_metrics_record_the_routes_its_layers_took():
     layer(x)
     routes = json.loads(json.dumps(provenance()["routes"]))["routes"]  # as metrics.json holds them
     assert [(route["route"], route["tuned"]) for route in routes] == [("pytorch_channels_first", False)]
+

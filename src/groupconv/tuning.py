@@ -197,10 +197,11 @@ def tune(
     which to use. With ``apply_layout`` the model's parameters are converted to the chosen layout
     (its input is the caller's to convert).
 
-    The model runs forward and backward with a gradient for the input, and without, as a training
-    step runs it (the first layer's route can differ), in each layout. It runs in eval mode (running
-    statistics untouched) and its parameters' ``.grad`` are left as they were. Calls already in the
-    cache are not timed again, unless ``retune`` (after the machine was busy, say).
+    The model runs forward alone (inference), and forward and backward with a gradient for the input
+    and without, as a training step runs it (the first layer's route can differ), in each layout. It
+    runs in eval mode (running statistics untouched) and its parameters' ``.grad`` are left as they
+    were. Calls already in the cache are not timed again, unless ``retune`` (after the machine was
+    busy, say).
 
     Raises GroupConvError, caching nothing, when ``example_input`` or the model's output on it is
     not finite: timings of overflowing data judge nothing.
@@ -220,9 +221,9 @@ def tune(
         session = _Session([], retune, {})
         token = _session.set(session)
         try:
-            _forward_backward_both_ways(model, x)
+            _every_way(model, x)
             if twin is not None:
-                _forward_backward_both_ways(twin, x.contiguous(memory_format=other))
+                _every_way(twin, x.contiguous(memory_format=other))
         finally:
             _session.reset(token)
         cache().put_many(session.pending)
@@ -292,7 +293,11 @@ def _check_finite(model: torch.nn.Module, x: torch.Tensor) -> None:
         raise GroupConvError(f"cannot tune: {problem}; tune on a batch of real, normalised data (values of order 1)")
 
 
-def _forward_backward_both_ways(model: torch.nn.Module, x: torch.Tensor) -> None:
+def _every_way(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """Run the model as inference and as training steps with and without an input gradient: each asks its
+    layers for other directions, so each is a layer route of its own."""
+    with torch.no_grad():
+        model(x)
     for input_needs_grad in (True, False):
         _forward_backward(model, x.detach().requires_grad_(input_needs_grad))
 
