@@ -82,7 +82,7 @@ def test_json_output_names_its_schema(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(endtoend, "networks", lambda quick: [])
     assert main(["bench", "--quick", "--json", "--out", str(tmp_path / "b.md")]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert schema_errors(document, SCHEMAS["groupconv.bench/3"], SCHEMAS["groupconv.bench/3"]) == []
+    assert schema_errors(document, SCHEMAS["groupconv.bench/4"], SCHEMAS["groupconv.bench/4"]) == []
     assert document["machine"]["torch_threads"] == torch.get_num_threads()
     assert (tmp_path / "images" / "bench-groups.png").is_file()
 
@@ -91,7 +91,7 @@ def test_json_output_names_its_schema(tmp_path, monkeypatch, capsys):
 def test_quick_run_json_follows_its_documented_schema(quick_run):
     results, _, _ = quick_run
     document = json.loads(to_json(results.to_dict()))
-    assert schema_errors(document, SCHEMAS["groupconv.bench/3"], SCHEMAS["groupconv.bench/3"]) == []
+    assert schema_errors(document, SCHEMAS["groupconv.bench/4"], SCHEMAS["groupconv.bench/4"]) == []
     one_d = next(layer for layer in document["zoo"] if "1-D" in layer["name"])
     assert one_d["timings"]["forward"]["torch_cl"] is None and one_d["timings"]["forward"]["groupconv_cl"] is None
     assert one_d["timings"]["forward_backward"]["onnxruntime"] is None
@@ -295,6 +295,21 @@ def test_planner_target_compares_channels_first_groupconv_with_pytorchs_faster_l
     assert "**missed** (4 of 6 layer-directions meet it)" in text
     assert "   - missed: cl wins forward, 0.50×" in text and "cl wins forward+backward" in text
     assert "| cl wins | 2.00 | 1.00 | 1.00 | **0.50** | CL, CL | 1.00 |" in report._zoo_section(results)
+
+
+def test_planner_target_takes_the_median_of_runs():
+    """Three runs of one layer at 0.5x, 1.25x and 1.0x (groupconv CF against PyTorch's faster layout):
+    the median run (1.0x) is the one shown, and the target is judged on it."""
+    runs = [
+        _layer_result("layer", 2, {"torch_cf": 4.0, "torch_cl": 2.0, "groupconv": groupconv_ms})
+        for groupconv_ms in (4.0, 1.6, 2.0)
+    ]
+    median = suite.median_run(runs)
+    assert median.timings["forward"]["groupconv"].median_s == pytest.approx(2e-3)
+    assert median.planner_runs["forward_backward"] == pytest.approx([0.5, 1.25, 1.0])
+    results = suite.Results({}, "", floors.Floors(1.0, 1.0, 0, 0), [], [median], [], [], tuned=True, runs=3)
+    assert "**met** (2 of 2 layer-directions meet it)" in report._planner_target(results)
+    assert "| 1.00 (0.50, 1.25, 1.00) |" in report._zoo_section(results)
 
 
 def test_floor_and_peer_targets_judge_each_layout_and_each_peer():

@@ -354,3 +354,13 @@ def test_a_training_runs_metrics_record_the_routes_its_layers_took():
     routes = json.loads(json.dumps(provenance()["routes"]))["routes"]  # as metrics.json holds them
     assert [(route["route"], route["tuned"]) for route in routes] == [("pytorch_channels_first", False)]
 
+
+def test_a_scratch_cache_leaves_the_users_cache_as_it_was(cache_file):
+    tuning.cache().put("mine", "native")
+    before = cache_file.read_bytes()
+    with tuning.scratch_cache() as scratch:
+        assert scratch != cache_file and tuning.cache().get("mine") is None
+        tuning.cache().put("benchmark's", "direct")
+        assert entries(scratch) == {"benchmark's": "direct"}
+    assert not scratch.exists() and tuning.cache_path() == cache_file
+    assert cache_file.read_bytes() == before and tuning.cache().get("benchmark's") is None

@@ -546,6 +546,22 @@ def cache_path() -> Path:
     return cache().path
 
 
+@contextlib.contextmanager
+def scratch_cache() -> Iterator[Path]:
+    """Tune into a fresh, empty cache file for the block, then delete it: each benchmark run decides
+    afresh, and the user's cache is left as it was."""
+    previous = os.environ.get("GROUPCONV_CACHE")
+    with tempfile.TemporaryDirectory(prefix="groupconv-tune-") as folder:
+        os.environ["GROUPCONV_CACHE"] = os.path.join(folder, "tune.json")
+        try:
+            yield cache_path()
+        finally:
+            if previous is None:
+                del os.environ["GROUPCONV_CACHE"]
+            else:
+                os.environ["GROUPCONV_CACHE"] = previous
+
+
 @functools.cache
 def _cache_at(explicit: str | None, cache_home: str | None) -> Cache:
     base = Path(cache_home) if cache_home else Path.home() / ".cache"

@@ -44,10 +44,17 @@ class StepResult:
     groupconv: Timing
     loss_difference: float
     target: float
+    run_speedups: list[float] = dataclasses.field(default_factory=list)  # every run's, when several ran
 
     @property
     def speedup(self) -> float:
         return min(self.pytorch.median_s, self.pytorch_cl.median_s) / self.groupconv.median_s
+
+
+def median_run(runs: list[StepResult]) -> StepResult:
+    """The run with the median speedup (the lower one of an even count), with every run's speedup."""
+    ordered = sorted(runs, key=lambda run: run.speedup)
+    return dataclasses.replace(ordered[(len(runs) - 1) // 2], run_speedups=[run.speedup for run in runs])
 
 
 def networks(quick: bool = False) -> list[Network]:
@@ -83,7 +90,7 @@ def measure(network: Network, settings: TimerSettings, tuned: bool = True, seed:
     x = torch.randn(network.input_shape)
     labels = torch.randint(_CLASSES, network.input_shape[:1])
     if tuned:
-        tuning.tune(twin, x, retune=True, layout=False)  # the step is compared on channels-first input
+        tuning.tune(twin, x, layout=False)  # the step is compared on channels-first input
     loss_difference = abs(F.cross_entropy(plain(x), labels).item() - F.cross_entropy(twin(x), labels).item())
     steps = {
         "pytorch": training_step(plain, x, labels),

@@ -17,7 +17,7 @@ from ..tables import markdown_table
 from ..timing import FULL, Timing
 from . import layers
 from .contenders import NAMES
-from .suite import LayerResult, Results
+from .suite import GROUPCONV, PLANNED, PYTORCH, LayerResult, Results, fastest_s, speedup
 
 PLOT_NAME = "images/bench-groups.png"
 PLANNER_FLOOR = 0.95  # zoo: tuned groupconv on channels-first input >= 0.95 x PyTorch's faster layout's speed
@@ -25,8 +25,6 @@ FLOOR_FACTOR = {"forward": 2.0, "forward_backward": 3.0}  # sweep, groupconv wit
 PEERS_FROM_GROUPS = 16  # sweep: from this many groups on, groupconv beats every peer
 OVERHEAD_FACTOR = 1.2  # the tiny layer: groupconv's call within this factor of PyTorch's
 NOISY = 0.10  # a median spread above this: timings too noisy for ~10% differences to mean something
-PYTORCH = ("torch_cf", "torch_cl")
-GROUPCONV = ("groupconv", "groupconv_cl")
 LAYOUTS = {"CF": ("torch_cf", "groupconv"), "CL": ("torch_cl", "groupconv_cl")}  # PyTorch's, groupconv's contender
 _MODE_TITLES = {"forward": "forward", "forward_backward": "forward+backward"}
 
@@ -54,22 +52,6 @@ def markdown(results: Results) -> str:
         _targets_section(results),
     ]
     return "\n\n".join(section for section in sections if section) + "\n"
-
-
-def fastest_s(result: LayerResult, mode: str, names: tuple[str, ...]) -> float | None:
-    """The least median time of the contenders ``names`` timed on this layer in ``mode``; None if none was."""
-    timings = result.timings[mode]
-    return min((timings[name].median_s for name in names if name in timings), default=None)
-
-
-def speedup(
-    result: LayerResult, mode: str, pytorch: tuple[str, ...] = PYTORCH, groupconv: tuple[str, ...] = GROUPCONV
-) -> float | None:
-    """The fastest of the PyTorch contenders ``pytorch``'s time over the fastest of the groupconv
-    contenders ``groupconv``'s; None when either side was not timed. The defaults compare best with
-    best; ``pytorch=("torch_cl",), groupconv=("groupconv_cl",)`` compares channels-last alone."""
-    theirs, ours = fastest_s(result, mode, pytorch), fastest_s(result, mode, groupconv)
-    return None if theirs is None or ours is None else theirs / ours
 
 
 def over_floor(result: LayerResult, mode: str, names: tuple[str, ...] = GROUPCONV) -> float | None:
@@ -180,7 +162,9 @@ def _sweep_section(results: Results) -> str:
 def _zoo_section(results: Results) -> str:
     parts = [
         f"## Zoo of real layers\n\nA speedup in **bold** is below {PLANNER_FLOOR}: groupconv ran at less than "
-        f"{PLANNER_FLOOR}× PyTorch's speed, missing the never-slower target."
+        f"{PLANNER_FLOOR}× PyTorch's speed, missing the never-slower target. Each layer was measured in "
+        f"{_runs(results)}; the tables show the run with the median forward+backward \"groupconv CF vs PyTorch's "
+        "best\", whose column gives that median and, in brackets, every run's."
     ]
     for mode in _MODE_TITLES:
         parts.append(f"### {_MODE_TITLES[mode]}\n\n" + _tables(results.zoo, mode, "layer", flag=True))
@@ -231,10 +215,23 @@ def _ratios_table(layer_results: list[LayerResult], mode: str, first: str, flag:
     for result in layer_results:
         speedups = [speedup(result, mode, (pytorch,), (ours,)) for pytorch, ours in LAYOUTS.values()]
         cells = [_ratio(value) for value in (*speedups, speedup(result, mode))]
-        cells.append(_speedup(speedup(result, mode, PYTORCH, ("groupconv",)), flag))  # the planner's target
+        cells.append(_planner_cell(result, mode, flag))
         layouts = f"{faster_layout(result, mode, PYTORCH)}, {faster_layout(result, mode, GROUPCONV)}"
         rows.append([_label(result, first), *cells, layouts, _ratio(over_floor(result, mode))])
     return markdown_table(headers, rows)
+
+
+def _planner_cell(result: LayerResult, mode: str, flag: bool) -> str:
+    """The planner's speedup: this run's, or with several runs their median and each run's."""
+    runs = result.planner_runs.get(mode, [])
+    if len(runs) < 2:
+        return _speedup(speedup(result, mode, PYTORCH, PLANNED), flag)
+    return f"{_speedup(_median(runs), flag)} ({', '.join(map(_ratio, runs))})"
+
+
+def _median(values: list[float | None]) -> float | None:
+    """The median of the values, None when any is None (a run that timed nothing)."""
+    return None if any(value is None for value in values) else statistics.median(values)
 
 
 def _label(result: LayerResult, first: str) -> str:
@@ -248,16 +245,18 @@ def _end_to_end_section(results: Results) -> str:
         "Forward, backward and an SGD step (momentum 0.9) of cross-entropy on random data: plain PyTorch in "
         "each layout (the model and its input channels-first, or both channels-last) against the same network "
         "and weights after `groupconv.nn.convert` and `groupconv.tune`, on channels-first input; median step "
-        "time. The speedup is against PyTorch's faster layout.",
+        f"time. The speedup is against PyTorch's faster layout; of {_runs(results)}, the table shows the run "
+        "with the median speedup.",
         "",
-        "| network | input | PyTorch CF ms | PyTorch CL ms | groupconv ms | speedup | first-loss difference |",
-        "|---|---|---|---|---|---|---|",
+        "| network | input | PyTorch CF ms | PyTorch CL ms | groupconv ms | speedup | every run's "
+        "| first-loss difference |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for step in results.end_to_end:
         lines.append(
             f"| {step.name} | {_shape(step.input_shape)} | {_timing_text(step.pytorch)} | "
             f"{_timing_text(step.pytorch_cl)} | {_timing_text(step.groupconv)} | {step.speedup:.2f}× | "
-            f"{step.loss_difference:.1e} |"
+            f"{', '.join(map(_ratio, step.run_speedups)) or '—'} | {step.loss_difference:.1e} |"
         )
     return "\n".join(lines)
 
@@ -288,10 +287,14 @@ def _targets_section(results: Results) -> str:
     return "## Targets\n\n" + "\n".join(f"{number}. {text}" for number, text in enumerate(targets, 1))
 
 
+def _runs(results: Results) -> str:
+    return "1 run" if results.runs == 1 else f"{results.runs} runs, each tuned afresh"
+
+
 def _planner_target(results: Results) -> str:
     """Every zoo layer: tuned groupconv on channels-first input against PyTorch's faster layout."""
     speedups = {
-        f"{result.name} {title}": speedup(result, mode, PYTORCH, ("groupconv",))
+        f"{result.name} {title}": _median(result.planner_runs.get(mode) or [speedup(result, mode, PYTORCH, PLANNED)])
         for result in results.zoo
         if result.name != layers.OVERHEAD_LAYER
         for mode, title in _MODE_TITLES.items()
@@ -299,7 +302,7 @@ def _planner_target(results: Results) -> str:
     missed = {name: value for name, value in speedups.items() if value is None or value < PLANNER_FLOOR}
     lines = [
         f"**Never slower than PyTorch's better layout** (zoo, tuned groupconv on channels-first input ≥ "
-        f"{PLANNER_FLOOR}× PyTorch's faster layout's speed): {_verdict(not missed)} "
+        f"{PLANNER_FLOOR}× PyTorch's faster layout's speed, median of {_runs(results)}): {_verdict(not missed)} "
         f"({len(speedups) - len(missed)} of {len(speedups)} layer-directions meet it)",
         *(f"   - missed: {name}, {_ratio(value)}×" for name, value in missed.items()),
     ]

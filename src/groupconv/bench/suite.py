@@ -16,7 +16,7 @@ from typing import TypeVar
 import torch
 from tqdm import tqdm
 
-from .. import machine
+from .. import machine, tuning
 from ..timing import FULL, QUICK, TimerSettings, Timing, interleaved
 from . import endtoend, first_call, floors, layers
 from .contenders import NAMES, Contender, build
@@ -42,6 +42,36 @@ class LayerResult:
     bound: str
     timings: dict[str, dict[str, Timing]]
     mismatches: dict[str, str] = dataclasses.field(default_factory=dict)
+    planner_runs: dict[str, list[float | None]] = dataclasses.field(default_factory=dict)  # per mode, every run's
+
+
+PYTORCH = ("torch_cf", "torch_cl")
+GROUPCONV = ("groupconv", "groupconv_cl")
+PLANNED = ("groupconv",)  # the planner's target: tuned groupconv on channels-first input
+
+
+def fastest_s(result: LayerResult, mode: str, names: tuple[str, ...]) -> float | None:
+    """The least median time of the contenders ``names`` timed on this layer in ``mode``; None if none was."""
+    timings = result.timings[mode]
+    return min((timings[name].median_s for name in names if name in timings), default=None)
+
+
+def speedup(
+    result: LayerResult, mode: str, pytorch: tuple[str, ...] = PYTORCH, groupconv: tuple[str, ...] = GROUPCONV
+) -> float | None:
+    """The fastest of the PyTorch contenders ``pytorch``'s time over the fastest of the groupconv
+    contenders ``groupconv``'s; None when either side was not timed. The defaults compare best with
+    best; ``pytorch=("torch_cl",), groupconv=("groupconv_cl",)`` compares channels-last alone."""
+    theirs, ours = fastest_s(result, mode, pytorch), fastest_s(result, mode, groupconv)
+    return None if theirs is None or ours is None else theirs / ours
+
+
+def median_run(runs: list[LayerResult]) -> LayerResult:
+    """The run whose planner speedup (forward+backward) is the median of ``runs`` (the lower one of an even
+    count), with every run's planner speedups per mode in ``planner_runs``."""
+    ratios = {mode: [speedup(run, mode, PYTORCH, PLANNED) for run in runs] for mode in floors.MODES}
+    ordered = sorted(runs, key=lambda run: speedup(run, "forward_backward", PYTORCH, PLANNED) or 0.0)
+    return dataclasses.replace(ordered[(len(runs) - 1) // 2], planner_runs=ratios)
 
 
 @dataclasses.dataclass
@@ -57,11 +87,12 @@ class Results:
     first_calls: list[first_call.FirstCall]
     tuned: bool
     wall_s: float = 0.0
+    runs: int = 1  # of the zoo and the training steps, each tuned afresh
 
     def to_dict(self) -> dict:
-        """Plain JSON types (schema ``groupconv.bench/3`` in docs/cli-json.md): every contender is
+        """Plain JSON types (schema ``groupconv.bench/4`` in docs/cli-json.md): every contender is
         listed per layer and mode, None where it was not timed or did not mismatch."""
-        document = {"schema": "groupconv.bench/3", **dataclasses.asdict(self)}
+        document = {"schema": "groupconv.bench/4", **dataclasses.asdict(self)}
         for result in document["sweep"] + document["zoo"]:
             result["timings"] = {
                 mode: {name: got.get(name) for name in NAMES} for mode, got in result["timings"].items()
@@ -70,30 +101,40 @@ class Results:
         return document
 
 
-def run(quick: bool = False, command: str = "groupconv bench", progress: bool = True) -> Results:
-    """Measure everything; ``quick`` uses tiny layers and few repeats, and skips tuning (seconds, for tests)."""
+def run(quick: bool = False, command: str = "groupconv bench", progress: bool = True, runs: int = 1) -> Results:
+    """Measure everything; ``quick`` uses tiny layers and few repeats, and skips tuning (seconds, for tests).
+    The zoo and the training steps are measured ``runs`` times, each tuned afresh (see :func:`median_run`)."""
     started = time.perf_counter()
     tuned = not quick
     settings = QUICK if quick else FULL
     sweep, zoo, networks = layers.sweep(quick), layers.zoo(quick), endtoend.networks(quick)
-    steps = 2 + len(sweep) + len(zoo) + len(networks)
+    steps = 2 + len(sweep) + runs * (len(zoo) + len(networks))
     with tqdm(total=steps, desc="groupconv bench", unit="step", disable=not progress, file=sys.stderr) as bar:
         machine_floors = _step(bar, "machine floors", partial(floors.measure, settings, quick))
 
         def measure(layer: Layer) -> LayerResult:
-            return measure_layer(layer, build(layer, tuned), machine_floors, settings)
+            with tuning.scratch_cache():
+                return measure_layer(layer, build(layer, tuned), machine_floors, settings)
+
+        def measure_step(network: endtoend.Network) -> endtoend.StepResult:
+            with tuning.scratch_cache():
+                return endtoend.measure(network, settings, tuned)
+
+        def each_run(label: str, measure_once: Callable[[], T]) -> list[T]:
+            return [_step(bar, f"{label}, run {r + 1} of {runs}", measure_once) for r in range(runs)]
 
         sweep_results = [_step(bar, layer.name, partial(measure, layer)) for layer in sweep]
-        zoo_results = [_step(bar, layer.name, partial(measure, layer)) for layer in zoo]
+        zoo_results = [median_run(each_run(layer.name, partial(measure, layer))) for layer in zoo]
         end_to_end = [
-            _step(bar, f"training step: {network.name}", partial(endtoend.measure, network, settings, tuned))
+            endtoend.median_run(each_run(f"training step: {network.name}", partial(measure_step, network)))
             for network in networks
         ]
         first_calls = _step(bar, "first call, fresh process", partial(first_call.measure, quick))
     wall_s = time.perf_counter() - started
     return Results(
-        machine.describe(), command, machine_floors, sweep_results, zoo_results, end_to_end, first_calls, tuned, wall_s
-    )
+        machine.describe(), command, machine_floors, sweep_results, zoo_results, end_to_end, first_calls, tuned, wall_s,
+        runs,
+    )  # fmt: skip
 
 
 def _step(bar: tqdm, label: str, measure: Callable[[], T]) -> T:
