@@ -223,3 +223,10 @@ def test_resnext_fractional_bottleneck_width_rounds_per_stage():
     assert [model.get_submodule(f"block{i}").bottleneck_width for i in (1, 2, 3)] == [16, 32, 65]
     with pytest.raises(GroupConvError, match=r"bottleneck_width=0\.5 is below one channel"):
         resnext(bottleneck_width=0.5)
+
+
+def test_resnext_constant_width_doubles_the_cardinality_instead():
+    model = resnext(cardinality=8, bottleneck_width=4, constant_width=True)
+    grouped = [model.get_submodule(f"block{i}.transform.0") for i in (1, 2, 3)]
+    assert [(conv.groups, conv.in_channels // conv.groups) for conv in grouped] == [(8, 4), (16, 4), (32, 4)]
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)

@@ -68,9 +68,13 @@ def networks(quick: bool = False) -> list[Network]:
                     (2, 3, 16, 16)),
         ]  # fmt: skip
     return [
-        # its 3x3 layers have 4 channels per group, where groupconv's own kernels should pay most
+        Network("ResNeXt 8x4d, 3 blocks (groupconv.models.resnext)", partial(resnext, in_channels=3), (16, 3, 32, 32)),
+        # every 3x3 layer at 4 channels per group, where groupconv's own kernels should pay most
         Network(
-            "ResNeXt 8x4d, 3 blocks (groupconv.models.resnext)", partial(resnext, in_channels=3), (16, 3, 32, 32), 1.3
+            "ResNeXt, 4 channels per group in every block (constant_width=True)",
+            partial(resnext, in_channels=3, constant_width=True),
+            (16, 3, 32, 32),
+            1.3,
         ),
         Network(
             "ShuffleNet 0.5x g=8 (groupconv.models.shufflenet)",

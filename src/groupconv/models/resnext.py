@@ -153,13 +153,16 @@ def resnext(
     bottleneck_width: float = 4,
     stages=((64, 1), (128, 2), (256, 2)),
     form: str = "c",
+    constant_width: bool = False,
 ) -> nn.Sequential:
     """A small ResNeXt: a 3x3 stem, one ResNeXt block per (width, stride) stage, whose
     bottleneck width doubles with the block width, global pooling and a classifier.
 
     Stage ``i``'s paths are ``round(bottleneck_width * 2**i)`` channels wide, so a
     fractional ``bottleneck_width`` sets widths finely enough to hold the parameter count
-    across cardinalities.
+    across cardinalities. With ``constant_width`` the cardinality doubles instead and every
+    path stays ``bottleneck_width`` wide (RegNet's constant group width): the same grouped
+    widths, in narrower groups.
 
     Example:
         >>> resnext()(torch.zeros(2, 1, 28, 28)).shape
@@ -172,8 +175,9 @@ def resnext(
         raise GroupConvError(f"bottleneck_width={bottleneck_width} is below one channel; use >= 1")
     channels = stem
     for index, (out_channels, stride) in enumerate(stages):
-        width = max(1, round(bottleneck_width * 2**index))
-        layers.add_module(f"block{index + 1}", ResNeXtBlock(channels, out_channels, cardinality, width, form, stride))
+        paths, width = (cardinality * 2**index, 1) if constant_width else (cardinality, 2**index)
+        width = max(1, round(bottleneck_width * width))
+        layers.add_module(f"block{index + 1}", ResNeXtBlock(channels, out_channels, paths, width, form, stride))
         channels = out_channels
     layers.add_module("pool", nn.AdaptiveAvgPool2d(1))
     layers.add_module("flatten", nn.Flatten())
