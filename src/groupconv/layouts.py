@@ -26,6 +26,12 @@ def memory_format(t: torch.Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
+def named(layout: str, dims: int) -> torch.memory_format | None:
+    """The memory format called ``layout`` ("channels_first" or "channels_last") for ``dims`` spatial dims;
+    None where there is none (1-D channels-last)."""
+    return torch.contiguous_format if layout == "channels_first" else CHANNELS_LAST.get(dims)
+
+
 def empty(shape, like: torch.Tensor, layout: torch.memory_format | None = None) -> torch.Tensor:
     """An uninitialised tensor of ``shape`` with ``like``'s dtype and device, in ``like``'s layout unless ``layout``."""
     layout = memory_format(like) if layout is None else layout

@@ -23,7 +23,7 @@ import functools
 import torch
 
 from . import autograd, dispatch, formulations, ops, tuning
-from .layouts import CHANNELS_LAST, empty, memory_format
+from .layouts import empty, memory_format, named
 from .spec import ConvSpec
 
 
@@ -37,7 +37,7 @@ def route(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor):
 def _runner(name: str, spec: ConvSpec, x: torch.Tensor):
     """The route ``name`` for calls like ``x``, as a function of (x, weight, bias), answering in x's layout."""
     engine, _, layout_name = name.partition("_")
-    layout = _format(layout_name, spec.dims)
+    layout = named(layout_name, spec.dims)
     if engine == "groupconv":
         if layout is memory_format(x):
             return functools.partial(run_ops, spec)
@@ -58,11 +58,6 @@ def _as(weight: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
 def _in_layout(layer, layout: torch.memory_format, spec: ConvSpec, x: torch.Tensor, weight, bias) -> torch.Tensor:
     """``layer`` computed on x converted to ``layout``, answered in x's layout."""
     return layer(spec, x.contiguous(memory_format=layout), weight, bias).contiguous(memory_format=memory_format(x))
-
-
-def _format(layout_name: str, dims: int) -> torch.memory_format | None:
-    """The memory format of a route's layout for ``dims`` spatial dims (None: none, as 1-D channels-last)."""
-    return torch.contiguous_format if layout_name == "channels_first" else CHANNELS_LAST.get(dims)
 
 
 def run_pytorch(
@@ -108,7 +103,7 @@ def _layer_route(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor) -> str:
         operands = f"{tuple(x.shape)} x {tuple(weight.shape)}"
         incumbent = f"pytorch_{tuning.layout_name(x)}"
         name = tuning.tune_layer(key, runs, incumbent, directions, operands, spec.groups)
-    tuned = name is not None and _format(name.partition("_")[2], spec.dims) is not None
+    tuned = name is not None and named(name.partition("_")[2], spec.dims) is not None
     if not tuned:
         name = _untuned(spec, x, weight, calls)
     tuning.note_route(key, name, tuned)
@@ -169,7 +164,7 @@ def _layer_runs(x, weight, spec: ConvSpec, grad_y) -> dict:
         y = _runner(name, spec, x)(x, weight, None)
         return y if grad_y is None else torch.autograd.grad(y, wrt, grad_y)
 
-    return {name: functools.partial(run, name) for name in tuning.ROUTES if _format(name.partition("_")[2], spec.dims)}
+    return {name: functools.partial(run, name) for name in tuning.ROUTES if named(name.partition("_")[2], spec.dims)}
 
 
 def _stand_in(size, like: torch.Tensor) -> torch.Tensor:
