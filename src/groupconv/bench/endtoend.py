@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from .. import nn as gnn
 from .. import tuning
+from ..layouts import named
 from ..models import resnext, shufflenet
 from ..timing import TimerSettings, Timing, interleaved
 
@@ -33,9 +34,10 @@ class Network:
 @dataclasses.dataclass
 class StepResult:
     """Median training-step times of one network: PyTorch channels-first (``pytorch``) and channels-last
-    (``pytorch_cl``), and groupconv on channels-first input. ``speedup`` is PyTorch's faster layout's
-    time over groupconv's. ``loss_difference``: |loss| difference of PyTorch's and groupconv's first
-    batch (same weights)."""
+    (``pytorch_cl``), and groupconv on channels-first input, run in the layout ``groupconv.tune`` chose
+    for the model (``groupconv_layout``; the input's conversion to it is in the step). ``speedup`` is
+    PyTorch's faster layout's time over groupconv's. ``loss_difference``: |loss| difference of
+    PyTorch's and groupconv's first batch (same weights)."""
 
     name: str
     input_shape: tuple[int, ...]
@@ -44,6 +46,7 @@ class StepResult:
     groupconv: Timing
     loss_difference: float
     target: float
+    groupconv_layout: str = "channels_first"
     run_speedups: list[float] = dataclasses.field(default_factory=list)  # every run's, when several ran
 
     @property
@@ -86,35 +89,39 @@ def networks(quick: bool = False) -> list[Network]:
 
 def measure(network: Network, settings: TimerSettings, tuned: bool = True, seed: int = 0) -> StepResult:
     """Time training steps of the plain-PyTorch network in both layouts and its converted twin on
-    channels-first input (tuned first unless not ``tuned``), interleaved."""
+    channels-first input, interleaved. Unless not ``tuned``, the twin is tuned first and runs in the
+    layout tune chose for it (as ``tune(model, x, apply_layout=True)`` leaves a user's model)."""
     torch.manual_seed(seed)
     plain = gnn.revert(network.build())
     twin = gnn.convert(copy.deepcopy(plain))
     plain_cl = copy.deepcopy(plain).to(memory_format=torch.channels_last)
     x = torch.randn(network.input_shape)
     labels = torch.randint(_CLASSES, network.input_shape[:1])
-    if tuned:
-        tuning.tune(twin, x, layout=False)  # the step is compared on channels-first input
+    layout = tuning.tune(twin, x, apply_layout=True).layout.chosen if tuned else "channels_first"
     loss_difference = abs(F.cross_entropy(plain(x), labels).item() - F.cross_entropy(twin(x), labels).item())
     steps = {
         "pytorch": training_step(plain, x, labels),
         "pytorch_cl": training_step(plain_cl, x.contiguous(memory_format=torch.channels_last), labels),
-        "groupconv": training_step(twin, x, labels),
+        "groupconv": training_step(twin, x, labels, named(layout, x.dim() - 2)),
     }
     timings = interleaved(steps, settings)
     return StepResult(
-        network.name, network.input_shape, **timings, loss_difference=loss_difference, target=network.target
-    )
+        network.name, network.input_shape, **timings, loss_difference=loss_difference, target=network.target,
+        groupconv_layout=layout,
+    )  # fmt: skip
 
 
-def training_step(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor) -> Callable[[], None]:
-    """One SGD step (momentum 0.9) of cross-entropy on ``(x, labels)``, as a call."""
+def training_step(
+    model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, layout: torch.memory_format | None = None
+) -> Callable[[], None]:
+    """One SGD step (momentum 0.9) of cross-entropy on ``(x, labels)``, as a call; ``x`` is converted to
+    ``layout`` (if given) inside the step, as a training loop converts each batch."""
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), labels).backward()
+        F.cross_entropy(model(x if layout is None else x.contiguous(memory_format=layout)), labels).backward()
         optimizer.step()
 
     return step

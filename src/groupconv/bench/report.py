@@ -244,18 +244,20 @@ def _end_to_end_section(results: Results) -> str:
         "",
         "Forward, backward and an SGD step (momentum 0.9) of cross-entropy on random data: plain PyTorch in "
         "each layout (the model and its input channels-first, or both channels-last) against the same network "
-        "and weights after `groupconv.nn.convert` and `groupconv.tune`, on channels-first input; median step "
+        "and weights after `groupconv.nn.convert` and `groupconv.tune(model, x, apply_layout=True)`, on "
+        'channels-first input converted in the step to the layout tune chose ("groupconv layout"); median step '
         f"time. The speedup is against PyTorch's faster layout; of {_runs(results)}, the table shows the run "
         "with the median speedup.",
         "",
-        "| network | input | PyTorch CF ms | PyTorch CL ms | groupconv ms | speedup | every run's "
-        "| first-loss difference |",
-        "|---|---|---|---|---|---|---|---|",
+        "| network | input | PyTorch CF ms | PyTorch CL ms | groupconv ms | groupconv layout | speedup "
+        "| every run's | first-loss difference |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for step in results.end_to_end:
         lines.append(
             f"| {step.name} | {_shape(step.input_shape)} | {_timing_text(step.pytorch)} | "
-            f"{_timing_text(step.pytorch_cl)} | {_timing_text(step.groupconv)} | {step.speedup:.2f}× | "
+            f"{_timing_text(step.pytorch_cl)} | {_timing_text(step.groupconv)} | {step.groupconv_layout} | "
+            f"{step.speedup:.2f}× | "
             f"{', '.join(map(_ratio, step.run_speedups)) or '—'} | {step.loss_difference:.1e} |"
         )
     return "\n".join(lines)
@@ -314,9 +316,8 @@ def _training_step_target(results: Results) -> str:
         f"   - {step.name}: {step.speedup:.2f}× against ≥ {step.target}×: {_verdict(step.speedup >= step.target)}"
         for step in results.end_to_end
     ]
-    return "**Training steps** (groupconv on channels-first input against PyTorch's faster layout):\n" + "\n".join(
-        lines
-    )
+    title = "**Training steps** (groupconv on channels-first input, in the layout tune chose, against PyTorch's"
+    return f"{title} faster layout):\n" + "\n".join(lines)
 
 
 def _floor_target(results: Results) -> str:
