@@ -1,6 +1,12 @@
-"""Every test and doctest tunes into a throwaway cache, never the user's ~/.cache/groupconv/tune.json."""
+"""Every test and doctest tunes into a throwaway cache, never the user's ~/.cache/groupconv/tune.json; idle
+OpenMP threads sleep."""
+
+import os
 
 import pytest
+
+# Idle OpenMP threads sleep, not spin: on a busy 2-core machine spinning threads starve the threads with work.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read as torch loads, so set before any test imports it
 
 
 @pytest.fixture(autouse=True, scope="session")
