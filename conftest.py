@@ -1,5 +1,5 @@
 """Every test and doctest tunes into a throwaway cache, never the user's ~/.cache/groupconv/tune.json; idle
-OpenMP threads sleep."""
+OpenMP threads sleep; doctests that tune are in the slow tier."""
 
 import os
 
@@ -8,6 +8,9 @@ import pytest
 # Idle OpenMP threads sleep, not spin: on a busy 2-core machine spinning threads starve the threads with work.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read as torch loads, so set before any test imports it
 
+# Doctests that tune for real take seconds of timing: in the full suite only, like the slow tests.
+SLOW_DOCTESTS = {"src/groupconv/tuning.py::groupconv.tuning.tune"}
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_tuning_cache(tmp_path_factory):
@@ -15,3 +18,10 @@ def _private_tuning_cache(tmp_path_factory):
         patch.setenv("GROUPCONV_CACHE", str(tmp_path_factory.mktemp("tuning") / "tune.json"))
         patch.delenv("GROUPCONV_TUNE", raising=False)
         yield
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by -m
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.nodeid in SLOW_DOCTESTS:
+            item.add_marker(pytest.mark.slow)

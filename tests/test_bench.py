@@ -243,6 +243,7 @@ def test_a_missing_peer_says_how_to_install(monkeypatch, peer):
         getattr(contenders, f"{peer}_contender")(b"", torch.zeros(1, 4, 6, 6))
 
 
+@pytest.mark.slow
 def test_tuned_groupconv_contenders_fill_the_cache_per_layout_and_agree(tmp_path, monkeypatch):
     monkeypatch.setenv("GROUPCONV_CACHE", str(tmp_path / "tune.json"))
     layer = layers.zoo(quick=True)[0]  # 2-D: groupconv runs in both layouts

@@ -115,6 +115,7 @@ def test_a_device_file_is_neither_read_nor_replaced(monkeypatch):
     assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
 
 
+@pytest.mark.slow
 def test_a_fifo_never_hangs(tmp_path):
     """Run in a subprocess under a timeout: opening a FIFO to read would block until a writer came."""
     fifo = tmp_path / "tune.json"

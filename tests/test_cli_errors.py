@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from test_cli import BUILDER, LAYER, run
+from tiers import fast_every
 
 from groupconv.training.train import TrainConfig, build_model
 
@@ -198,7 +199,9 @@ BAD_ARGUMENTS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("argv, message", BAD_ARGUMENTS, ids=[" ".join(a) or "(none)" for a, _ in BAD_ARGUMENTS])
+@pytest.mark.parametrize(
+    "argv, message", fast_every(BAD_ARGUMENTS, 4), ids=[" ".join(a) or "(none)" for a, _ in BAD_ARGUMENTS]
+)
 def test_bad_arguments_are_one_clear_line_and_exit_2(argv, message, workdir, capsys):
     before = sorted(path.name for path in workdir.iterdir())
     status, out, err = run(argv, capsys)

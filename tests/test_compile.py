@@ -6,6 +6,7 @@ The oracle is the same model built from ``torch.nn``'s conv layers and ``torch.n
 import pytest
 import torch
 import torch.nn.functional as F
+from tiers import fast_every, fast_first
 
 import groupconv
 import groupconv.functional as GF
@@ -142,7 +143,7 @@ def _op_cases():
         yield torch.ops.groupconv.conv_weight_grad.default, (x, grad_y, *geometry)
 
 
-@pytest.mark.parametrize("op, args", list(_op_cases()))
+@pytest.mark.parametrize("op, args", fast_first(_op_cases(), 3))  # the 1-D case's three ops
 def test_opcheck(op, args):
     """torch.library's own checks: schema, fake implementation against the real one, autograd registration."""
     torch.library.opcheck(op, args)
@@ -151,7 +152,7 @@ def test_opcheck(op, args):
 LAYERS = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
 
 
-@pytest.mark.parametrize("name", LAYERS)
+@pytest.mark.parametrize("name", fast_every(LAYERS, 3))  # Conv1d, ConvTranspose1d
 def test_compile_warns_nothing(name):
     """Every torch.compile of a layer used to print a Dynamo UserWarning (an lru_cache-wrapped call)."""
     import warnings

@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from tiers import fast_first
 
 from groupconv import ConvSpec, dispatch
 from groupconv import functional as gF
@@ -130,7 +131,7 @@ def run_case(case: dict, seed: int) -> None:
     assert grad_x.is_contiguous(memory_format=expected_format(grad_y))
 
 
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", fast_first(range(40), 10))
 def test_random_layers_match_pytorch(seed):
     run_case(random_case(random.Random(seed)), seed)
 
@@ -406,6 +407,7 @@ def test_opcheck(name, args):
     torch.library.opcheck(getattr(_native.ops, name), args)
 
 
+@pytest.mark.slow
 def test_first_call_in_a_fresh_process_compiles_nothing():
     """The kernels are built at install: a first narrow-group call loads no JIT (no Numba, no cpp_extension)."""
     script = """

@@ -1,8 +1,9 @@
 """groupconv.parallel against the unsplit model on the same weights and data.
 
 The distributed tests spawn 2 gloo processes once (a module fixture) and train every
-model there; the oracle is the same model trained here in one process. Tests that need
-no processes (plans, errors, dropout masks) run in this one.
+model there; the oracle is the same model trained here in one process. They start
+processes, so they are in the full suite only (marked slow). Tests that need no
+processes (plans, errors, dropout masks) run in this one, in the default tier too.
 
 Float32 results are compared on the first step; the trajectory over several steps is
 compared in float64. (In float32, two correct runs that sum in different orders part
@@ -192,6 +193,7 @@ def test_float32_outputs_loss_and_every_gradient_equal_the_unsplit_models(split_
     compare(load(split_runs, name)["records"][0], train_whole(name, torch.float32)[0], "float32:")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_optimiser_steps_keep_them_equal(split_runs, name):
     split, whole = load(split_runs, name, "float64")["records"], train_whole(name, torch.float64)
@@ -200,6 +202,7 @@ def test_optimiser_steps_keep_them_equal(split_runs, name):
     close(split[-1]["state"], whole[-1]["state"], f"float64 after {STEPS[torch.float64]} SGD steps:")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_every_rank_ends_with_the_same_whole_model(split_runs, name):
     states = [load(split_runs, name, rank=rank)["records"][-1]["state"] for rank in range(RANKS)]
@@ -207,6 +210,7 @@ def test_every_rank_ends_with_the_same_whole_model(split_runs, name):
         assert torch.equal(states[1][key], tensor), key
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_bytes_sent_are_the_plans(split_runs, name):
     for dtype in DTYPES:
@@ -214,11 +218,13 @@ def test_bytes_sent_are_the_plans(split_runs, name):
         assert {record["bytes"] for record in run["records"][:-1]} == {run["plan_bytes"]}, dtype
 
 
+@pytest.mark.slow
 def test_aligned_grouped_layers_communicate_nothing_until_the_output(split_runs):
     records = load(split_runs, "grouped-chain", "float64")["records"][:-1]
     assert [record["calls"] for record in records] == [{"all_gather": 1}] * len(records)  # the output's gather
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_a_whole_state_dict_loaded_into_the_split_model_comes_back_whole(split_runs, name):
     run = load(split_runs, name, rank=1)
@@ -227,11 +233,13 @@ def test_a_whole_state_dict_loaded_into_the_split_model_comes_back_whole(split_r
         assert torch.equal(run["reloaded"][key], tensor), key
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_shard_draws_nothing_from_the_random_stream(split_runs, name):
     assert load(split_runs, name)["untouched"]
 
 
+@pytest.mark.slow
 def test_ranks_seeded_unlike_are_refused_when_the_model_has_dropout(split_runs):
     for rank in range(RANKS):
         message = (split_runs / f"seed-error-{rank}.txt").read_text()
