@@ -91,12 +91,12 @@ def test_cached_choice_that_cannot_run_the_call_falls_back(tmp_path, monkeypatch
 
 @pytest.mark.parametrize(
     ("groups", "layout", "size", "expected"),
-    [(64, "contiguous", 28, "direct"), (128, "contiguous", 28, "direct"), (64, "contiguous", 6, "native"),
+    [(64, "contiguous", 28, "native"), (128, "contiguous", 28, "direct"), (128, "contiguous", 6, "native"),
      (256, "contiguous", 28, "native"), (8, "contiguous", 28, "native"),
-     (64, "channels_last", 28, "direct"), (256, "channels_last", 28, "native")],
+     (128, "channels_last", 28, "direct"), (64, "channels_last", 28, "native"), (256, "channels_last", 28, "native")],
 )  # fmt: skip
 def test_default_heuristic(groups, layout, size, expected):
-    """Untuned, 2-4 channels per group on CPU input of 200,000 elements or more, in either layout, go to
+    """Untuned, 2 channels per group on CPU input of 200,000 elements or more, in either layout, go to
     groupconv's kernels, the rest to oneDNN."""
     x = torch.randn(1, 256, size, size)  # 28 x 28: 200,704 elements
     x = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
@@ -118,8 +118,8 @@ def test_default_heuristic_for_grouped_1x1(groups, stride, layout, expected):
 
 @pytest.mark.parametrize(
     ("layout", "groups", "forced", "pytorch_runs_it"),
-    [("contiguous", 256, None, True), ("channels_last", 256, None, True), ("contiguous", 64, None, False),
-     ("channels_last", 64, None, False), ("contiguous", 256, "native", False)],
+    [("contiguous", 256, None, True), ("channels_last", 256, None, True), ("contiguous", 128, None, False),
+     ("channels_last", 128, None, False), ("contiguous", 256, "native", False)],
 )  # fmt: skip
 def test_a_layer_pytorch_wins_throughout_is_pytorch_convolution(layout, groups, forced, pytorch_runs_it):
     """Untuned, depthwise layers are oneDNN's in every direction, so PyTorch's own convolution and

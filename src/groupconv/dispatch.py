@@ -31,7 +31,9 @@ from .errors import GroupConvError
 from .layouts import memory_format
 from .spec import ConvSpec
 
-NARROW = range(2, 5)  # channels per group where groupconv's kernels beat PyTorch's untuned (see docs/benchmarks.md)
+# channels per group where groupconv's kernels beat oneDNN in every direction and layout, untuned (docs/design.md,
+# "Kernels"): at 3 and 4 they lose some directions, which tuning judges per call
+NARROW = range(2, 3)
 NARROW_FORMULATION = "direct"  # the untuned choice for those narrow groups (groupconv's C++ kernels)
 # ...on inputs this large: on smaller ones a direction's gain is less than the three custom-op calls cost over
 # PyTorch running the layer whole (docs/design.md, "Planner"); for the same reason an untuned transposed layer
@@ -70,7 +72,7 @@ def _tuned(direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *re
 def default(spec: ConvSpec, a: torch.Tensor) -> ModuleType:
     """The heuristic choice when nothing is tuned: PyTorch's kernels in the input's layout, except, for
     CPU input of at least 200,000 elements, where oneDNN is slowest: groupconv's own kernels
-    (:data:`NARROW_FORMULATION`) with 2 to 4 channels per group, in either layout, and batched matrix
+    (:data:`NARROW_FORMULATION`) with 2 channels per group, in either layout, and batched matrix
     products (``pointwise``) for a grouped 1x1 layer on channels-first input. (Depthwise layers and
     wider groups are oneDNN's; tuning finds the exceptions.)"""
     large = a.device.type == "cpu" and a.numel() >= OPS_MIN_ELEMENTS
