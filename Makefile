@@ -34,7 +34,7 @@ EXPERIMENTS := groups specialisation cardinality shuffle
 experiments: $(INSTALLED) data
 	for name in $(EXPERIMENTS); do nice -n 19 $(VENV)/bin/groupconv experiment $$name --jobs 2 || exit 1; done
 
-# docs/benchmarks.md and docs/images/bench-groups.png (about 5 minutes on 2 cores; keep the machine idle).
+# docs/benchmarks.md and docs/images/bench-groups.png (about 30 minutes on 2 cores; keep the machine idle).
 bench: $(INSTALLED)
 	$(VENV)/bin/groupconv bench --out docs/benchmarks.md
 

@@ -17,7 +17,7 @@ _DESCRIPTION = (
     "channels-last, forward against ONNX Runtime and OpenVINO, with each layer's roofline floor; a training step "
     "of two networks against PyTorch in both layouts (zoo and steps: --runs times, each tuned afresh); "
     "and each library's first call in a fresh process. Takes "
-    "about 10 minutes on 2 cores; keep the machine otherwise idle. Threads: "
+    "about 30 minutes on 2 cores; keep the machine otherwise idle. Threads: "
     "torch.get_num_threads() (set OMP_NUM_THREADS to change them)."
 )
 _EXAMPLES = """examples:
