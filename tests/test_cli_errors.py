@@ -224,12 +224,19 @@ def test_a_local_module_does_not_shadow_an_installed_package(workdir, capsys):
     assert err.startswith("groupconv summary: error: json:JSONDecoder gave a JSONDecoder, not a torch.nn.Module")
 
 
+def _default_sigint() -> None:
+    """Ctrl-C's default action in the child: a shell's background job (nohup, CI runners) inherits it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     """SIGINT to a long command (tuning a model from scratch): status 130 and one line, no traceback."""
     command = [Path(sys.executable).with_name("groupconv"), "tune", "mobilenet", "--input", "64,1,28,28", "--retune"]
     env = {**os.environ, "GROUPCONV_CACHE": str(tmp_path / "tune.json")}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_default_sigint
+    )
     time.sleep(6)  # past the imports: in the middle of the timing
     assert process.poll() is None, "the command ended before it could be interrupted"
     process.send_signal(signal.SIGINT)
