@@ -110,7 +110,8 @@ def summarise(arm: str, metrics: Sequence[dict | None]) -> ArmSummary | None:
         val_curves=tuple(tuple(epoch["val_error"] for epoch in m["epochs"]) for m in done),
         params=done[0]["params"],
         macs=done[0]["macs_per_image"],
-        seconds_per_epoch=statistics.fmean(epoch["seconds"] for m in done for epoch in m["epochs"]),
+        # the median: a run paused while a benchmark times the machine has a few epochs hours long
+        seconds_per_epoch=statistics.median(epoch["seconds"] for m in done for epoch in m["epochs"]),
     )
 
 
