@@ -14,7 +14,7 @@ from test_cli import SCHEMAS, schema_errors  # the validator of docs/cli-json.md
 
 from groupconv import ConvSpec, GroupConvError, timing
 from groupconv import nn as gnn
-from groupconv.bench import contenders, endtoend, floors, layers, report, suite
+from groupconv.bench import contenders, endtoend, floors, layers, outside, report, suite
 from groupconv.cli import main
 from groupconv.reports.formats import to_json
 
@@ -330,3 +330,27 @@ def test_floor_and_peer_targets_judge_each_layout_and_each_peer():
         "forward+backward vs PyTorch channels-first": True,
         "forward+backward vs PyTorch channels-last": True,
     }
+
+
+def test_outside_check_times_every_run_and_tabulates_them(monkeypatch):
+    """The outside-the-zoo check on one tiny layer, quickly: one speedup per run and mode, in a table."""
+    tiny = layers.Layer("tiny", ConvSpec(8, 8, 3, padding=1, groups=4, bias=False), (2, 8, 6, 6))
+    checks = outside.check([tiny], runs=2, settings=timing.QUICK)
+    assert [len(checks[0].speedups[mode]) for mode in floors.MODES] == [2, 2]
+    assert all(value > 0 for values in checks[0].speedups.values() for value in values)
+    assert (
+        outside.table(checks)
+        .splitlines()[2]
+        .startswith("| tiny | `Conv2d(8, 8, 3x3, padding=1, groups=4)` | 2×8×6×6 |")
+    )
+
+
+def test_outside_layers_are_not_in_the_zoo():
+    zoo = {(layer.spec, layer.input_shape) for layer in layers.zoo()}
+    assert layers.outside() and not any((layer.spec, layer.input_shape) in zoo for layer in layers.outside())
+
+
+def test_outside_rejects_a_bad_run_count(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        outside.main(["0"])
+    assert exit_info.value.code == 2 and "invalid choice: 0" in capsys.readouterr().err

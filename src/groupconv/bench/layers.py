@@ -49,6 +49,12 @@ def zoo(quick: bool = False) -> list[Layer]:
     return _QUICK_ZOO if quick else _ZOO
 
 
+def outside() -> list[Layer]:
+    """Grouped layers of real networks that are not in the zoo: ``python -m groupconv.bench.outside`` checks
+    the planner on them, so that a choice tuned to the zoo shows here (nothing is ever tuned against them)."""
+    return _OUTSIDE
+
+
 def describe(spec: ConvSpec, groups: bool = True) -> str:
     """A short name of ``spec`` in PyTorch's words, with only the arguments that differ from their defaults.
 
@@ -173,5 +179,26 @@ _QUICK_ZOO = [
         ConvSpec(8, 4, 4, stride=2, padding=1, groups=2, bias=False, transposed=True),
         (2, 8, 4, 4),
         "quick",
+    ),
+]
+
+_OUTSIDE = [
+    Layer("RegNetY-400MF stage 1 3x3 (6 groups of 8)", _conv(48, 48, 3, padding=1, groups=6), (8, 48, 56, 56)),
+    Layer("RegNetX-1.6GF stage 3 3x3 (17 groups of 24)", _conv(408, 408, 3, padding=1, groups=17), (8, 408, 14, 14)),
+    Layer("ResNeXt-101 64x4d conv2 3x3 (64 groups of 4)", _conv(256, 256, 3, padding=1, groups=64), (8, 256, 56, 56)),
+    Layer(
+        "ShuffleNetV2 3x3 depthwise, stride 2", _conv(116, 116, 3, stride=2, padding=1, groups=116), (8, 116, 28, 28)
+    ),
+    Layer(
+        "EfficientNet-B0 3x3 depthwise, stride 2", _conv(96, 96, 3, stride=2, padding=1, groups=96), (8, 96, 112, 112)
+    ),
+    Layer("MobileNetV3 5x5 depthwise", _conv(240, 240, 5, padding=2, groups=240), (8, 240, 14, 14)),
+    Layer("ShuffleNet 1x g=3 stage 3 1x1", _conv(480, 120, 1, groups=3), (16, 480, 14, 14)),
+    Layer("Conformer 1-D depthwise, kernel 31", _conv(256, 256, 31, dims=1, padding=15, groups=256), (8, 256, 200)),
+    Layer("X3D 3x3x3 depthwise (3-D)", _conv(96, 96, 3, dims=3, padding=1, groups=96), (4, 96, 8, 28, 28)),
+    Layer(
+        "grouped ConvTranspose2d 4x4 stride 2 (32 groups of 4)",
+        ConvSpec(128, 128, 4, stride=2, padding=1, groups=32, bias=False, transposed=True),
+        (8, 128, 28, 28),
     ),
 ]
