@@ -18,7 +18,8 @@ import math
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +50,7 @@ QUICK = TimerSettings(warmup=1, min_repeats=2, max_repeats=3, budget_s=0.02)
 TUNING = TimerSettings(
     warmup=1, min_repeats=7, max_repeats=30, budget_s=0.5, steady_repeats=7, retime_spread=0.10, warn=False
 )
+T = TypeVar("T")
 MARGIN = 0.05  # the least relative gain that :func:`beats` counts, however steady the timings
 
 
@@ -108,6 +110,16 @@ def interleaved(
             stacklevel=2,
         )
     return timings
+
+
+def median_of(items: Sequence[T], key: Callable[[T], float]) -> T:
+    """The item whose ``key`` is the median (the lower one of an even count): a whole run, not a mix of runs.
+
+    Example:
+        >>> median_of(["ccc", "a", "bb", "dddd"], key=len)
+        'bb'
+    """
+    return sorted(items, key=key)[(len(items) - 1) // 2]
 
 
 def worst_spread(timings: Mapping[str, Timing]) -> float:

@@ -16,7 +16,7 @@ from .. import nn as gnn
 from .. import tuning
 from ..layouts import named
 from ..models import resnext, shufflenet
-from ..timing import TimerSettings, Timing, interleaved
+from ..timing import TimerSettings, Timing, interleaved, median_of
 
 _CLASSES = 10
 
@@ -56,8 +56,7 @@ class StepResult:
 
 def median_run(runs: list[StepResult]) -> StepResult:
     """The run with the median speedup (the lower one of an even count), with every run's speedup."""
-    ordered = sorted(runs, key=lambda run: run.speedup)
-    return dataclasses.replace(ordered[(len(runs) - 1) // 2], run_speedups=[run.speedup for run in runs])
+    return dataclasses.replace(median_of(runs, key=lambda run: run.speedup), run_speedups=[run.speedup for run in runs])
 
 
 def networks(quick: bool = False) -> list[Network]:

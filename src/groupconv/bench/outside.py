@@ -11,13 +11,11 @@ import argparse
 import dataclasses
 import sys
 
-from .. import tuning
 from ..tables import markdown_table
 from ..timing import FULL, TimerSettings
 from . import floors, layers
-from .contenders import build
 from .layers import Layer
-from .suite import PLANNED, PYTORCH, measure_layer, speedup
+from .suite import measure_afresh, median_run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,16 +29,10 @@ class Check:
 def check(outside: list[Layer], runs: int = 2, settings: TimerSettings = FULL) -> list[Check]:
     """Tune and time each layer ``runs`` times, each run into a fresh cache."""
     machine_floors = floors.measure(settings, quick=True)  # measure_layer wants them; the table does not
-    checks = []
-    for layer in outside:
-        speedups: dict[str, list[float | None]] = {mode: [] for mode in floors.MODES}
-        for _ in range(runs):
-            with tuning.scratch_cache():
-                result = measure_layer(layer, build(layer), machine_floors, settings)
-            for mode in floors.MODES:
-                speedups[mode].append(speedup(result, mode, PYTORCH, PLANNED))
-        checks.append(Check(layer, speedups))
-    return checks
+    return [
+        Check(layer, median_run([measure_afresh(layer, machine_floors, settings) for _ in range(runs)]).planner_runs)
+        for layer in outside
+    ]
 
 
 def table(checks: list[Check]) -> str:

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from .. import machine, tuning
-from ..timing import FULL, QUICK, TimerSettings, Timing, interleaved
+from ..timing import FULL, QUICK, TimerSettings, Timing, interleaved, median_of
 from . import endtoend, first_call, floors, layers
 from .contenders import NAMES, Contender, build
 from .floors import Floors
@@ -70,8 +70,8 @@ def median_run(runs: list[LayerResult]) -> LayerResult:
     """The run whose planner speedup (forward+backward) is the median of ``runs`` (the lower one of an even
     count), with every run's planner speedups per mode in ``planner_runs``."""
     ratios = {mode: [speedup(run, mode, PYTORCH, PLANNED) for run in runs] for mode in floors.MODES}
-    ordered = sorted(runs, key=lambda run: speedup(run, "forward_backward", PYTORCH, PLANNED) or 0.0)
-    return dataclasses.replace(ordered[(len(runs) - 1) // 2], planner_runs=ratios)
+    median = median_of(runs, key=lambda run: speedup(run, "forward_backward", PYTORCH, PLANNED) or 0.0)
+    return dataclasses.replace(median, planner_runs=ratios)
 
 
 @dataclasses.dataclass
@@ -112,9 +112,7 @@ def run(quick: bool = False, command: str = "groupconv bench", progress: bool = 
     with tqdm(total=steps, desc="groupconv bench", unit="step", disable=not progress, file=sys.stderr) as bar:
         machine_floors = _step(bar, "machine floors", partial(floors.measure, settings, quick))
 
-        def measure(layer: Layer) -> LayerResult:
-            with tuning.scratch_cache():
-                return measure_layer(layer, build(layer, tuned), machine_floors, settings)
+        measure = partial(measure_afresh, machine_floors=machine_floors, settings=settings, tuned=tuned)
 
         def measure_step(network: endtoend.Network) -> endtoend.StepResult:
             with tuning.scratch_cache():
@@ -143,6 +141,12 @@ def _step(bar: tqdm, label: str, measure: Callable[[], T]) -> T:
     result = measure()
     bar.update()
     return result
+
+
+def measure_afresh(layer: Layer, machine_floors: Floors, settings: TimerSettings, tuned: bool = True) -> LayerResult:
+    """:func:`measure_layer` on ``layer``'s contenders, tuned (unless not ``tuned``) into a fresh cache."""
+    with tuning.scratch_cache():
+        return measure_layer(layer, build(layer, tuned), machine_floors, settings)
 
 
 def measure_layer(
