@@ -68,12 +68,17 @@ SOURCES = [
     *(os.path.join(CSRC, "cpu", f"isa_{n}_{isa}.cpp") for n, isa in enumerate(ISA_FLAGS)),
 ]
 
+# at::parallel_for is inline: without OpenMP at compile time it runs every chunk on the calling thread.
+# The runtime is the libgomp torch already loaded (same soname), so there is one thread pool.
+OPENMP = ["-fopenmp"] if sys.platform.startswith("linux") else []
+
 setup(
     ext_modules=[
         CppExtension(
             "groupconv._C",
             SOURCES,
-            extra_compile_args=["-O3", "-g0", "-std=c++17", *(["-DGROUPCONV_X86_KERNELS"] if X86 else [])],
+            extra_compile_args=["-O3", "-g0", "-std=c++17", *OPENMP, *(["-DGROUPCONV_X86_KERNELS"] if X86 else [])],
+            extra_link_args=OPENMP,
             optional=True,  # no compiler: install without the kernels (groupconv says why when it runs)
         )
     ],
