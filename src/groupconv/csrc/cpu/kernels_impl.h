@@ -110,7 +110,17 @@ struct Permute {
 
 // ---- channels-last: which src channel each dst lane reads ---------------------------------------
 // dst channel d belongs to group d / Dg and reads src channel (d / Dg) * Sg + i, i < Sg.
-enum Mode { IDENTITY, BROADCAST, PERMUTE, GATHER };
+// ROTATE<R>: groups of R = Dg = Sg channels tile the lanes. Rotation s (lane l reads lane
+// l - l % R + (l + s) % R of its group) of the sum over taps of src * w_s equals the sum of the
+// rotated src * rotated w_s, so each pixel accumulates R sums of plain FMAs and pays R - 1 lane
+// permutes once at the end, where PERMUTE pays R per tap.
+enum Mode { IDENTITY, BROADCAST, PERMUTE, GATHER, ROTATE2, ROTATE4 };
+
+template <int MODE>
+constexpr int rotations = MODE == ROTATE2 ? 2 : MODE == ROTATE4 ? 4 : 0;
+
+// lane l's source under rotation s within groups of r lanes
+constexpr int64_t rotated_lane(int64_t l, int64_t s, int64_t r) { return l - l % r + (l % r + s + r) % r; }
 
 template <typename T>
 struct ChannelMap {
@@ -121,7 +131,8 @@ struct ChannelMap {
   std::vector<int32_t> lanes;              // [block][i][V]: src channel - base (GATHER, PERMUTE)
   std::vector<Permute<T>> perm;            // [block][i]
 
-  ChannelMap(int64_t G, int64_t Dg, int64_t Sg_) : Sg(Sg_), Csrc(G * Sg_) {
+  // rotate: the caller can hand weights in ROTATE's layout (see rotate_weights)
+  ChannelMap(int64_t G, int64_t Dg, int64_t Sg_, bool rotate) : Sg(Sg_), Csrc(G * Sg_) {
     const int64_t Cdst = G * Dg;
     blocks = (Cdst + V - 1) / V;
     bool fits = true;
@@ -137,12 +148,32 @@ struct ChannelMap {
           lanes.push_back(static_cast<int32_t>(((d0 + std::min(l, n - 1)) / Dg) * Sg + i - first));
     }
     mode = (Dg == 1 && Sg == 1) ? IDENTITY : (Dg % V == 0) ? BROADCAST : fits ? PERMUTE : GATHER;
+    // at 8 the 8 weight loads per tap outweigh the 8 permutes saved (measured)
+    if (rotate && Dg == Sg && V % Dg == 0 && (Dg == 2 || Dg == 4)) mode = Dg == 2 ? ROTATE2 : ROTATE4;
     if (mode == PERMUTE) {
       perm.resize(blocks * Sg);
       for (int64_t k = 0; k < blocks * Sg; ++k) perm[k].set(&lanes[k * V]);
+    } else if (mode >= ROTATE2) {  // perm[s]: rotation s, the same in every block
+      perm.resize(Sg);
+      int32_t rot[V];
+      for (int64_t s = 0; s < Sg; ++s) {
+        for (int64_t l = 0; l < V; ++l) rot[l] = static_cast<int32_t>(rotated_lane(l, s, Sg));
+        perm[s].set(rot);
+      }
     }
   }
 };
+
+// Packed weights [K][R][Cpad] (row i, lane d: w[d][i]) -> ROTATE's [K][R][Cpad] (row s, lane d: the weight
+// src lane d gives dst lane rotated_lane(d, -s), that is w[rotated_lane(d, -s)][d % R]).
+template <typename T>
+std::vector<T> rotate_weights(const T* wp, int64_t K, int64_t R, int64_t C, int64_t Cpad) {
+  std::vector<T> out(K * R * Cpad, T(0));
+  for (int64_t t = 0; t < K; ++t)
+    for (int64_t s = 0; s < R; ++s)
+      for (int64_t d = 0; d < C; ++d) out[(t * R + s) * Cpad + d] = wp[(t * R + d % R) * Cpad + rotated_lane(d, -s, R)];
+  return out;
+}
 
 // The src operand of dst block b, channel i of the group, at one src pixel (its block's channels
 // start at `px`); `loaded` is that pixel's block already loaded (IDENTITY, PERMUTE).
@@ -162,7 +193,7 @@ inline Vectorized<T> operand(const ChannelMap<T>& m, int64_t b, int64_t i, const
 
 template <typename T, int MODE>
 inline Vectorized<T> load_block(const ChannelMap<T>& m, int64_t b, const T* px) {
-  if constexpr (MODE == IDENTITY || MODE == PERMUTE) return Vectorized<T>::loadu(px, m.load[b]);
+  if constexpr (MODE == IDENTITY || MODE == PERMUTE || rotations<MODE>) return Vectorized<T>::loadu(px, m.load[b]);
   else return Vectorized<T>(T(0));
 }
 
@@ -170,6 +201,39 @@ struct RowTerm {  // one (kd, kh) whose src row exists: its first tap and the ro
   int64_t tap;
   int64_t src_offset;
 };
+
+// cl_pixels for ROTATE<R>: acc[p][s] sums src * rotated w_s over every tap; dst = sum of perm[s](acc[p][s]).
+template <typename T, int R, int P>
+inline void rotate_pixels(const ChannelMap<T>& m, int64_t b, const T* src, const T* wp, int64_t Cpad,
+                          const RowTerm* rows, int64_t nrows, const int64_t* kw_idx, const int64_t* kw_off, int64_t nkw,
+                          const int64_t* first, T* dst, int64_t dst_step) {
+  constexpr int64_t V = Vectorized<T>::size();
+  const int64_t d0 = b * V, C = m.Csrc, n = m.count[b];
+  AccT<T> acc[P][R];
+  unroll<P>([&](auto p) __attribute__((always_inline)) {
+    unroll<R>([&](auto s) __attribute__((always_inline)) { acc[p][s] = Vectorized<T>(T(0)); });
+  });
+  for (int64_t r = 0; r < nrows; ++r) {
+    const T* row = src + rows[r].src_offset + d0;
+    for (int64_t q = 0; q < nkw; ++q) {
+      const T* wt = wp + (rows[r].tap + kw_idx[q]) * R * Cpad + d0;
+      const T* col = row + kw_off[q] * C;
+      AccT<T> wv[R];
+      unroll<R>([&](auto s) __attribute__((always_inline)) { wv[s] = Vectorized<T>::loadu(wt + s * Cpad); });
+      unroll<P>([&](auto p) __attribute__((always_inline)) {
+        const Vectorized<T> xv = Vectorized<T>::loadu(col + first[p] * C, n);
+        unroll<R>([&](auto s) __attribute__((always_inline)) {
+          acc[p][s] = at::vec::fmadd(xv, Vectorized<T>(wv[s]), Vectorized<T>(acc[p][s]));
+        });
+      });
+    }
+  }
+  unroll<P>([&](auto p) __attribute__((always_inline)) {
+    Vectorized<T> out = acc[p][0];
+    unroll<R - 1>([&](auto s) __attribute__((always_inline)) { out = out + m.perm[s + 1](Vectorized<T>(acc[p][s + 1])); });
+    out.store(dst + p * dst_step + d0, n);
+  });
+}
 
 // P dst pixels of one channel block: acc[p] = sum over rows, the kw listed and i of
 // operand(src pixel first[p] + kw_off[q]) * w_packed[tap][i][block].
@@ -200,6 +264,20 @@ inline void cl_pixels(const ChannelMap<T>& m, int64_t b, const T* src, const T* 
   (void)KW;
   for (int p = 0; p < P; ++p) Vectorized<T>(acc[p]).store(dst + p * dst_step + d0, m.count[b]);
 }
+
+template <typename T, int MODE, int P>
+inline void block_pixels(const ChannelMap<T>& m, int64_t b, const T* src, const T* wp, int64_t Cpad, int64_t KW,
+                         const RowTerm* rows, int64_t nrows, const int64_t* kw_idx, const int64_t* kw_off, int64_t nkw,
+                         const int64_t* first, T* dst, int64_t dst_step) {
+  if constexpr (rotations<MODE> > 0)
+    rotate_pixels<T, rotations<MODE>, P>(m, b, src, wp, Cpad, rows, nrows, kw_idx, kw_off, nkw, first, dst, dst_step);
+  else
+    cl_pixels<T, MODE, P>(m, b, src, wp, Cpad, KW, rows, nrows, kw_idx, kw_off, nkw, first, dst, dst_step);
+}
+
+// Pixels per register block: ROTATE keeps R accumulators per pixel.
+template <int MODE>
+constexpr int block_width = rotations<MODE> > 0 ? std::max(1, MAX_ACC / rotations<MODE>) : 4;
 
 // Depthwise, channels-last, unit dilation along W: P dst pixels of one full channel block, every src column
 // first + p * S + kw inside the row. Each src pixel is loaded once per row for every (pixel, tap) pair that
@@ -274,21 +352,29 @@ template <typename T, int MODE, typename Col, typename Fast>
 void cl_row(const ChannelMap<T>& m, const T* src_row_base, const T* wp, int64_t Cpad, int64_t KW, int64_t dil_w,
             int sign, const RowTerm* rows, int64_t nrows, int64_t Wdst, int64_t Cdst, const std::vector<char>& full,
             int64_t step, Col col, Fast fast, T* dst_row) {
-  constexpr int P = 4;
+  constexpr int P = block_width<MODE>, HALF = std::max(1, P / 2);
   std::vector<int64_t> kw_idx(KW), kw_off(KW), all_idx(KW), all_off(KW);
   for (int64_t kw = 0; kw < KW; ++kw) all_idx[kw] = kw, all_off[kw] = sign * kw * dil_w;
+  // n full pixels from w (full[] is contiguous runs: its ends suffice), blocked if they are
+  auto blocked = [&](auto n, int64_t b, int64_t w, int64_t end) {
+    constexpr int Q = decltype(n)::value;
+    if (Q < 2 || w + Q > end || !full[w] || !full[w + Q - 1]) return false;
+    int64_t c0 = 0;
+    col(w, 0, &c0);
+    int64_t first[Q];
+    for (int p = 0; p < Q; ++p) first[p] = c0 + p * step;
+    block_pixels<T, MODE, Q>(m, b, src_row_base, wp, Cpad, KW, rows, nrows, all_idx.data(), all_off.data(), KW, first,
+                             dst_row + w * Cdst, Cdst);
+    return true;
+  };
   auto span = [&](int64_t b, int64_t w, int64_t end) {
     while (w < end) {
       if (const int64_t done = fast(b, w, end)) {
         w += done;
-      } else if (w + P <= end && full[w] && full[w + P - 1]) {  // full[] is contiguous runs: ends suffice
-        int64_t c0;
-        col(w, 0, &c0);
-        int64_t first[P];
-        for (int p = 0; p < P; ++p) first[p] = c0 + p * step;
-        cl_pixels<T, MODE, P>(m, b, src_row_base, wp, Cpad, KW, rows, nrows, all_idx.data(), all_off.data(), KW,
-                              first, dst_row + w * Cdst, Cdst);
+      } else if (blocked(std::integral_constant<int, P>{}, b, w, end)) {
         w += P;
+      } else if (blocked(std::integral_constant<int, HALF>{}, b, w, end)) {
+        w += HALF;
       } else {
         int64_t n = 0;
         for (int64_t kw = 0; kw < KW; ++kw) {
@@ -296,8 +382,8 @@ void cl_row(const ChannelMap<T>& m, const T* src_row_base, const T* wp, int64_t 
           if (col(w, kw, &c)) kw_idx[n] = kw, kw_off[n] = c, ++n;
         }
         const int64_t zero = 0;
-        cl_pixels<T, MODE, 1>(m, b, src_row_base, wp, Cpad, KW, rows, nrows, kw_idx.data(), kw_off.data(), n, &zero,
-                              dst_row + w * Cdst, Cdst);
+        block_pixels<T, MODE, 1>(m, b, src_row_base, wp, Cpad, KW, rows, nrows, kw_idx.data(), kw_off.data(), n, &zero,
+                                 dst_row + w * Cdst, Cdst);
         ++w;
       }
     }
@@ -404,6 +490,41 @@ struct TapCols {  // one tap of a channels-last weight-gradient row: src row, co
   int64_t tap;
 };
 
+// wg_cl_block for ROTATE<R>: acc[j][s] sums src * (grad_y rotated by -s) over output columns [lo, hi), so
+// grad_y pays R - 1 permutes per column for all J taps; row s of `rotated` (see weight_grad_cl) gets
+// perm[s](acc[j][s]), whose lane d is the gradient of w[d][(d + s) % R].
+template <typename T, int R, int J>
+inline void wg_rotate_block(const ChannelMap<T>& m, int64_t b, const TapCols* taps, int64_t nj, const T* gy_row,
+                            int64_t O, int64_t C, int64_t s, int64_t lo, int64_t hi, T* rotated, int64_t Opad) {
+  constexpr int64_t V = Vectorized<T>::size();
+  const int64_t d0 = b * V, cnt = m.count[b];
+  AccT<T> acc[J][R];
+  const T* rows[J];
+  unroll<J>([&](auto j) __attribute__((always_inline)) {
+    rows[j] = j < nj ? static_cast<const T*>(taps[j].x_row) + taps[j].off * C + d0 : nullptr;
+    unroll<R>([&](auto r) __attribute__((always_inline)) { acc[j][r] = Vectorized<T>(T(0)); });
+  });
+  for (int64_t ow = lo; ow < hi; ++ow) {
+    const Vectorized<T> gv = Vectorized<T>::loadu(gy_row + ow * O + d0, cnt);
+    AccT<T> gr[R];
+    unroll<R>([&](auto r) __attribute__((always_inline)) { gr[r] = r == 0 ? gv : m.perm[R - r](gv); });
+    unroll<J>([&](auto j) __attribute__((always_inline)) {
+      if (j >= nj) return;
+      const Vectorized<T> xv = Vectorized<T>::loadu(rows[j] + ow * s * C, cnt);
+      unroll<R>([&](auto r) __attribute__((always_inline)) {
+        acc[j][r] = at::vec::fmadd(xv, Vectorized<T>(gr[r]), Vectorized<T>(acc[j][r]));
+      });
+    });
+  }
+  unroll<J>([&](auto j) __attribute__((always_inline)) {
+    if (j >= nj) return;
+    unroll<R>([&](auto r) __attribute__((always_inline)) {
+      T* out = rotated + (taps[j].tap * R + r) * Opad + d0;
+      (Vectorized<T>::loadu(out) + m.perm[r](Vectorized<T>(acc[j][r]))).store(out);
+    });
+  });
+}
+
 // Up to J taps x I channels of the group (nj, ni of them) for one dst channel block, in registers over
 // output columns [lo, hi): each grad_y vector is loaded once and used nj * ni times.
 template <typename T, int MODE, int J, int I>
@@ -450,11 +571,18 @@ void wg_cl_taps(const ChannelMap<T>& m, int64_t b, int64_t i0, int64_t ni, const
     int64_t lo = block[0].lo, hi = block[0].hi;
     for (int64_t j = 1; j < nj; ++j) lo = std::max(lo, block[j].lo), hi = std::min(hi, block[j].hi);
     hi = std::max(lo, hi);
-    wg_cl_block<T, MODE, J, I>(m, b, i0, ni, block, nj, gy_row, O, C, s, lo, hi, partial, Opad);
+    auto run = [&](auto taps_in_block, const TapCols* t, int64_t n, int64_t from, int64_t to) {
+      constexpr int Q = decltype(taps_in_block)::value;
+      if constexpr (rotations<MODE> > 0)
+        wg_rotate_block<T, rotations<MODE>, Q>(m, b, t, n, gy_row, O, C, s, from, to, partial, Opad);
+      else
+        wg_cl_block<T, MODE, Q, I>(m, b, i0, ni, t, n, gy_row, O, C, s, from, to, partial, Opad);
+    };
+    run(std::integral_constant<int, J>{}, block, nj, lo, hi);
     for (int64_t j = 0; j < nj; ++j) {
       const TapCols& t = block[j];
-      wg_cl_block<T, MODE, 1, I>(m, b, i0, ni, &t, 1, gy_row, O, C, s, t.lo, std::min(lo, t.hi), partial, Opad);
-      wg_cl_block<T, MODE, 1, I>(m, b, i0, ni, &t, 1, gy_row, O, C, s, std::max(hi, t.lo), t.hi, partial, Opad);
+      run(std::integral_constant<int, 1>{}, &t, 1, t.lo, std::min(lo, t.hi));
+      run(std::integral_constant<int, 1>{}, &t, 1, std::max(hi, t.lo), t.hi);
     }
   }
 }
@@ -488,12 +616,16 @@ void weight_grad_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* x, 
     }
     const T* gy_row = gy + ((n * OD + od) * OH + oh) * OW * O;
     for (int64_t b = 0; b < m.blocks; ++b) {
-      int64_t i0 = 0;
-      for (; i0 + 4 <= Cg; i0 += 4) wg_cl_taps<T, MODE, 4>(m, b, i0, 4, taps.data(), ntaps, gy_row, O, C, s, partial, Opad);
-      const int64_t rest = Cg - i0;
-      if (rest == 3) wg_cl_taps<T, MODE, 4>(m, b, i0, 3, taps.data(), ntaps, gy_row, O, C, s, partial, Opad);
-      if (rest == 2) wg_cl_taps<T, MODE, 2>(m, b, i0, 2, taps.data(), ntaps, gy_row, O, C, s, partial, Opad);
-      if (rest == 1) wg_cl_taps<T, MODE, 1>(m, b, i0, 1, taps.data(), ntaps, gy_row, O, C, s, partial, Opad);
+      if constexpr (rotations<MODE> > 0) {
+        wg_cl_taps<T, MODE, rotations<MODE>>(m, b, 0, Cg, taps.data(), ntaps, gy_row, O, C, s, partial, Opad);
+      } else {
+        int64_t i0 = 0;
+        for (; i0 + 4 <= Cg; i0 += 4) wg_cl_taps<T, MODE, 4>(m, b, i0, 4, taps.data(), ntaps, gy_row, O, C, s, partial, Opad);
+        const int64_t rest = Cg - i0;
+        if (rest == 3) wg_cl_taps<T, MODE, 4>(m, b, i0, 3, taps.data(), ntaps, gy_row, O, C, s, partial, Opad);
+        if (rest == 2) wg_cl_taps<T, MODE, 2>(m, b, i0, 2, taps.data(), ntaps, gy_row, O, C, s, partial, Opad);
+        if (rest == 1) wg_cl_taps<T, MODE, 1>(m, b, i0, 1, taps.data(), ntaps, gy_row, O, C, s, partial, Opad);
+      }
     }
   }
 }
@@ -503,30 +635,44 @@ void weight_grad_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* x, 
     case IDENTITY: fn<T, IDENTITY>(__VA_ARGS__); break;                  \
     case BROADCAST: fn<T, BROADCAST>(__VA_ARGS__); break;                \
     case PERMUTE: fn<T, PERMUTE>(__VA_ARGS__); break;                    \
+    case ROTATE2: fn<T, ROTATE2>(__VA_ARGS__); break;                    \
+    case ROTATE4: fn<T, ROTATE4>(__VA_ARGS__); break;                    \
     default: fn<T, GATHER>(__VA_ARGS__); break;                          \
   }
 
 template <typename T>
 void forward_cl(const Geometry& g, const T* x, const T* wp, T* y, int64_t begin, int64_t end) {
-  const ChannelMap<T> m(g.G, g.Og, g.Cg);
+  const ChannelMap<T> m(g.G, g.Og, g.Cg, true);
   auto depthwise = [&](auto kw, auto s) { forward_cl_mode<T, IDENTITY, decltype(kw)::value, decltype(s)::value>(g, m, x, wp, y, begin, end); };
   if (m.mode == IDENTITY && g.dil[2] == 1 && with_depthwise_shape(g.k[2], g.stride[2], depthwise)) return;
-  GROUPCONV_BY_MODE(forward_cl_mode, m, g, m, x, wp, y, begin, end)
+  const std::vector<T> rotated = m.mode >= ROTATE2 ? rotate_weights(wp, g.taps(), g.Cg, g.C(), padded_channels<T>(g.O())) : std::vector<T>();
+  GROUPCONV_BY_MODE(forward_cl_mode, m, g, m, x, rotated.empty() ? wp : rotated.data(), y, begin, end)
 }
 
 template <typename T>
 void input_grad_cl(const Geometry& g, const T* gy, const T* wp, T* gx, int64_t begin, int64_t end) {
-  const ChannelMap<T> m(g.G, g.Cg, g.Og);
+  const ChannelMap<T> m(g.G, g.Cg, g.Og, true);
   auto depthwise = [&](auto kw, auto s) { input_grad_cl_mode<T, IDENTITY, decltype(kw)::value, decltype(s)::value>(g, m, gy, wp, gx, begin, end); };
   const bool unit_w = g.dil[2] == 1 && g.stride[2] == 1;
   if (m.mode == IDENTITY && unit_w && with_depthwise_shape(g.k[2], 1, depthwise)) return;
-  GROUPCONV_BY_MODE(input_grad_cl_mode, m, g, m, gy, wp, gx, begin, end)
+  const std::vector<T> rotated = m.mode >= ROTATE2 ? rotate_weights(wp, g.taps(), g.Og, g.C(), padded_channels<T>(g.C())) : std::vector<T>();
+  GROUPCONV_BY_MODE(input_grad_cl_mode, m, g, m, gy, rotated.empty() ? wp : rotated.data(), gx, begin, end)
 }
 
 template <typename T>
 void weight_grad_cl(const Geometry& g, const T* x, const T* gy, T* partial, int64_t begin, int64_t end) {
-  const ChannelMap<T> m(g.G, g.Og, g.Cg);
-  GROUPCONV_BY_MODE(weight_grad_cl_mode, m, g, m, x, gy, partial, begin, end)
+  const ChannelMap<T> m(g.G, g.Og, g.Cg, true);
+  if (m.mode < ROTATE2) {
+    GROUPCONV_BY_MODE(weight_grad_cl_mode, m, g, m, x, gy, partial, begin, end)
+    return;
+  }
+  // ROTATE sums into rotated[K][s][Opad]; lane d of row s is the gradient of w[d][(d + s) % R]
+  const int64_t K = g.taps(), R = g.Cg, Opad = padded_channels<T>(g.O());
+  std::vector<T> rotated(K * R * Opad, T(0));
+  GROUPCONV_BY_MODE(weight_grad_cl_mode, m, g, m, x, gy, rotated.data(), begin, end)
+  for (int64_t t = 0; t < K; ++t)
+    for (int64_t s = 0; s < R; ++s)
+      for (int64_t d = 0; d < g.O(); ++d) partial[(t * R + (d + s) % R) * Opad + d] += rotated[(t * R + s) * Opad + d];
 }
 
 // ---- channels-first, unit stride along W: SIMD lanes along a row -----------------------------
