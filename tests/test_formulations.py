@@ -93,11 +93,12 @@ def test_cached_choice_that_cannot_run_the_call_falls_back(tmp_path, monkeypatch
     ("groups", "layout", "size", "expected"),
     [(64, "contiguous", 28, "native"), (128, "contiguous", 28, "direct"), (128, "contiguous", 6, "native"),
      (256, "contiguous", 28, "native"), (8, "contiguous", 28, "native"),
-     (128, "channels_last", 28, "direct"), (64, "channels_last", 28, "native"), (256, "channels_last", 28, "native")],
+     (128, "channels_last", 28, "direct"), (64, "channels_last", 28, "direct"), (32, "channels_last", 28, "native"),
+     (256, "channels_last", 28, "native")],
 )  # fmt: skip
 def test_default_heuristic(groups, layout, size, expected):
-    """Untuned, 2 channels per group on CPU input of 200,000 elements or more, in either layout, go to
-    groupconv's kernels, the rest to oneDNN."""
+    """Untuned, 2 channels per group in either layout and 4 on channels-last input, on CPU input of 200,000
+    elements or more, go to groupconv's kernels, the rest to oneDNN."""
     x = torch.randn(1, 256, size, size)  # 28 x 28: 200,704 elements
     x = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
     spec = ConvSpec(256, 256, 3, groups=groups)

@@ -31,9 +31,11 @@ from .errors import GroupConvError
 from .layouts import memory_format
 from .spec import ConvSpec
 
-# channels per group where groupconv's kernels beat oneDNN in every direction and layout, untuned (docs/design.md,
-# "Kernels"): at 3 and 4 they lose some directions, which tuning judges per call
+# channels per group (in and out) where groupconv's kernels beat oneDNN in every direction, untuned (docs/design.md,
+# "Kernels"): 2 in either layout; 4 on channels-last input of unit stride. Elsewhere some directions lose, which
+# tuning judges per call
 NARROW = range(2, 3)
+NARROW_CHANNELS_LAST = range(2, 5, 2)
 NARROW_FORMULATION = "direct"  # the untuned choice for those narrow groups (groupconv's C++ kernels)
 # ...on inputs this large: on smaller ones a direction's gain is less than the three custom-op calls cost over
 # PyTorch running the layer whole (docs/design.md, "Planner"); for the same reason an untuned transposed layer
@@ -72,12 +74,11 @@ def _tuned(direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *re
 def default(spec: ConvSpec, a: torch.Tensor) -> ModuleType:
     """The heuristic choice when nothing is tuned: PyTorch's kernels in the input's layout, except, for
     CPU input of at least 200,000 elements, where oneDNN is slowest: groupconv's own kernels
-    (:data:`NARROW_FORMULATION`) with 2 channels per group, in either layout, and batched matrix
-    products (``pointwise``) for a grouped 1x1 layer on channels-first input. (Depthwise layers and
-    wider groups are oneDNN's; tuning finds the exceptions.)"""
+    (:data:`NARROW_FORMULATION`) with 2 channels per group in either layout, or 4 on channels-last input
+    of unit stride, and batched matrix products (``pointwise``) for a grouped 1x1 layer on channels-first
+    input. (Depthwise layers and wider groups are oneDNN's; tuning finds the exceptions.)"""
     large = a.device.type == "cpu" and a.numel() >= OPS_MIN_ELEMENTS
-    narrow = spec.in_per_group in NARROW and spec.out_per_group in NARROW
-    if large and narrow:
+    if large and _narrow(spec, a):
         preferred = [NARROW_FORMULATION, "native"]
     elif large and _grouped_pointwise(spec) and a.is_contiguous():
         preferred = ["pointwise", "native"]
@@ -85,6 +86,15 @@ def default(spec: ConvSpec, a: torch.Tensor) -> ModuleType:
         preferred = ["native"]
     candidates = (formulations.load(name) for name in [*preferred, formulations.REFERENCE])
     return next(module for module in candidates if module.supports(spec, a))  # the reference supports all
+
+
+def _narrow(spec: ConvSpec, a: torch.Tensor) -> bool:
+    """Groups narrow enough for groupconv's kernels to win every direction on this input's layout."""
+    per_group = spec.in_per_group if spec.in_per_group == spec.out_per_group else None
+    if per_group in NARROW:
+        return True
+    unit_stride = all(s == 1 for s in spec.stride)
+    return per_group in NARROW_CHANNELS_LAST and unit_stride and layout(a) == "channels_last"
 
 
 def _grouped_pointwise(spec: ConvSpec) -> bool:
