@@ -15,7 +15,7 @@ _DESCRIPTION = (
     "of real grouped layers (AlexNet, ResNeXt-50, ShuffleNet, MobileNetV2, ConvNeXt, RegNet, 1-D, 3-D, "
     "transposed); each forward and forward+backward, groupconv and PyTorch each in channels-first and "
     "channels-last, forward against ONNX Runtime and OpenVINO, with each layer's roofline floor; a training step "
-    "of two networks against PyTorch in both layouts (zoo and steps: --runs times, each tuned afresh); "
+    "of three networks against PyTorch in both layouts (zoo and steps: --runs times, each tuned afresh); "
     "and each library's first call in a fresh process. Takes "
     "about 30 minutes on 2 cores; keep the machine otherwise idle. Threads: "
     "torch.get_num_threads() (set OMP_NUM_THREADS to change them)."
