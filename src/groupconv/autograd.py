@@ -73,6 +73,6 @@ def _conv_weight_grad_backward(ctx, grad_grad_w):
     return _gradients(ctx, d_x, d_grad_y)
 
 
-ops.conv_forward.register_autograd(_conv_backward, setup_context=_save_operands)
-ops.conv_input_grad.register_autograd(_conv_input_grad_backward, setup_context=_save_operands)
-ops.conv_weight_grad.register_autograd(_conv_weight_grad_backward, setup_context=_save_operands)
+torch.library.register_autograd("groupconv::conv_forward", _conv_backward, setup_context=_save_operands)
+torch.library.register_autograd("groupconv::conv_input_grad", _conv_input_grad_backward, setup_context=_save_operands)
+torch.library.register_autograd("groupconv::conv_weight_grad", _conv_weight_grad_backward, setup_context=_save_operands)

@@ -134,7 +134,20 @@ def convolution_arguments(spec: ConvSpec) -> tuple:
     return spec.stride, before, spec.dilation, spec.transposed, spec.output_padding, spec.groups
 
 
-@torch.library.custom_op("groupconv::conv_forward", mutates_args=())
+def _op(fn):
+    """Register ``fn`` as the op groupconv::<its name>, schema from its annotations; the op (its overload).
+
+    ``torch.library.custom_op`` would do the same, but it wraps the implementation in
+    ``torch._disable_dynamo``, whose first call imports ``torch._dynamo``: a second on a
+    user's first narrow-group call. ``torch.compile`` sees the op through its fake
+    implementation either way."""
+    qualname = f"groupconv::{fn.__name__}"
+    torch.library.define(qualname, torch.library.infer_schema(fn, mutates_args=()))
+    torch.library.impl(qualname, "default", fn)
+    return getattr(torch.ops.groupconv, fn.__name__).default
+
+
+@_op
 def conv_forward(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -149,7 +162,7 @@ def conv_forward(
     return dispatch.compute("forward", x, weight, spec).contiguous(memory_format=memory_format(x))
 
 
-@torch.library.custom_op("groupconv::conv_input_grad", mutates_args=())
+@_op
 def conv_input_grad(
     grad_y: torch.Tensor,
     weight: torch.Tensor,
@@ -166,7 +179,7 @@ def conv_input_grad(
     return grad_x.contiguous(memory_format=memory_format(grad_y))
 
 
-@torch.library.custom_op("groupconv::conv_weight_grad", mutates_args=())
+@_op
 def conv_weight_grad(
     x: torch.Tensor,
     grad_y: torch.Tensor,
@@ -181,20 +194,20 @@ def conv_weight_grad(
     return dispatch.compute("weight_grad", x, grad_y, spec).contiguous()
 
 
-@conv_forward.register_fake
+@torch.library.register_fake("groupconv::conv_forward")
 def _conv_forward_fake(x, weight, kernel_size, stride, padding, dilation, groups):
     spec = spec_of_weight(Geometry(kernel_size, stride, padding, dilation, groups), weight)
     shape = (x.shape[0], weight.shape[0], *spec.output_size(x.shape[2:]))
     return empty(shape, like=x)
 
 
-@conv_input_grad.register_fake
+@torch.library.register_fake("groupconv::conv_input_grad")
 def _conv_input_grad_fake(grad_y, weight, kernel_size, stride, padding, dilation, groups, input_size):
     shape = (grad_y.shape[0], weight.shape[1] * groups, *input_size)
     return empty(shape, like=grad_y)
 
 
-@conv_weight_grad.register_fake
+@torch.library.register_fake("groupconv::conv_weight_grad")
 def _conv_weight_grad_fake(x, grad_y, kernel_size, stride, padding, dilation, groups):
     shape = (grad_y.shape[1], x.shape[1] // groups, *kernel_size)
     return empty(shape, like=x, layout=torch.contiguous_format)
