@@ -47,8 +47,9 @@ class FirstCall:
 
 
 def measure(quick: bool = False, repeats: int = 3) -> list[FirstCall]:
-    """Each contender's first call on a narrow-group layer (4 channels per group), fresh process each round."""
-    channels, groups, input_shape = (16, 4, (1, 16, 8, 8)) if quick else (256, 64, (8, 256, 28, 28))
+    """Each contender's first call on a narrow-group layer (2 channels per group: groupconv's own kernels, untuned),
+    fresh process each round."""
+    channels, groups, input_shape = (16, 8, (1, 16, 8, 8)) if quick else (256, 128, (8, 256, 28, 28))
     samples: dict[str, list[dict]] = {name: [] for name in CONTENDERS}
     for _ in range(1 if quick else repeats):
         for name, (import_line, module) in CONTENDERS.items():

@@ -268,9 +268,9 @@ def _first_call_section(results: Results) -> str:
     lines = [
         "## First call: a fresh process, empty caches",
         "",
-        "A new interpreter imports torch (and groupconv), builds one narrow-group layer (4 channels per group) "
-        "and calls it once, tuning off and the tuning cache empty, as a new user's first call; median of the "
-        "rounds. Nothing is compiled at the first call: groupconv's kernels are built when it is installed.",
+        "A new interpreter imports torch (and groupconv), builds one narrow-group layer (2 channels per group, "
+        "which runs groupconv's own kernels) and calls it once, tuning off and the tuning cache empty, as a new "
+        "user's first call; median of the rounds. Nothing is compiled at the first call: groupconv's kernels are built when it is installed.",
         "",
         "| library | import s | first call s |",
         "|---|---|---|",
