@@ -344,32 +344,43 @@ inline bool with_depthwise_shape(int64_t KW, int64_t S, F&& f) {
   }
 }
 
-// One channels-last row of dst pixels. `col(w, kw, &c)` says whether dst pixel w reads src column c
-// at tap kw; `linear` (stride 1 or the forward direction) lets runs of full pixels be blocked with
-// src column first + p * step. `fast(b, w, end)` runs the pixels of [w, end) from w on that a specialised
-// kernel takes, and says how many.
-template <typename T, int MODE, typename Col, typename Fast>
-void cl_row(const ChannelMap<T>& m, const T* src_row_base, const T* wp, int64_t Cpad, int64_t KW, int64_t dil_w,
-            int sign, const RowTerm* rows, int64_t nrows, int64_t Wdst, int64_t Cdst, const std::vector<char>& full,
-            int64_t step, Col col, Fast fast, T* dst_row) {
+// The taps a channels-last row of dst pixels reads: dst pixel w reads, at tap j (kernel column idx[j]),
+// src column origin + w * step + off[j] when that lies in [0, Wsrc).
+struct RowTaps {
+  std::vector<int64_t> idx, off;
+  int64_t origin, step, Wsrc;
+  // full[w]: every tap of dst pixel w inside the src row (true with no taps)
+  std::vector<char> full(int64_t Wdst) const {
+    const int64_t lo = off.empty() ? 0 : *std::min_element(off.begin(), off.end());
+    const int64_t hi = off.empty() ? 0 : *std::max_element(off.begin(), off.end());
+    std::vector<char> f(Wdst);
+    for (int64_t w = 0; w < Wdst; ++w) f[w] = origin + w * step + lo >= 0 && origin + w * step + hi < Wsrc;
+    return f;
+  }
+};
+
+// One channels-last row of Wdst dst pixels, pixel w at dst_row + w * pixel_stride. `fast(b, w, end, full)` runs
+// the pixels of [w, end) from w on that a specialised kernel takes, and says how many.
+template <typename T, int MODE, typename Fast>
+void cl_row(const ChannelMap<T>& m, const T* src_row_base, const T* wp, int64_t Cpad, int64_t KW, const RowTaps& taps,
+            const RowTerm* rows, int64_t nrows, int64_t Wdst, int64_t pixel_stride, Fast fast, T* dst_row) {
   constexpr int P = block_width<MODE>, HALF = std::max(1, P / 2);
-  std::vector<int64_t> kw_idx(KW), kw_off(KW), all_idx(KW), all_off(KW);
-  for (int64_t kw = 0; kw < KW; ++kw) all_idx[kw] = kw, all_off[kw] = sign * kw * dil_w;
-  // n full pixels from w (full[] is contiguous runs: its ends suffice), blocked if they are
+  const int64_t ntaps = static_cast<int64_t>(taps.idx.size());
+  const std::vector<char> full = taps.full(Wdst);
+  std::vector<int64_t> kw_idx(ntaps), kw_off(ntaps);
+  // Q full pixels from w (full[] is contiguous runs: its ends suffice), blocked if they are
   auto blocked = [&](auto n, int64_t b, int64_t w, int64_t end) {
     constexpr int Q = decltype(n)::value;
     if (Q < 2 || w + Q > end || !full[w] || !full[w + Q - 1]) return false;
-    int64_t c0 = 0;
-    col(w, 0, &c0);
     int64_t first[Q];
-    for (int p = 0; p < Q; ++p) first[p] = c0 + p * step;
-    block_pixels<T, MODE, Q>(m, b, src_row_base, wp, Cpad, KW, rows, nrows, all_idx.data(), all_off.data(), KW, first,
-                             dst_row + w * Cdst, Cdst);
+    for (int p = 0; p < Q; ++p) first[p] = taps.origin + (w + p) * taps.step;
+    block_pixels<T, MODE, Q>(m, b, src_row_base, wp, Cpad, KW, rows, nrows, taps.idx.data(), taps.off.data(), ntaps,
+                             first, dst_row + w * pixel_stride, pixel_stride);
     return true;
   };
   auto span = [&](int64_t b, int64_t w, int64_t end) {
     while (w < end) {
-      if (const int64_t done = fast(b, w, end)) {
+      if (const int64_t done = fast(b, w, end, full)) {
         w += done;
       } else if (blocked(std::integral_constant<int, P>{}, b, w, end)) {
         w += P;
@@ -377,13 +388,13 @@ void cl_row(const ChannelMap<T>& m, const T* src_row_base, const T* wp, int64_t 
         w += HALF;
       } else {
         int64_t n = 0;
-        for (int64_t kw = 0; kw < KW; ++kw) {
-          int64_t c;
-          if (col(w, kw, &c)) kw_idx[n] = kw, kw_off[n] = c, ++n;
+        for (int64_t j = 0; j < ntaps; ++j) {
+          const int64_t c = taps.origin + w * taps.step + taps.off[j];
+          if (c >= 0 && c < taps.Wsrc) kw_idx[n] = taps.idx[j], kw_off[n] = c, ++n;
         }
         const int64_t zero = 0;
         block_pixels<T, MODE, 1>(m, b, src_row_base, wp, Cpad, KW, rows, nrows, kw_idx.data(), kw_off.data(), n, &zero,
-                                 dst_row + w * Cdst, Cdst);
+                                 dst_row + w * pixel_stride, pixel_stride);
         ++w;
       }
     }
@@ -397,6 +408,13 @@ void cl_row(const ChannelMap<T>& m, const T* src_row_base, const T* wp, int64_t 
   }
 }
 
+// The taps of every column kw: src column origin + w * step + kw * dil.
+inline RowTaps every_tap(int64_t KW, int64_t dil, int64_t origin, int64_t step, int64_t Wsrc) {
+  RowTaps taps{{}, {}, origin, step, Wsrc};
+  for (int64_t kw = 0; kw < KW; ++kw) taps.idx.push_back(kw), taps.off.push_back(kw * dil);
+  return taps;
+}
+
 // Forward, channels-last: a task is an output row (n, od, oh). w_packed: [K taps][Cg][O padded to V].
 template <typename T, int MODE, int DW_KW = 0, int DW_S = 0>
 void forward_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* x, const T* wp, T* y, int64_t begin,
@@ -404,15 +422,7 @@ void forward_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* x, cons
   const int64_t C = g.C(), O = g.O(), Cpad = padded_channels<T>(m.blocks * Vectorized<T>::size());
   const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2];
   const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
-  std::vector<char> full(OW);
-  for (int64_t ow = 0; ow < OW; ++ow) {
-    const int64_t lo = ow * g.stride[2] - g.pad[2], hi = lo + (KW - 1) * g.dil[2];
-    full[ow] = lo >= 0 && hi < IW;
-  }
-  auto col = [&](int64_t ow, int64_t kw, int64_t* c) {
-    *c = ow * g.stride[2] + kw * g.dil[2] - g.pad[2];
-    return *c >= 0 && *c < IW;
-  };
+  const RowTaps taps = every_tap(KW, g.dil[2], -g.pad[2], g.stride[2], IW);
   std::vector<RowTerm> rows(KD * KH);
   for (int64_t t = begin; t < end; ++t) {
     const int64_t n = t / (OD * OH), od = t / OH % OD, oh = t % OH;
@@ -427,11 +437,11 @@ void forward_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* x, cons
       }
     }
     T* dst = y + ((n * OD + od) * OH + oh) * OW * O;
-    auto fast = [&](int64_t b, int64_t w, int64_t span_end) {
+    auto fast = [&](int64_t b, int64_t w, int64_t span_end, const std::vector<char>& full) {
       return dw_block<T, DW_KW, DW_S, false>(m, b, w, x, wp, Cpad, rows.data(), nrows, O, span_end, full, -g.pad[2],
                                              dst);
     };
-    cl_row<T, MODE>(m, x, wp, Cpad, KW, g.dil[2], 1, rows.data(), nrows, OW, O, full, g.stride[2], col, fast, dst);
+    cl_row<T, MODE>(m, x, wp, Cpad, KW, taps, rows.data(), nrows, OW, O, fast, dst);
   }
 }
 
@@ -442,18 +452,17 @@ void input_grad_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* gy, 
   const int64_t C = g.C(), O = g.O(), Cpad = padded_channels<T>(m.blocks * Vectorized<T>::size());
   const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2];
   const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
-  const int64_t sw = g.stride[2];
-  // dst pixel iw reads output column (iw + pad - kw * dil) / stride when that divides and exists
-  auto col = [&](int64_t iw, int64_t kw, int64_t* c) {
-    const int64_t num = iw + g.pad[2] - kw * g.dil[2];
-    if (num < 0 || num % sw != 0) return false;
-    *c = num / sw;
-    return *c < OW;
-  };
-  std::vector<char> full(IW);
-  for (int64_t iw = 0; iw < IW; ++iw) {
-    const int64_t hi = iw + g.pad[2], lo = hi - (KW - 1) * g.dil[2];
-    full[iw] = sw == 1 && lo >= 0 && hi < OW;
+  const int64_t sw = std::min(g.stride[2], IW);  // a stride past the row leaves each pixel its own phase
+  // Pixel iw reads output column (iw + pad - kw * dil) / stride where that divides: the pixels of phase
+  // ph = iw % stride, iw = ph + q * stride, share their taps and read column q + (ph + pad - kw * dil) / stride.
+  std::vector<RowTaps> phases;
+  for (int64_t ph = 0; ph < sw; ++ph) {
+    RowTaps taps{{}, {}, 0, 1, OW};
+    for (int64_t kw = 0; kw < KW; ++kw) {
+      const int64_t num = ph + g.pad[2] - kw * g.dil[2];
+      if (((num % g.stride[2]) + g.stride[2]) % g.stride[2] == 0) taps.idx.push_back(kw), taps.off.push_back(num / g.stride[2]);
+    }
+    phases.push_back(taps);
   }
   std::vector<RowTerm> rows(KD * KH);
   for (int64_t t = begin; t < end; ++t) {
@@ -473,12 +482,14 @@ void input_grad_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* gy, 
       std::memset(dst, 0, sizeof(T) * IW * C);
       continue;
     }
-    auto fast = [&](int64_t b, int64_t w, int64_t span_end) {
+    auto fast = [&](int64_t b, int64_t w, int64_t span_end, const std::vector<char>& full) {
       const int64_t origin = g.pad[2] - (KW - 1);  // dst pixel w's last tap reads src column w + origin
       return dw_block<T, DW_KW, DW_S, true>(m, b, w, gy, wp, Cpad, rows.data(), nrows, C, span_end, full, origin,
                                             dst);
     };
-    cl_row<T, MODE>(m, gy, wp, Cpad, KW, g.dil[2], -1, rows.data(), nrows, IW, C, full, 1, col, fast, dst);
+    for (int64_t ph = 0; ph < sw; ++ph)
+      cl_row<T, MODE>(m, gy, wp, Cpad, KW, phases[ph], rows.data(), nrows, (IW - ph + sw - 1) / sw, sw * C, fast,
+                      dst + ph * C);
   }
 }
 
