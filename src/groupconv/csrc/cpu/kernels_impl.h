@@ -193,7 +193,7 @@ inline Vectorized<T> operand(const ChannelMap<T>& m, int64_t b, int64_t i, const
 
 template <typename T, int MODE>
 inline Vectorized<T> load_block(const ChannelMap<T>& m, int64_t b, const T* px) {
-  if constexpr (MODE == IDENTITY || MODE == PERMUTE || rotations<MODE>) return Vectorized<T>::loadu(px, m.load[b]);
+  if constexpr (MODE == IDENTITY || MODE == PERMUTE) return Vectorized<T>::loadu(px, m.load[b]);
   else return Vectorized<T>(T(0));
 }
 
