@@ -223,8 +223,8 @@ Tensor conv_forward(const Tensor& input, const Tensor& weight, IntArrayRef strid
                        [&](int64_t b, int64_t e) { k.forward_cl(g, xp, wp, yp, b, e); });
     } else {
       const scalar_t* wp = w.const_data_ptr<scalar_t>();
-      const int64_t tasks = g.N * g.G * g.out[0] * g.out[1];
-      at::parallel_for(0, tasks, grain(tasks, g.out[2] * g.Og * macs),
+      const int64_t tasks = g.N * g.G * g.out[0] * cf_chunks(g.out[1]);
+      at::parallel_for(0, tasks, grain(tasks, std::min(g.out[1], CF_TASK_ROWS) * g.out[2] * g.Og * macs),
                        [&](int64_t b, int64_t e) { k.forward_cf(g, xp, wp, yp, b, e); });
     }
   });
@@ -264,8 +264,8 @@ Tensor conv_input_grad(const Tensor& grad_output, const Tensor& weight, IntArray
                        [&](int64_t b, int64_t e) { k.input_grad_cl(g, gyp, wp, gxp, b, e); });
     } else {
       const scalar_t* wp = w.const_data_ptr<scalar_t>();
-      const int64_t tasks = g.N * g.G * g.in[0] * g.in[1];
-      at::parallel_for(0, tasks, grain(tasks, g.in[2] * g.Cg * macs),
+      const int64_t tasks = g.N * g.G * g.in[0] * cf_chunks(g.in[1]);
+      at::parallel_for(0, tasks, grain(tasks, std::min(g.in[1], CF_TASK_ROWS) * g.in[2] * g.Cg * macs),
                        [&](int64_t b, int64_t e) { k.input_grad_cf(g, gyp, wp, gxp, b, e); });
     }
   });

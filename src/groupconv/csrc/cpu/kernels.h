@@ -23,6 +23,11 @@ inline int64_t padded_channels(int64_t c) {
   return (c + L - 1) / L * L;
 }
 
+// A channels-first task covers this many rows of one plane (fewer at its end): enough to amortise
+// its set-up over, few enough to share a small batch out across threads.
+constexpr int64_t CF_TASK_ROWS = 16;
+inline int64_t cf_chunks(int64_t rows) { return (rows + CF_TASK_ROWS - 1) / CF_TASK_ROWS; }
+
 // A kernel computes tasks [begin, end) of its direction; what a task is depends on the kernel.
 // Weight-gradient kernels add into `partial`, a private buffer of the caller's chunk.
 template <typename T>
@@ -33,7 +38,8 @@ struct Kernels {
   void (*input_grad_cl)(const Geometry&, const T* gy, const T* w_packed, T* gx, int64_t, int64_t);
   void (*weight_grad_cl)(const Geometry&, const T* x, const T* gy, T* partial, int64_t, int64_t);
   // channels-first (N, C, D, H, W) with unit stride along W (direct.cpp runs other strides on the
-  // channels-last kernels): a task is (n, g, row) or, for the weight gradient, (n, g).
+  // channels-last kernels): a task is (n, g, depth, chunk of CF_TASK_ROWS rows) or, for the weight
+  // gradient, (n, g).
   void (*forward_cf)(const Geometry&, const T* x, const T* w, T* y, int64_t, int64_t);
   void (*input_grad_cf)(const Geometry&, const T* gy, const T* w, T* gx, int64_t, int64_t);
   void (*weight_grad_cf)(const Geometry&, const T* x, const T* gy, T* partial, int64_t, int64_t);

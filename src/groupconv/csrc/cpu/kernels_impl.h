@@ -63,6 +63,15 @@ inline __attribute__((always_inline)) void unroll(F&& f) {
   unroll_each(f, std::make_integer_sequence<int, N>{});
 }
 
+// f(std::integral_constant<int, n>) for a runtime n in [1, N]: a block's exact size as a compile-time constant.
+template <int N, typename F>
+inline void with_count(int64_t n, F&& f) {
+  if constexpr (N > 1) {
+    if (n < N) return with_count<N - 1>(n, f);
+  }
+  f(std::integral_constant<int, N>{});
+}
+
 // Accumulators a register file holds with room for the operands: 32 vector registers on AVX-512, 16 otherwise.
 constexpr int MAX_ACC = sizeof(Vectorized<float>) == 64 ? 16 : 8;
 
@@ -742,281 +751,376 @@ inline Vectorized<double> masked_fma(const Vectorized<double>& a, const Vectoriz
 }
 #endif
 
-struct CfTerm {  // one (src channel, kd, kh) whose src row exists
-  int64_t src_offset;  // the row's first element
-  int64_t w_offset;    // weight of the first dst channel at kw = 0
-};
-
-// OB dst rows x P vectors of lanes from w0: acc[ob][p] += src[col + off[kw]] * w[ob * w_step + kw].
-template <typename T, int OB, int P>
-inline void cf_block(const T* src, const T* w, int64_t w_step, const CfTerm* terms, int64_t nterms, const int64_t* off,
-                     int64_t KW, int64_t w0, int64_t Wdst, int64_t Wsrc, T* const* dst) {
-  constexpr int64_t V = Vectorized<T>::size();
-  int64_t n[P];
+// The first n (<= V) elements at p, zeros in the other lanes.
+template <typename T>
+inline Vectorized<T> load_first(const T* p, int64_t n) {
 #if defined(CPU_CAPABILITY_AVX512)
-  constexpr int64_t MaxKW = 16;
-  if (KW <= MaxKW) {
-    LaneMask<T> mask[P][MaxKW];
-    int64_t start[P][MaxKW];
-    for (int p = 0; p < P; ++p) {
-      n[p] = std::min<int64_t>(V, Wdst - w0 - p * V);
-      for (int64_t kw = 0; kw < KW; ++kw) {
-        const Span<T> s = span_of<T>(w0 + p * V, n[p], off[kw], Wsrc);
-        mask[p][kw] = lanes_of(s);
-        start[p][kw] = s.start;
-      }
-    }
-    AccT<T> acc[OB][P];
-    for (int ob = 0; ob < OB; ++ob)
-      for (int p = 0; p < P; ++p) acc[ob][p] = Vectorized<T>(T(0));
-    for (int64_t t = 0; t < nterms; ++t) {
-      const T* row = src + terms[t].src_offset;
-      const T* wt = w + terms[t].w_offset;
-      for (int64_t kw = 0; kw < KW; ++kw) {
-        Vectorized<T> xv[P];
-        for (int p = 0; p < P; ++p) xv[p] = masked_load(row + start[p][kw], mask[p][kw]);
-        for (int ob = 0; ob < OB; ++ob) {
-          const Vectorized<T> wv(wt[ob * w_step + kw]);
-          for (int p = 0; p < P; ++p) acc[ob][p] = masked_fma(xv[p], wv, Vectorized<T>(acc[ob][p]), mask[p][kw]);
-        }
-      }
-    }
-    for (int ob = 0; ob < OB; ++ob)
-      for (int p = 0; p < P; ++p) Vectorized<T>(acc[ob][p]).store(dst[ob] + w0 + p * V, n[p]);
-    return;
+  return masked_load(p, static_cast<LaneMask<T>>((uint32_t(1) << n) - 1));
+#else
+  return Vectorized<T>::loadu(p, n);
+#endif
+}
+
+template <typename T>
+inline T lane_sum(const Vectorized<T>& v) {
+  constexpr int64_t V = Vectorized<T>::size();
+  T lanes[V];
+  v.store(lanes);
+  T sum = 0;
+  for (int64_t l = 0; l < V; ++l) sum += lanes[l];
+  return sum;
+}
+
+// The lanes of one dst vector at one kernel column: where its src load starts and which lanes lie
+// inside the src row (the others add nothing). Loads and FMAs go through it, masked on AVX-512.
+template <typename T>
+struct Lanes {
+  Span<T> span;
+  int64_t n;  // dst lanes in this vector
+#if defined(CPU_CAPABILITY_AVX512)
+  LaneMask<T> mask;
+  Vectorized<T> load(const T* row) const { return masked_load(row + span.start, mask); }
+  AccT<T> fma(const Vectorized<T>& x, const Vectorized<T>& w, const AccT<T>& acc) const {
+    return masked_fma(x, w, Vectorized<T>(acc), mask);
+  }
+#else
+  Vectorized<T> load(const T* row) const { return span.hi <= span.lo ? Vectorized<T>(T(0)) : load_span(row, span); }
+  AccT<T> fma(const Vectorized<T>& x, const Vectorized<T>& w, const AccT<T>& acc) const {
+    return span.hi <= span.lo ? acc : AccT<T>(fma_span(x, w, Vectorized<T>(acc), span, n));
   }
 #endif
-  bool inside = true;  // every load of every kw fully inside the row
-  for (int p = 0; p < P; ++p) {
-    n[p] = std::min<int64_t>(V, Wdst - w0 - p * V);
-    for (int64_t kw = 0; kw < KW; ++kw) {
-      const Span<T> s = span_of<T>(w0 + p * V, n[p], off[kw], Wsrc);
-      inside = inside && s.lo == 0 && s.hi == n[p];
-    }
-  }
-  AccT<T> acc[OB][P];
-  for (int ob = 0; ob < OB; ++ob)
-    for (int p = 0; p < P; ++p) acc[ob][p] = Vectorized<T>(T(0));
-  for (int64_t t = 0; t < nterms; ++t) {
-    const T* row = src + terms[t].src_offset;
-    const T* wt = w + terms[t].w_offset;
-    for (int64_t kw = 0; kw < KW; ++kw) {
-      if (inside) {
-        Vectorized<T> xv[P];
-        for (int p = 0; p < P; ++p) xv[p] = Vectorized<T>::loadu(row + w0 + p * V + off[kw], n[p]);
-        for (int ob = 0; ob < OB; ++ob) {
-          const Vectorized<T> wv(wt[ob * w_step + kw]);
-          for (int p = 0; p < P; ++p) acc[ob][p] = at::vec::fmadd(xv[p], wv, Vectorized<T>(acc[ob][p]));
-        }
-      } else {
-        for (int p = 0; p < P; ++p) {
-          const Span<T> s = span_of<T>(w0 + p * V, n[p], off[kw], Wsrc);
-          if (s.hi <= s.lo) continue;
-          const Vectorized<T> xv = load_span(row, s);
-          for (int ob = 0; ob < OB; ++ob)
-            acc[ob][p] = fma_span(xv, Vectorized<T>(wt[ob * w_step + kw]), Vectorized<T>(acc[ob][p]), s, n[p]);
-        }
-      }
-    }
-  }
-  for (int ob = 0; ob < OB; ++ob)
-    for (int p = 0; p < P; ++p) Vectorized<T>(acc[ob][p]).store(dst[ob] + w0 + p * V, n[p]);
-}
+};
 
-template <typename T, int OB>
-inline void cf_rows(const T* src, const T* w, int64_t w_step, const CfTerm* terms, int64_t nterms, const int64_t* off,
-                    int64_t KW, int64_t Wdst, int64_t Wsrc, T* const* dst) {
-  constexpr int64_t V = Vectorized<T>::size();
-  int64_t w0 = 0;
-  for (; w0 + 2 * V < Wdst; w0 += 3 * V) cf_block<T, OB, 3>(src, w, w_step, terms, nterms, off, KW, w0, Wdst, Wsrc, dst);
-  if (w0 + V < Wdst) cf_block<T, OB, 2>(src, w, w_step, terms, nterms, off, KW, w0, Wdst, Wsrc, dst);
-  else if (w0 < Wdst) cf_block<T, OB, 1>(src, w, w_step, terms, nterms, off, KW, w0, Wdst, Wsrc, dst);
-}
-
-// Rows of `count` dst channels, OB at a time; dst channel c's weights start at w + c * w_step.
+// [vector v][kw] of a dst row of Wdst pixels whose pixel w reads src column w + off[kw].
 template <typename T>
-inline void cf_channels(const T* src, const T* w, int64_t w_step, const CfTerm* terms, int64_t nterms,
-                        const int64_t* off, int64_t KW, int64_t Wdst, int64_t Wsrc, T* dst0, int64_t dst_step,
-                        int64_t count) {
-  constexpr int OB = 4;
-  for (int64_t c = 0; c < count; c += OB) {
-    T* dst[OB];
-    for (int ob = 0; ob < OB; ++ob) dst[ob] = dst0 + (c + std::min<int64_t>(ob, count - 1 - c)) * dst_step;
-    const T* wc = w + c * w_step;
-    switch (std::min<int64_t>(OB, count - c)) {
-      case 4: cf_rows<T, 4>(src, wc, w_step, terms, nterms, off, KW, Wdst, Wsrc, dst); break;
-      case 3: cf_rows<T, 3>(src, wc, w_step, terms, nterms, off, KW, Wdst, Wsrc, dst); break;
-      case 2: cf_rows<T, 2>(src, wc, w_step, terms, nterms, off, KW, Wdst, Wsrc, dst); break;
-      default: cf_rows<T, 1>(src, wc, w_step, terms, nterms, off, KW, Wdst, Wsrc, dst); break;
+std::vector<Lanes<T>> row_lanes(int64_t Wdst, int64_t Wsrc, const std::vector<int64_t>& off) {
+  constexpr int64_t V = Vectorized<T>::size();
+  const int64_t KW = static_cast<int64_t>(off.size()), nv = (Wdst + V - 1) / V;
+  std::vector<Lanes<T>> lanes(nv * KW);
+  for (int64_t v = 0; v < nv; ++v)
+    for (int64_t kw = 0; kw < KW; ++kw) {
+      Lanes<T>& l = lanes[v * KW + kw];
+      l.n = std::min(V, Wdst - v * V);
+      l.span = span_of<T>(v * V, l.n, off[kw], Wsrc);
+#if defined(CPU_CAPABILITY_AVX512)
+      l.mask = lanes_of(l.span);
+#endif
     }
+  return lanes;
+}
+
+struct CfTerm {  // one (src channel, kd, kh) read by a block of dst rows
+  int64_t src_offset;  // its src row for dst row 0 of the block (outside the plane where that row reads padding)
+  int64_t w_offset;    // weight of the first dst channel at kw = 0
+  uint32_t rows;       // bit r: dst row r reads a src row inside the plane
+};
+
+// A channels-first direction as rows: dst row r of a block reads, for each term, src row + r * src_step
+// (elements); dst row r is at dst + r * dst_step.
+template <typename T>
+struct CfRows {
+  const T* src;
+  int64_t src_step, dst_step, w_step, KW;  // w_step: from one dst channel's weights to the next
+  const Lanes<T>* lanes;                   // row_lanes of the dst row
+};
+
+// Register rows of a block: accumulators for OB channels x RB rows x P vectors fill the register file.
+constexpr int block_rows(int OB, int P) { return std::max(1, std::min(8, MAX_ACC / (OB * P))); }
+
+// OB dst channels x nr (<= RB) rows x P vectors from vector v0: acc[ob][r][p] += src row (term, r) at
+// column (v0 + p) * V + off[kw] times w[ob * w_step + kw]. Each weight is loaded once per (term, kw) and
+// used RB * P times; each src vector once per (term, kw, r) and used OB times.
+template <typename T, int OB, int RB, int P>
+inline void cf_block(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, const T* w, int64_t v0, int64_t nr,
+                     T* const* dst) {
+  constexpr int64_t V = Vectorized<T>::size();
+  const int64_t KW = job.KW;
+  const Lanes<T>* lanes = job.lanes + v0 * KW;
+  AccT<T> acc[OB][RB][P];
+  unroll<OB>([&](auto ob) __attribute__((always_inline)) {
+    unroll<RB>([&](auto r) __attribute__((always_inline)) {
+      unroll<P>([&](auto p) __attribute__((always_inline)) { acc[ob][r][p] = Vectorized<T>(T(0)); });
+    });
+  });
+  for (int64_t t = 0; t < nterms; ++t) {
+    const T* base = job.src + terms[t].src_offset;
+    const T* wt = w + terms[t].w_offset;
+    const uint32_t rows = terms[t].rows;
+    for (int64_t kw = 0; kw < KW; ++kw) {
+      Vectorized<T> wv[OB];
+      unroll<OB>([&](auto ob) __attribute__((always_inline)) { wv[ob] = Vectorized<T>(wt[ob * job.w_step + kw]); });
+      unroll<RB>([&](auto r) __attribute__((always_inline)) {
+        if (!(rows >> r & 1u)) return;
+        const T* row = base + r * job.src_step;
+        unroll<P>([&](auto p) __attribute__((always_inline)) {
+          const Lanes<T>& l = lanes[p * KW + kw];
+          const Vectorized<T> xv = l.load(row);
+          unroll<OB>([&](auto ob) __attribute__((always_inline)) { acc[ob][r][p] = l.fma(xv, wv[ob], acc[ob][r][p]); });
+        });
+      });
+    }
+  }
+  unroll<OB>([&](auto ob) __attribute__((always_inline)) {
+    unroll<RB>([&](auto r) __attribute__((always_inline)) {
+      if (r >= nr) return;
+      unroll<P>([&](auto p) __attribute__((always_inline)) {
+        Vectorized<T>(acc[ob][r][p]).store(dst[ob] + r * job.dst_step + (v0 + p) * V, lanes[p * KW].n);
+      });
+    });
+  });
+}
+
+// OB dst channels x nr rows, every vector of the row: PMAX vectors at a time, then the rest.
+template <typename T, int OB, int RB, int PMAX>
+inline void cf_channel_block(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, const T* w, int64_t nv,
+                             int64_t nr, T* const* dst) {
+  int64_t v = 0;
+  for (; v + PMAX <= nv; v += PMAX) cf_block<T, OB, RB, PMAX>(job, terms, nterms, w, v, nr, dst);
+  if constexpr (PMAX > 2) {
+    if (nv - v == 2) return cf_block<T, OB, RB, 2>(job, terms, nterms, w, v, nr, dst);
+  }
+  if constexpr (PMAX > 1) {
+    if (nv - v == 1) cf_block<T, OB, RB, 1>(job, terms, nterms, w, v, nr, dst);
   }
 }
 
-// Forward, channels-first: a task is (n, g, od, oh).
+// `count` dst channels (dst channel c's row 0 at dst0 + c * channel_step, its weights at w + c * job.w_step)
+// x nr rows: 4, 2 and 1 channels at a time.
+template <typename T, int OB_MAIN, int RB, int PMAX>
+void cf_channels(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, const T* w, int64_t nv, int64_t nr,
+                 T* dst0, int64_t channel_step, int64_t count) {
+  int64_t c = 0;
+  const auto run = [&](auto ob) __attribute__((always_inline)) {
+    constexpr int OB = decltype(ob)::value;
+    for (; c + OB <= count; c += OB) {
+      T* dst[OB];
+      for (int i = 0; i < OB; ++i) dst[i] = dst0 + (c + i) * channel_step;
+      cf_channel_block<T, OB, RB, PMAX>(job, terms, nterms, w + c * job.w_step, nv, nr, dst);
+    }
+  };
+  if constexpr (OB_MAIN >= 4) run(std::integral_constant<int, 4>{});
+  if constexpr (OB_MAIN >= 2) run(std::integral_constant<int, 2>{});
+  run(std::integral_constant<int, 1>{});
+}
+
+// The dst rows of one task of a channels-first direction: positions [q0, q1) of the plane's rows taken in
+// phase-major order (rows p, p + step, p + 2 * step, ... for phase p < step), in blocks of RB rows of one
+// phase. `terms_of(first_row, nr, terms)` lists the terms of rows first_row + r * step, r < nr.
+template <typename T, int OB_MAIN, int PMAX, typename Terms>
+void cf_task_rows(const CfRows<T>& job, int64_t H, int64_t step, int64_t q0, int64_t q1, int64_t nv, const T* w,
+                  T* dst_plane, int64_t row_width, int64_t channel_step, int64_t count, std::vector<CfTerm>& terms,
+                  const Terms& terms_of) {
+  constexpr int RB = block_rows(OB_MAIN, PMAX);
+  int64_t phase_start = 0;  // position of the phase's first row
+  for (int64_t phase = 0; phase < std::min(step, H) && phase_start < q1; ++phase) {
+    const int64_t rows = (H - phase + step - 1) / step;
+    for (int64_t k = std::max<int64_t>(0, q0 - phase_start); k < rows && phase_start + k < q1; k += RB) {
+      const int64_t nr = std::min<int64_t>({RB, rows - k, q1 - phase_start - k});
+      const int64_t first = phase + k * step;
+      const int64_t nterms = terms_of(first, nr, terms.data());
+      cf_channels<T, OB_MAIN, RB, PMAX>(job, terms.data(), nterms, w, nv, nr, dst_plane + first * row_width,
+                                        channel_step, count);
+    }
+    phase_start += rows;
+  }
+}
+
+// cf_task_rows with the register blocking chosen for `count` dst channels and the row's vectors.
+template <typename T, typename Terms>
+void cf_task(const CfRows<T>& job, int64_t H, int64_t step, int64_t q0, int64_t q1, int64_t Wdst, const T* w,
+             T* dst_plane, int64_t channel_step, int64_t count, std::vector<CfTerm>& terms, const Terms& terms_of) {
+  constexpr int64_t V = Vectorized<T>::size();
+  const int64_t nv = (Wdst + V - 1) / V;
+  const auto with_pmax = [&](auto ob_main) {
+    constexpr int OB_MAIN = decltype(ob_main)::value;
+    if (nv >= 3)
+      return cf_task_rows<T, OB_MAIN, 3>(job, H, step, q0, q1, nv, w, dst_plane, Wdst, channel_step, count, terms,
+                                         terms_of);
+    if (nv == 2)
+      return cf_task_rows<T, OB_MAIN, 2>(job, H, step, q0, q1, nv, w, dst_plane, Wdst, channel_step, count, terms,
+                                         terms_of);
+    cf_task_rows<T, OB_MAIN, 1>(job, H, step, q0, q1, nv, w, dst_plane, Wdst, channel_step, count, terms, terms_of);
+  };
+  if (count >= 4) return with_pmax(std::integral_constant<int, 4>{});
+  if (count >= 2) return with_pmax(std::integral_constant<int, 2>{});
+  with_pmax(std::integral_constant<int, 1>{});
+}
+
+// Bits r < nr of the rows whose src row first + r * step lies in [0, limit).
+inline uint32_t rows_inside(int64_t first, int64_t step, int64_t nr, int64_t limit) {
+  uint32_t bits = 0;
+  for (int64_t r = 0; r < nr; ++r) {
+    const int64_t row = first + r * step;
+    if (row >= 0 && row < limit) bits |= 1u << r;
+  }
+  return bits;
+}
+
+// A task's place: (n, group, depth, chunk of CF_TASK_ROWS row positions) of `chunks` per plane.
+struct CfTask {
+  int64_t n, grp, d, q0;
+};
+inline CfTask cf_task_of(int64_t t, int64_t G, int64_t D, int64_t chunks) {
+  return {t / (G * D * chunks), t / (D * chunks) % G, t / chunks % D, t % chunks * CF_TASK_ROWS};
+}
+
+// Forward, channels-first: a task is (n, g, od, chunk of output rows).
 template <typename T>
 void forward_cf(const Geometry& g, const T* x, const T* w, T* y, int64_t begin, int64_t end) {
   const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2], K = g.taps();
   const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
   std::vector<int64_t> off(KW);
   for (int64_t kw = 0; kw < KW; ++kw) off[kw] = kw * g.dil[2] - g.pad[2];
+  const std::vector<Lanes<T>> lanes = row_lanes<T>(OW, IW, off);
+  const CfRows<T> job{x, g.stride[1] * IW, OW, g.Cg * K, KW, lanes.data()};
   std::vector<CfTerm> terms(g.Cg * KD * KH);
+  const int64_t chunks = cf_chunks(OH);
   for (int64_t t = begin; t < end; ++t) {
-    const int64_t n = t / (g.G * OD * OH), grp = t / (OD * OH) % g.G, od = t / OH % OD, oh = t % OH;
-    int64_t nterms = 0;
-    for (int64_t i = 0; i < g.Cg; ++i)
-      for (int64_t kd = 0; kd < KD; ++kd) {
-        const int64_t id = od * g.stride[0] + kd * g.dil[0] - g.pad[0];
-        if (id < 0 || id >= ID) continue;
-        for (int64_t kh = 0; kh < KH; ++kh) {
-          const int64_t ih = oh * g.stride[1] + kh * g.dil[1] - g.pad[1];
-          if (ih < 0 || ih >= IH) continue;
-          terms[nterms++] = {(((n * g.C() + grp * g.Cg + i) * ID + id) * IH + ih) * IW, i * K + (kd * KH + kh) * KW};
+    const CfTask task = cf_task_of(t, g.G, OD, chunks);
+    const auto terms_of = [&](int64_t oh, int64_t nr, CfTerm* out) {
+      int64_t nterms = 0;
+      for (int64_t i = 0; i < g.Cg; ++i)
+        for (int64_t kd = 0; kd < KD; ++kd) {
+          const int64_t id = task.d * g.stride[0] + kd * g.dil[0] - g.pad[0];
+          if (id < 0 || id >= ID) continue;
+          for (int64_t kh = 0; kh < KH; ++kh) {
+            const int64_t ih = oh * g.stride[1] + kh * g.dil[1] - g.pad[1];
+            const uint32_t rows = rows_inside(ih, g.stride[1], nr, IH);
+            if (rows == 0) continue;
+            out[nterms++] = {(((task.n * g.C() + task.grp * g.Cg + i) * ID + id) * IH + ih) * IW,
+                             i * K + (kd * KH + kh) * KW, rows};
+          }
         }
-      }
-    T* dst = y + (((n * g.O() + grp * g.Og) * OD + od) * OH + oh) * OW;
-    cf_channels(x, w + grp * g.Og * g.Cg * K, g.Cg * K, terms.data(), nterms, off.data(), KW, OW, IW, dst,
-                OD * OH * OW, g.Og);
+      return nterms;
+    };
+    T* plane = y + ((task.n * g.O() + task.grp * g.Og) * OD + task.d) * OH * OW;
+    cf_task(job, OH, 1, task.q0, std::min(OH, task.q0 + CF_TASK_ROWS), OW, w + task.grp * g.Og * g.Cg * K, plane,
+            OD * OH * OW, g.Og, terms, terms_of);
   }
 }
 
-// Input gradient, channels-first, unit stride along W: a task is (n, g, id, ih).
+// Input gradient, channels-first, unit stride along W: a task is (n, g, id, chunk of input rows), the
+// rows taken phase by phase, since the rows of one phase of the H stride read consecutive grad_y rows.
 template <typename T>
 void input_grad_cf(const Geometry& g, const T* gy, const T* w, T* gx, int64_t begin, int64_t end) {
   const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2], K = g.taps();
   const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
+  const int64_t SH = g.stride[1];
   std::vector<int64_t> off(KW);
   for (int64_t kw = 0; kw < KW; ++kw) off[kw] = g.pad[2] - kw * g.dil[2];
+  const std::vector<Lanes<T>> lanes = row_lanes<T>(IW, OW, off);
+  const CfRows<T> job{gy, OW, SH * IW, K, KW, lanes.data()};
   std::vector<CfTerm> terms(g.Og * KD * KH);
+  const int64_t chunks = cf_chunks(IH);
   for (int64_t t = begin; t < end; ++t) {
-    const int64_t n = t / (g.G * ID * IH), grp = t / (ID * IH) % g.G, id = t / IH % ID, ih = t % IH;
-    int64_t nterms = 0;
-    for (int64_t j = 0; j < g.Og; ++j)
-      for (int64_t kd = 0; kd < KD; ++kd) {
-        const int64_t num_d = id + g.pad[0] - kd * g.dil[0];
-        if (num_d < 0 || num_d % g.stride[0] != 0 || num_d / g.stride[0] >= OD) continue;
-        for (int64_t kh = 0; kh < KH; ++kh) {
-          const int64_t num_h = ih + g.pad[1] - kh * g.dil[1];
-          if (num_h < 0 || num_h % g.stride[1] != 0 || num_h / g.stride[1] >= OH) continue;
-          const int64_t src = (((n * g.O() + grp * g.Og + j) * OD + num_d / g.stride[0]) * OH + num_h / g.stride[1]) * OW;
-          terms[nterms++] = {src, j * g.Cg * K + (kd * KH + kh) * KW};
+    const CfTask task = cf_task_of(t, g.G, ID, chunks);
+    const auto terms_of = [&](int64_t ih, int64_t nr, CfTerm* out) {
+      int64_t nterms = 0;
+      for (int64_t j = 0; j < g.Og; ++j)
+        for (int64_t kd = 0; kd < KD; ++kd) {
+          const int64_t num_d = task.d + g.pad[0] - kd * g.dil[0];
+          if (num_d < 0 || num_d % g.stride[0] != 0 || num_d / g.stride[0] >= OD) continue;
+          for (int64_t kh = 0; kh < KH; ++kh) {
+            const int64_t num_h = ih + g.pad[1] - kh * g.dil[1];
+            if (num_h % SH != 0) continue;  // this phase's rows never read that tap
+            const uint32_t rows = rows_inside(num_h / SH, 1, nr, OH);
+            if (rows == 0) continue;
+            out[nterms++] = {(((task.n * g.O() + task.grp * g.Og + j) * OD + num_d / g.stride[0]) * OH + num_h / SH) * OW,
+                             j * g.Cg * K + (kd * KH + kh) * KW, rows};
+          }
         }
-      }
-    T* dst = gx + (((n * g.C() + grp * g.Cg) * ID + id) * IH + ih) * IW;
-    if (nterms == 0) {
-      for (int64_t i = 0; i < g.Cg; ++i) std::memset(dst + i * ID * IH * IW, 0, sizeof(T) * IW);
-      continue;
-    }
-    cf_channels(gy, w + grp * g.Og * g.Cg * K, K, terms.data(), nterms, off.data(), KW, IW, OW, dst, ID * IH * IW,
-                g.Cg);
+      return nterms;
+    };
+    T* plane = gx + ((task.n * g.C() + task.grp * g.Cg) * ID + task.d) * IH * IW;
+    cf_task(job, IH, SH, task.q0, std::min(IH, task.q0 + CF_TASK_ROWS), IW, w + task.grp * g.Og * g.Cg * K, plane,
+            ID * IH * IW, g.Cg, terms, terms_of);
   }
 }
 
-// Output channels j0.. (nj <= JB) x input channels i0.. (ni <= IB) x taps t0.. (nt <= TB) of one kd, summed
-// over the whole plane in registers, reduced across lanes once at the end: each grad_y vector is loaded
-// once per row and used for every tap and input channel of the block.
-template <typename T, int JB, int IB, int TB>
+// Output channels j0.. (nj <= JB) x input channels i0.. (ni <= IB) x the KB kernel columns from kw0 of
+// one (kd, kh), summed over the whole plane in registers and across lanes once at the end: each grad_y
+// vector is loaded once per row and used for every column and input channel of the block.
+template <typename T, int JB, int IB, int KB>
 void wg_cf_block(const Geometry& g, const T* x_planes, const T* gy_planes, int64_t nj, int64_t ni, int64_t kd,
-                 const int64_t* kh_of, const int64_t* kw_of, int64_t nt, const Span<T>* spans, T* partial) {
+                 int64_t kh, int64_t kw0, const Lanes<T>* lanes, T* partial) {
   constexpr int64_t V = Vectorized<T>::size();
   const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
   const int64_t KW = g.k[2], nv = (OW + V - 1) / V, x_plane = ID * IH * IW, gy_plane = OD * OH * OW;
-  AccT<T> acc[JB][IB][TB];
+  AccT<T> acc[JB][IB][KB];
   unroll<JB>([&](auto jb) __attribute__((always_inline)) {
     unroll<IB>([&](auto ib) __attribute__((always_inline)) {
-      unroll<TB>([&](auto tb) __attribute__((always_inline)) { acc[jb][ib][tb] = Vectorized<T>(T(0)); });
+      unroll<KB>([&](auto kb) __attribute__((always_inline)) { acc[jb][ib][kb] = Vectorized<T>(T(0)); });
     });
   });
   for (int64_t od = 0; od < OD; ++od) {
     const int64_t id = od * g.stride[0] + kd * g.dil[0] - g.pad[0];
     if (id < 0 || id >= ID) continue;
     for (int64_t oh = 0; oh < OH; ++oh) {
-      const T* rows[TB];  // tap tb's x row in the first input channel, or null where it is padding
-      unroll<TB>([&](auto tb) __attribute__((always_inline)) {
-        const int64_t ih = tb < nt ? oh * g.stride[1] + kh_of[tb] * g.dil[1] - g.pad[1] : -1;
-        rows[tb] = ih >= 0 && ih < IH ? x_planes + (id * IH + ih) * IW : nullptr;
-      });
+      const int64_t ih = oh * g.stride[1] + kh * g.dil[1] - g.pad[1];
+      if (ih < 0 || ih >= IH) continue;
+      const T* x_row = x_planes + (id * IH + ih) * IW;
       const T* gy_row = gy_planes + (od * OH + oh) * OW;
       for (int64_t v = 0; v < nv; ++v) {
-        const int64_t cnt = std::min(V, OW - v * V);
+        const Lanes<T>* lv = lanes + v * KW + kw0;
         Vectorized<T> gv[JB];
         unroll<JB>([&](auto jb) __attribute__((always_inline)) {
-          if (jb < nj) gv[jb] = Vectorized<T>::loadu(gy_row + jb * gy_plane + v * V, cnt);
+          if (jb < nj) gv[jb] = load_first(gy_row + jb * gy_plane + v * V, lv->n);
         });
-        // Each tap's lanes once, each x vector once for its output channels; lanes outside the row add nothing.
-        unroll<TB>([&](auto tb) __attribute__((always_inline)) {
-          if (rows[tb] == nullptr) return;
-          const Span<T>& sp = spans[v * KW + kw_of[tb]];
-#if defined(CPU_CAPABILITY_AVX512)
-          const LaneMask<T> k = lanes_of(sp);
-#else
-          if (sp.hi <= sp.lo) return;
-#endif
+        unroll<KB>([&](auto kb) __attribute__((always_inline)) {
           unroll<IB>([&](auto ib) __attribute__((always_inline)) {
             if (ib >= ni) return;
-            const T* row = rows[tb] + ib * x_plane;
-#if defined(CPU_CAPABILITY_AVX512)
-            const Vectorized<T> xv = masked_load(row + sp.start, k);
-#else
-            const Vectorized<T> xv = load_span(row, sp);
-#endif
+            const Vectorized<T> xv = lv[kb].load(x_row + ib * x_plane);
             unroll<JB>([&](auto jb) __attribute__((always_inline)) {
-              if (jb >= nj) return;
-#if defined(CPU_CAPABILITY_AVX512)
-              acc[jb][ib][tb] = masked_fma(xv, gv[jb], Vectorized<T>(acc[jb][ib][tb]), k);
-#else
-              acc[jb][ib][tb] = fma_span(xv, gv[jb], Vectorized<T>(acc[jb][ib][tb]), sp, cnt);
-#endif
+              if (jb < nj) acc[jb][ib][kb] = lv[kb].fma(xv, gv[jb], acc[jb][ib][kb]);
             });
           });
         });
       }
     }
   }
-  const int64_t K = g.taps();
+  const int64_t first_tap = (kd * g.k[1] + kh) * KW + kw0, K = g.taps();
   unroll<JB>([&](auto jb) __attribute__((always_inline)) {
     unroll<IB>([&](auto ib) __attribute__((always_inline)) {
-      unroll<TB>([&](auto tb) __attribute__((always_inline)) {
-        if (jb >= nj || ib >= ni || tb >= nt) return;
-        T lanes[V];
-        Vectorized<T>(acc[jb][ib][tb]).store(lanes);
-        T sum = 0;
-        for (int64_t l = 0; l < V; ++l) sum += lanes[l];
-        partial[(jb * g.Cg + ib) * K + (kd * g.k[1] + kh_of[tb]) * KW + kw_of[tb]] += sum;
+      unroll<KB>([&](auto kb) __attribute__((always_inline)) {
+        if (jb >= nj || ib >= ni) return;
+        partial[(jb * g.Cg + ib) * K + first_tap + kb] += lane_sum<T>(acc[jb][ib][kb]);
       });
     });
   });
 }
 
-// Weight gradient, channels-first, unit stride along W: a task is (n, g); partial: (O, Cg, K).
-template <typename T, int JB, int IB, int TB>
+// Weight gradient, channels-first, unit stride along W: a task is (n, g); partial: (O, Cg, K). Blocks of JB
+// output x IB input channels x KB_MAX kernel columns (the last block of a row exactly as many as are left).
+template <typename T, int JB, int IB, int KB_MAX>
 void weight_grad_cf_blocked(const Geometry& g, const T* x, const T* gy, T* partial, int64_t begin, int64_t end) {
-  constexpr int64_t V = Vectorized<T>::size();
   const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2], K = g.taps(), OW = g.out[2], IW = g.in[2];
-  const int64_t nv = (OW + V - 1) / V;
-  std::vector<Span<T>> spans(nv * KW);  // the src lanes of output vector v at tap kw, the same on every row
-  for (int64_t v = 0; v < nv; ++v)
-    for (int64_t kw = 0; kw < KW; ++kw)
-      spans[v * KW + kw] = span_of<T>(v * V, std::min(V, OW - v * V), kw * g.dil[2] - g.pad[2], IW);
-  std::vector<int64_t> kh_of(KH * KW), kw_of(KH * KW);
-  for (int64_t t = 0; t < KH * KW; ++t) kh_of[t] = t / KW, kw_of[t] = t % KW;
+  std::vector<int64_t> off(KW);
+  for (int64_t kw = 0; kw < KW; ++kw) off[kw] = kw * g.dil[2] - g.pad[2];
+  const std::vector<Lanes<T>> lanes = row_lanes<T>(OW, IW, off);  // the same on every row
   const int64_t x_plane = g.in[0] * g.in[1] * IW, gy_plane = g.out[0] * g.out[1] * OW;
   for (int64_t t = begin; t < end; ++t) {
     const int64_t n = t / g.G, grp = t % g.G;
     for (int64_t j0 = 0; j0 < g.Og; j0 += JB)
-      for (int64_t i0 = 0; i0 < g.Cg; i0 += IB)
+      for (int64_t i0 = 0; i0 < g.Cg; i0 += IB) {
+        const T* xp = x + (n * g.C() + grp * g.Cg + i0) * x_plane;
+        const T* gyp = gy + (n * g.O() + grp * g.Og + j0) * gy_plane;
+        const int64_t nj = std::min<int64_t>(JB, g.Og - j0), ni = std::min<int64_t>(IB, g.Cg - i0);
+        T* out = partial + ((grp * g.Og + j0) * g.Cg + i0) * K;
         for (int64_t kd = 0; kd < KD; ++kd)
-          for (int64_t t0 = 0; t0 < KH * KW; t0 += TB)
-            wg_cf_block<T, JB, IB, TB>(g, x + (n * g.C() + grp * g.Cg + i0) * x_plane,
-                                       gy + (n * g.O() + grp * g.Og + j0) * gy_plane, std::min<int64_t>(JB, g.Og - j0),
-                                       std::min<int64_t>(IB, g.Cg - i0), kd, kh_of.data() + t0, kw_of.data() + t0,
-                                       std::min<int64_t>(TB, KH * KW - t0), spans.data(),
-                                       partial + ((grp * g.Og + j0) * g.Cg + i0) * K);
+          for (int64_t kh = 0; kh < KH; ++kh)
+            for (int64_t kw0 = 0; kw0 < KW; kw0 += KB_MAX) {
+              const auto block = [&](auto kb) {
+                wg_cf_block<T, JB, IB, decltype(kb)::value>(g, xp, gyp, nj, ni, kd, kh, kw0, lanes.data(), out);
+              };
+              with_count<KB_MAX>(std::min<int64_t>(KB_MAX, KW - kw0), block);
+            }
+      }
   }
 }
 
 template <typename T>
 void weight_grad_cf(const Geometry& g, const T* x, const T* gy, T* partial, int64_t begin, int64_t end) {
-  if (g.Og == 1 && g.Cg == 1) return weight_grad_cf_blocked<T, 1, 1, MAX_ACC>(g, x, gy, partial, begin, end);
+  if (g.Og == 1 && g.Cg == 1) return weight_grad_cf_blocked<T, 1, 1, std::min(8, MAX_ACC)>(g, x, gy, partial, begin, end);
   return weight_grad_cf_blocked<T, 2, 2, MAX_ACC / 4>(g, x, gy, partial, begin, end);
 }
 
