@@ -90,18 +90,21 @@ def test_cached_choice_that_cannot_run_the_call_falls_back(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize(
-    ("groups", "layout", "size", "expected"),
-    [(64, "contiguous", 28, "native"), (128, "contiguous", 28, "direct"), (128, "contiguous", 6, "native"),
-     (256, "contiguous", 28, "native"), (8, "contiguous", 28, "native"),
-     (128, "channels_last", 28, "direct"), (64, "channels_last", 28, "direct"), (32, "channels_last", 28, "native"),
-     (256, "channels_last", 28, "native")],
+    ("groups", "layout", "size", "stride", "expected"),
+    [(128, "contiguous", 28, 1, "direct"), (64, "contiguous", 28, 1, "direct"), (256, "contiguous", 28, 1, "direct"),
+     (128, "contiguous", 28, 2, "direct"), (64, "contiguous", 28, 2, "native"), (256, "contiguous", 28, 2, "native"),
+     (256, "contiguous", 14, 1, "native"), (128, "contiguous", 6, 1, "native"), (32, "contiguous", 28, 1, "native"),
+     (128, "channels_last", 28, 1, "direct"), (64, "channels_last", 28, 1, "direct"),
+     (64, "channels_last", 28, 2, "native"), (32, "channels_last", 28, 1, "native"),
+     (256, "channels_last", 28, 1, "native")],
 )  # fmt: skip
-def test_default_heuristic(groups, layout, size, expected):
-    """Untuned, 2 channels per group in either layout and 4 on channels-last input, on CPU input of 200,000
-    elements or more, go to groupconv's kernels, the rest to oneDNN."""
-    x = torch.randn(1, 256, size, size)  # 28 x 28: 200,704 elements
+def test_default_heuristic(groups, layout, size, stride, expected):
+    """Untuned, on CPU input of 200,000 elements or more: 2 channels per group at any stride, and at unit
+    stride 1 to 4 on channels-first input (depthwise on rows of 16 pixels or more) and 4 on channels-last,
+    go to groupconv's kernels, the rest to oneDNN."""
+    x = torch.randn(8, 256, size, size)  # 6 x 6: 73,728 elements
     x = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
-    spec = ConvSpec(256, 256, 3, groups=groups)
+    spec = ConvSpec(256, 256, 3, stride=stride, groups=groups)
     assert dispatch.default(spec, x) is formulations.load(expected)
 
 
@@ -119,13 +122,13 @@ def test_default_heuristic_for_grouped_1x1(groups, stride, layout, expected):
 
 @pytest.mark.parametrize(
     ("layout", "groups", "forced", "pytorch_runs_it"),
-    [("contiguous", 256, None, True), ("channels_last", 256, None, True), ("contiguous", 128, None, False),
-     ("channels_last", 128, None, False), ("contiguous", 256, "native", False)],
+    [("contiguous", 32, None, True), ("channels_last", 256, None, True), ("contiguous", 128, None, False),
+     ("channels_last", 128, None, False), ("contiguous", 256, None, False), ("contiguous", 32, "native", False)],
 )  # fmt: skip
 def test_a_layer_pytorch_wins_throughout_is_pytorch_convolution(layout, groups, forced, pytorch_runs_it):
-    """Untuned, depthwise layers are oneDNN's in every direction, so PyTorch's own convolution and
-    autograd run them; narrow groups (groupconv's kernels) and forced formulations run groupconv's
-    ops. Either way the results are PyTorch's, in the input's layout."""
+    """Untuned, 8 channels per group, and depthwise on channels-last input, are oneDNN's in every direction,
+    so PyTorch's own convolution and autograd run them; narrow groups (groupconv's kernels) and forced
+    formulations run groupconv's ops. Either way the results are PyTorch's, in the input's layout."""
     x = torch.randn(1, 256, 28, 28, dtype=torch.float64)  # large enough for groupconv's kernels (see default)
     x = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
     layer = groupconv.nn.Conv2d(256, 256, 3, groups=groups, padding=1).double()

@@ -32,10 +32,12 @@ from .layouts import memory_format
 from .spec import ConvSpec
 
 # channels per group (in and out) where groupconv's kernels beat oneDNN in every direction, untuned (docs/design.md,
-# "Kernels"): 2 in either layout; 4 on channels-last input of unit stride. Elsewhere some directions lose, which
-# tuning judges per call
+# "Kernels"): 2 at any stride; at unit stride also 1 to 4 on channels-first input (depthwise on rows of at least
+# DEPTHWISE_MIN_WIDTH pixels: narrower ones fill too few lanes) and 4 on channels-last. Elsewhere some directions
+# lose, which tuning judges per call
 NARROW = range(2, 3)
-NARROW_CHANNELS_LAST = range(2, 5, 2)
+NARROW_UNIT_STRIDE = {"contiguous": range(1, 5), "channels_last": range(2, 5, 2)}
+DEPTHWISE_MIN_WIDTH = 16
 NARROW_FORMULATION = "direct"  # the untuned choice for those narrow groups (groupconv's C++ kernels)
 # ...on inputs this large: on smaller ones a direction's gain is less than the three custom-op calls cost over
 # PyTorch running the layer whole (docs/design.md, "Planner"); for the same reason an untuned transposed layer
@@ -74,9 +76,9 @@ def _tuned(direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *re
 def default(spec: ConvSpec, a: torch.Tensor) -> ModuleType:
     """The heuristic choice when nothing is tuned: PyTorch's kernels in the input's layout, except, for
     CPU input of at least 200,000 elements, where oneDNN is slowest: groupconv's own kernels
-    (:data:`NARROW_FORMULATION`) with 2 channels per group in either layout, or 4 on channels-last input
-    of unit stride, and batched matrix products (``pointwise``) for a grouped 1x1 layer on channels-first
-    input. (Depthwise layers and wider groups are oneDNN's; tuning finds the exceptions.)"""
+    (:data:`NARROW_FORMULATION`) with 2 channels per group, or at unit stride 1 to 4 on channels-first
+    input and 4 on channels-last, and batched matrix products (``pointwise``) for a grouped 1x1 layer on
+    channels-first input. (Wider groups are oneDNN's; tuning finds the exceptions.)"""
     large = a.device.type == "cpu" and a.numel() >= OPS_MIN_ELEMENTS
     if large and _narrow(spec, a):
         preferred = [NARROW_FORMULATION, "native"]
@@ -93,8 +95,9 @@ def _narrow(spec: ConvSpec, a: torch.Tensor) -> bool:
     per_group = spec.in_per_group if spec.in_per_group == spec.out_per_group else None
     if per_group in NARROW:
         return True
-    unit_stride = all(s == 1 for s in spec.stride)
-    return per_group in NARROW_CHANNELS_LAST and unit_stride and layout(a) == "channels_last"
+    if per_group not in NARROW_UNIT_STRIDE.get(layout(a), ()) or any(s != 1 for s in spec.stride):
+        return False
+    return per_group > 1 or a.shape[-1] >= DEPTHWISE_MIN_WIDTH
 
 
 def _grouped_pointwise(spec: ConvSpec) -> bool:
