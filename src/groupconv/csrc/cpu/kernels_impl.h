@@ -771,6 +771,20 @@ inline T lane_sum(const Vectorized<T>& v) {
   return sum;
 }
 
+// v's first n (<= V) lanes stored at p (ATen's partial store goes through a buffer and memcpy).
+template <typename T>
+inline void store_first(T* p, const Vectorized<T>& v, int64_t n) {
+#if defined(CPU_CAPABILITY_AVX512)
+  if constexpr (sizeof(T) == 4) {
+    _mm512_mask_storeu_ps(p, static_cast<__mmask16>((uint32_t(1) << n) - 1), v);
+  } else {
+    _mm512_mask_storeu_pd(p, static_cast<__mmask8>((uint32_t(1) << n) - 1), v);
+  }
+#else
+  v.store(p, n);
+#endif
+}
+
 // The lanes of one dst vector at one kernel column: where its src load starts and which lanes lie
 // inside the src row (the others add nothing). Loads and FMAs go through it, masked on AVX-512.
 template <typename T>
@@ -849,12 +863,11 @@ inline void cf_block(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, 
     for (int64_t kw = 0; kw < KW; ++kw) {
       Vectorized<T> wv[OB];
       unroll<OB>([&](auto ob) __attribute__((always_inline)) { wv[ob] = Vectorized<T>(wt[ob * job.w_step + kw]); });
-      unroll<RB>([&](auto r) __attribute__((always_inline)) {
-        if (!(rows >> r & 1u)) return;
-        const T* row = base + r * job.src_step;
-        unroll<P>([&](auto p) __attribute__((always_inline)) {
-          const Lanes<T>& l = lanes[p * KW + kw];
-          const Vectorized<T> xv = l.load(row);
+      unroll<P>([&](auto p) __attribute__((always_inline)) {
+        const Lanes<T> l = lanes[p * KW + kw];  // a copy: its mask stays in a register across the rows
+        unroll<RB>([&](auto r) __attribute__((always_inline)) {
+          if (!(rows >> r & 1u)) return;
+          const Vectorized<T> xv = l.load(base + r * job.src_step);
           unroll<OB>([&](auto ob) __attribute__((always_inline)) { acc[ob][r][p] = l.fma(xv, wv[ob], acc[ob][r][p]); });
         });
       });
@@ -864,7 +877,7 @@ inline void cf_block(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, 
     unroll<RB>([&](auto r) __attribute__((always_inline)) {
       if (r >= nr) return;
       unroll<P>([&](auto p) __attribute__((always_inline)) {
-        Vectorized<T>(acc[ob][r][p]).store(dst[ob] + r * job.dst_step + (v0 + p) * V, lanes[p * KW].n);
+        store_first(dst[ob] + r * job.dst_step + (v0 + p) * V, Vectorized<T>(acc[ob][r][p]), lanes[p * KW].n);
       });
     });
   });
