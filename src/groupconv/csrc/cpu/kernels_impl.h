@@ -836,8 +836,8 @@ struct CfRows {
   const T* src;
   int64_t src_step, dst_step, w_step, KW;  // w_step: from one dst channel's weights to the next
   const Lanes<T>* lanes;                   // row_lanes of the dst row
-  int64_t dw_kh = 0;                       // KH where cf_block_dw runs the job (see depthwise_kh), else 0
-  bool dw_reverse = false;                 // cf_block_dw's REV: the input gradient
+  int64_t slide_kh = 0;                    // KH where cf_block_sliding may run the job (sliding_kh), else 0
+  bool slide_reverse = false;              // cf_block_sliding's REV: the input gradient
 };
 
 // Register rows of a block: accumulators for OB channels x RB rows x P vectors fill the register file.
@@ -885,29 +885,35 @@ inline void cf_block(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, 
   });
 }
 
-// Depthwise, unit stride and dilation along H: the KH terms of one (kd) read src rows base + j, where dst row r
-// reads row j = r + kh (REV, the input gradient: j = r + KH - 1 - kh). Each src vector is loaded once per
-// (j, kw) and used by every dst row that reads it, not once per (kh, r): KH times fewer loads.
-template <typename T, int RB, int P, int KH, bool REV>
-inline void cf_block_dw(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, const T* w, int64_t v0, int64_t nr,
-                        T* const* dst) {
+// Unit stride and dilation along H: the KH terms of one (src channel, kd) read src rows base + j, where dst row
+// r reads row j = r + kh (REV, the input gradient: j = r + KH - 1 - kh). Each src vector is loaded once per
+// (j, kw) and used by every dst row and channel that reads it, not once per (kh, r): KH times fewer loads.
+template <typename T, int OB, int RB, int P, int KH, bool REV>
+inline void cf_block_sliding(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, const T* w, int64_t v0,
+                             int64_t nr, T* const* dst) {
   constexpr int64_t V = Vectorized<T>::size();
   constexpr int J = RB + KH - 1;  // src rows a block reads
   const int64_t KW = job.KW;
   const Lanes<T>* lanes = job.lanes + v0 * KW;
-  AccT<T> acc[RB][P];
-  unroll<RB>([&](auto r) __attribute__((always_inline)) {
-    unroll<P>([&](auto p) __attribute__((always_inline)) { acc[r][p] = Vectorized<T>(T(0)); });
+  AccT<T> acc[OB][RB][P];
+  unroll<OB>([&](auto ob) __attribute__((always_inline)) {
+    unroll<RB>([&](auto r) __attribute__((always_inline)) {
+      unroll<P>([&](auto p) __attribute__((always_inline)) { acc[ob][r][p] = Vectorized<T>(T(0)); });
+    });
   });
   for (int64_t t = 0; t + KH <= nterms; t += KH) {
-    const CfTerm* group = terms + t;  // kh = 0 .. KH - 1 of one kd
+    const CfTerm* group = terms + t;  // kh = 0 .. KH - 1 of one (src channel, kd)
     uint32_t rows = 0;                // bit j: src row j is read and lies inside the plane
     for (int kh = 0; kh < KH; ++kh) rows |= group[kh].rows << (REV ? KH - 1 - kh : kh);
     const T* base = job.src + group[REV ? KH - 1 : 0].src_offset;
-    const T* wt = w + group[0].w_offset;  // kh's weights at wt + kh * KW
+    const T* wt = w + group[0].w_offset;  // channel ob's kh at wt + ob * w_step + kh * KW
     for (int64_t kw = 0; kw < KW; ++kw) {
-      Vectorized<T> wv[KH];
-      unroll<KH>([&](auto kh) __attribute__((always_inline)) { wv[kh] = Vectorized<T>(wt[kh * KW + kw]); });
+      Vectorized<T> wv[OB][KH];
+      unroll<OB>([&](auto ob) __attribute__((always_inline)) {
+        unroll<KH>([&](auto kh) __attribute__((always_inline)) {
+          wv[ob][kh] = Vectorized<T>(wt[ob * job.w_step + kh * KW + kw]);
+        });
+      });
       unroll<P>([&](auto p) __attribute__((always_inline)) {
         const Lanes<T> l = lanes[p * KW + kw];
         unroll<J>([&](auto j) __attribute__((always_inline)) {
@@ -915,34 +921,47 @@ inline void cf_block_dw(const CfRows<T>& job, const CfTerm* terms, int64_t nterm
           const Vectorized<T> xv = l.load(base + j * job.src_step);
           unroll<KH>([&](auto kh) __attribute__((always_inline)) {
             constexpr int r = j - (REV ? KH - 1 - kh : kh);
-            if constexpr (r >= 0 && r < RB) acc[r][p] = l.fma(xv, wv[kh], acc[r][p]);
+            if constexpr (r >= 0 && r < RB) {
+              unroll<OB>([&](auto ob) __attribute__((always_inline)) {
+                acc[ob][r][p] = l.fma(xv, wv[ob][kh], acc[ob][r][p]);
+              });
+            }
           });
         });
       });
     }
   }
-  unroll<RB>([&](auto r) __attribute__((always_inline)) {
-    if (r >= nr) return;
-    unroll<P>([&](auto p) __attribute__((always_inline)) {
-      store_first(dst[0] + r * job.dst_step + (v0 + p) * V, Vectorized<T>(acc[r][p]), lanes[p * KW].n);
+  unroll<OB>([&](auto ob) __attribute__((always_inline)) {
+    unroll<RB>([&](auto r) __attribute__((always_inline)) {
+      if (r >= nr) return;
+      unroll<P>([&](auto p) __attribute__((always_inline)) {
+        store_first(dst[ob] + r * job.dst_step + (v0 + p) * V, Vectorized<T>(acc[ob][r][p]), lanes[p * KW].n);
+      });
     });
   });
 }
 
-// cf_block for one dst channel, through cf_block_dw where the job allows.
-template <typename T, int RB, int P>
-inline void cf_block_one(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, const T* w, int64_t v0,
+// Weights a sliding block keeps in registers beside its accumulators (at 4 channels x 3 rows it spills and
+// runs ~15% slower than cf_block).
+constexpr int MAX_SLIDING_WEIGHTS = MAX_ACC * 5 / 8;
+
+// cf_block, or cf_block_sliding where the job allows it and its weights fit the registers.
+template <typename T, int OB, int RB, int P>
+inline void cf_block_any(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, const T* w, int64_t v0,
                          int64_t nr, T* const* dst) {
-  const auto dw = [&](auto kh) {
+  const auto sliding = [&](auto kh) {
     constexpr int KH = decltype(kh)::value;
-    if (job.dw_reverse) return cf_block_dw<T, RB, P, KH, true>(job, terms, nterms, w, v0, nr, dst);
-    cf_block_dw<T, RB, P, KH, false>(job, terms, nterms, w, v0, nr, dst);
+    if constexpr (OB * KH <= MAX_SLIDING_WEIGHTS) {
+      if (job.slide_reverse) return cf_block_sliding<T, OB, RB, P, KH, true>(job, terms, nterms, w, v0, nr, dst);
+      return cf_block_sliding<T, OB, RB, P, KH, false>(job, terms, nterms, w, v0, nr, dst);
+    }
+    cf_block<T, OB, RB, P>(job, terms, nterms, w, v0, nr, dst);
   };
-  switch (job.dw_kh) {
-    case 3: return dw(std::integral_constant<int, 3>{});
-    case 5: return dw(std::integral_constant<int, 5>{});
-    case 7: return dw(std::integral_constant<int, 7>{});
-    default: cf_block<T, 1, RB, P>(job, terms, nterms, w, v0, nr, dst);
+  switch (job.slide_kh) {
+    case 3: return sliding(std::integral_constant<int, 3>{});
+    case 5: return sliding(std::integral_constant<int, 5>{});
+    case 7: return sliding(std::integral_constant<int, 7>{});
+    default: cf_block<T, OB, RB, P>(job, terms, nterms, w, v0, nr, dst);
   }
 }
 
@@ -952,9 +971,7 @@ inline void cf_channel_block(const CfRows<T>& job, const CfTerm* terms, int64_t 
                              int64_t nr, T* const* dst) {
   int64_t v = 0;
   const auto block = [&](auto p) {
-    constexpr int P = decltype(p)::value;
-    if constexpr (OB == 1) return cf_block_one<T, RB, P>(job, terms, nterms, w, v, nr, dst);
-    cf_block<T, OB, RB, P>(job, terms, nterms, w, v, nr, dst);
+    cf_block_any<T, OB, RB, decltype(p)::value>(job, terms, nterms, w, v, nr, dst);
   };
   for (; v + PMAX <= nv; v += PMAX) block(std::integral_constant<int, PMAX>{});
   if constexpr (PMAX > 2) {
@@ -1037,10 +1054,10 @@ inline uint32_t rows_inside(int64_t first, int64_t step, int64_t nr, int64_t lim
   return bits;
 }
 
-// The KH cf_block_dw runs a channels-first job with: one channel in and out per group, unit stride and dilation
-// along H and a kernel height it is built for; else 0. Its terms must then list every kh, rows or not.
-inline int64_t depthwise_kh(const Geometry& g) {
-  const bool eligible = g.Cg == 1 && g.Og == 1 && g.stride[1] == 1 && g.dil[1] == 1;
+// The KH cf_block_sliding may run a channels-first job with: unit stride and dilation along H and a kernel
+// height it is built for; else 0. Its terms must then list every kh, rows or not.
+inline int64_t sliding_kh(const Geometry& g) {
+  const bool eligible = g.stride[1] == 1 && g.dil[1] == 1;
   return eligible && (g.k[1] == 3 || g.k[1] == 5 || g.k[1] == 7) ? g.k[1] : 0;
 }
 
@@ -1060,7 +1077,7 @@ void forward_cf(const Geometry& g, const T* x, const T* w, T* y, int64_t begin, 
   std::vector<int64_t> off(KW);
   for (int64_t kw = 0; kw < KW; ++kw) off[kw] = kw * g.dil[2] - g.pad[2];
   const std::vector<Lanes<T>> lanes = row_lanes<T>(OW, IW, off);
-  const CfRows<T> job{x, g.stride[1] * IW, OW, g.Cg * K, KW, lanes.data(), depthwise_kh(g), false};
+  const CfRows<T> job{x, g.stride[1] * IW, OW, g.Cg * K, KW, lanes.data(), sliding_kh(g), false};
   std::vector<CfTerm> terms(g.Cg * KD * KH);
   const int64_t chunks = cf_chunks(OH);
   for (int64_t t = begin; t < end; ++t) {
@@ -1074,7 +1091,7 @@ void forward_cf(const Geometry& g, const T* x, const T* w, T* y, int64_t begin, 
           for (int64_t kh = 0; kh < KH; ++kh) {
             const int64_t ih = oh * g.stride[1] + kh * g.dil[1] - g.pad[1];
             const uint32_t rows = rows_inside(ih, g.stride[1], nr, IH);
-            if (rows == 0 && job.dw_kh == 0) continue;
+            if (rows == 0 && job.slide_kh == 0) continue;
             out[nterms++] = {(((task.n * g.C() + task.grp * g.Cg + i) * ID + id) * IH + ih) * IW,
                              i * K + (kd * KH + kh) * KW, rows};
           }
@@ -1097,7 +1114,7 @@ void input_grad_cf(const Geometry& g, const T* gy, const T* w, T* gx, int64_t be
   std::vector<int64_t> off(KW);
   for (int64_t kw = 0; kw < KW; ++kw) off[kw] = g.pad[2] - kw * g.dil[2];
   const std::vector<Lanes<T>> lanes = row_lanes<T>(IW, OW, off);
-  const CfRows<T> job{gy, OW, SH * IW, K, KW, lanes.data(), depthwise_kh(g), true};
+  const CfRows<T> job{gy, OW, SH * IW, K, KW, lanes.data(), sliding_kh(g), true};
   std::vector<CfTerm> terms(g.Og * KD * KH);
   const int64_t chunks = cf_chunks(IH);
   for (int64_t t = begin; t < end; ++t) {
@@ -1112,7 +1129,7 @@ void input_grad_cf(const Geometry& g, const T* gy, const T* w, T* gx, int64_t be
             const int64_t num_h = ih + g.pad[1] - kh * g.dil[1];
             if (num_h % SH != 0) continue;  // this phase's rows never read that tap
             const uint32_t rows = rows_inside(num_h / SH, 1, nr, OH);
-            if (rows == 0 && job.dw_kh == 0) continue;
+            if (rows == 0 && job.slide_kh == 0) continue;
             out[nterms++] = {(((task.n * g.O() + task.grp * g.Og + j) * OD + num_d / g.stride[0]) * OH + num_h / SH) * OW,
                              j * g.Cg * K + (kd * KH + kh) * KW, rows};
           }
