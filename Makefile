@@ -39,7 +39,9 @@ bench: $(INSTALLED)
 	$(VENV)/bin/groupconv bench --out docs/benchmarks.md
 
 # torch first, pinned: this machine holds the 2.13.0 CPU wheel; an unpinned torch pulls a CUDA build.
-$(INSTALLED): pyproject.toml
+# Rebuilt when the kernels' sources change, so `make test` never runs stale kernels.
+KERNEL_SOURCES := setup.py $(wildcard src/groupconv/csrc/*.cpp src/groupconv/csrc/cpu/*.cpp src/groupconv/csrc/cpu/*.h)
+$(INSTALLED): pyproject.toml $(KERNEL_SOURCES)
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet torch==2.13.0
 	$(PYTHON) -m pip install --quiet 'setuptools>=68'
