@@ -7,9 +7,9 @@ operand's own layout, with no copies:
 
 * channels-last: the SIMD lanes run across output channels (several groups at once), several
   output pixels accumulated in registers across the taps;
-* channels-first: the lanes run along a row of pixels, several output channels x several vectors
-  accumulated across the group's channels and taps (layers strided along W run on the
-  channels-last kernels through a channels-last copy);
+* channels-first: the lanes run along a row of pixels; a block of output channels x rows x vectors
+  accumulates across the group's channels and taps, each source row loaded once for every output
+  row it feeds (layers strided along W run on the channels-last kernels through a channels-last copy);
 * the input gradient is the transposed convolution in the same form; the weight gradient keeps
   a block of (taps x channels) in registers, sums per chunk of work and then across chunks.
 
