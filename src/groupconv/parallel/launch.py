@@ -95,6 +95,7 @@ def _rank_main(fn, args, rank: int, world_size: int, store: str, backend: str | 
     _join(rank, world_size, store, backend, timeout, local_rank=rank)
     try:
         fn(*args)
+        dist.barrier()  # all ranks done before any tears down: gloo can abort a rank whose peer left first
     finally:
         dist.destroy_process_group()
 
