@@ -805,17 +805,17 @@ struct Lanes {
 #endif
 };
 
-// [vector v][kw] of a dst row of Wdst pixels whose pixel w reads src column w + off[kw].
+// [vector v][kw] of a dst row of Wdst pixels whose pixel w reads src column w + origin + kw * step.
 template <typename T>
-std::vector<Lanes<T>> row_lanes(int64_t Wdst, int64_t Wsrc, const std::vector<int64_t>& off) {
+std::vector<Lanes<T>> row_lanes(int64_t Wdst, int64_t Wsrc, int64_t KW, int64_t origin, int64_t step) {
   constexpr int64_t V = Vectorized<T>::size();
-  const int64_t KW = static_cast<int64_t>(off.size()), nv = (Wdst + V - 1) / V;
+  const int64_t nv = (Wdst + V - 1) / V;
   std::vector<Lanes<T>> lanes(nv * KW);
   for (int64_t v = 0; v < nv; ++v)
     for (int64_t kw = 0; kw < KW; ++kw) {
       Lanes<T>& l = lanes[v * KW + kw];
       l.n = std::min(V, Wdst - v * V);
-      l.span = span_of<T>(v * V, l.n, off[kw], Wsrc);
+      l.span = span_of<T>(v * V, l.n, origin + kw * step, Wsrc);
 #if defined(CPU_CAPABILITY_AVX512)
       l.mask = lanes_of(l.span);
 #endif
@@ -836,61 +836,22 @@ struct CfRows {
   const T* src;
   int64_t src_step, dst_step, w_step, KW;  // w_step: from one dst channel's weights to the next
   const Lanes<T>* lanes;                   // row_lanes of the dst row
-  int64_t slide_kh = 0;                    // KH where cf_block_sliding may run the job (sliding_kh), else 0
-  bool slide_reverse = false;              // cf_block_sliding's REV: the input gradient
+  int64_t slide_kh = 0;                    // KH where cf_block may share src rows (sliding_kh), else 0
+  bool slide_reverse = false;              // cf_block's REV: the input gradient
 };
 
 // Register rows of a block: accumulators for OB channels x RB rows x P vectors fill the register file.
 constexpr int block_rows(int OB, int P) { return std::max(1, std::min(8, MAX_ACC / (OB * P))); }
 
-// OB dst channels x nr (<= RB) rows x P vectors from vector v0: acc[ob][r][p] += src row (term, r) at
-// column (v0 + p) * V + off[kw] times w[ob * w_step + kw]. Each weight is loaded once per (term, kw) and
-// used RB * P times; each src vector once per (term, kw, r) and used OB times.
-template <typename T, int OB, int RB, int P>
+// OB dst channels x nr (<= RB) rows x P vectors from vector v0, summed over the terms, taken KH at a time.
+// KH = 1: dst row r reads src row (term, r); each weight is loaded once per (term, kw) and used RB * P times,
+// each src vector once per (term, kw, r) and used OB times. KH > 1 (unit stride and dilation along H): the KH
+// terms of one (src channel, kd) read src rows base + j, where dst row r reads row j = r + kh (REV, the input
+// gradient: j = r + KH - 1 - kh), so each src vector is loaded once per (j, kw) and used by every dst row and
+// channel that reads it, not once per (kh, r): KH times fewer loads.
+template <typename T, int OB, int RB, int P, int KH, bool REV>
 inline void cf_block(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, const T* w, int64_t v0, int64_t nr,
                      T* const* dst) {
-  constexpr int64_t V = Vectorized<T>::size();
-  const int64_t KW = job.KW;
-  const Lanes<T>* lanes = job.lanes + v0 * KW;
-  AccT<T> acc[OB][RB][P];
-  unroll<OB>([&](auto ob) __attribute__((always_inline)) {
-    unroll<RB>([&](auto r) __attribute__((always_inline)) {
-      unroll<P>([&](auto p) __attribute__((always_inline)) { acc[ob][r][p] = Vectorized<T>(T(0)); });
-    });
-  });
-  for (int64_t t = 0; t < nterms; ++t) {
-    const T* base = job.src + terms[t].src_offset;
-    const T* wt = w + terms[t].w_offset;
-    const uint32_t rows = terms[t].rows;
-    for (int64_t kw = 0; kw < KW; ++kw) {
-      Vectorized<T> wv[OB];
-      unroll<OB>([&](auto ob) __attribute__((always_inline)) { wv[ob] = Vectorized<T>(wt[ob * job.w_step + kw]); });
-      unroll<P>([&](auto p) __attribute__((always_inline)) {
-        const Lanes<T> l = lanes[p * KW + kw];  // a copy: its mask stays in a register across the rows
-        unroll<RB>([&](auto r) __attribute__((always_inline)) {
-          if (!(rows >> r & 1u)) return;
-          const Vectorized<T> xv = l.load(base + r * job.src_step);
-          unroll<OB>([&](auto ob) __attribute__((always_inline)) { acc[ob][r][p] = l.fma(xv, wv[ob], acc[ob][r][p]); });
-        });
-      });
-    }
-  }
-  unroll<OB>([&](auto ob) __attribute__((always_inline)) {
-    unroll<RB>([&](auto r) __attribute__((always_inline)) {
-      if (r >= nr) return;
-      unroll<P>([&](auto p) __attribute__((always_inline)) {
-        store_first(dst[ob] + r * job.dst_step + (v0 + p) * V, Vectorized<T>(acc[ob][r][p]), lanes[p * KW].n);
-      });
-    });
-  });
-}
-
-// Unit stride and dilation along H: the KH terms of one (src channel, kd) read src rows base + j, where dst row
-// r reads row j = r + kh (REV, the input gradient: j = r + KH - 1 - kh). Each src vector is loaded once per
-// (j, kw) and used by every dst row and channel that reads it, not once per (kh, r): KH times fewer loads.
-template <typename T, int OB, int RB, int P, int KH, bool REV>
-inline void cf_block_sliding(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, const T* w, int64_t v0,
-                             int64_t nr, T* const* dst) {
   constexpr int64_t V = Vectorized<T>::size();
   constexpr int J = RB + KH - 1;  // src rows a block reads
   const int64_t KW = job.KW;
@@ -941,27 +902,24 @@ inline void cf_block_sliding(const CfRows<T>& job, const CfTerm* terms, int64_t 
   });
 }
 
-// Weights a sliding block keeps in registers beside its accumulators (at 4 channels x 3 rows it spills and
-// runs ~15% slower than cf_block).
+// Weights a block of KH > 1 keeps in registers beside its accumulators (at 4 channels x 3 rows it spills and
+// runs ~15% slower than KH = 1).
 constexpr int MAX_SLIDING_WEIGHTS = MAX_ACC * 5 / 8;
 
-// cf_block, or cf_block_sliding where the job allows it and its weights fit the registers.
+// cf_block with the job's kernel height where it allows sharing src rows and the weights fit, else KH = 1.
 template <typename T, int OB, int RB, int P>
 inline void cf_block_any(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, const T* w, int64_t v0,
                          int64_t nr, T* const* dst) {
-  const auto sliding = [&](auto kh) {
-    constexpr int KH = decltype(kh)::value;
-    if constexpr (OB * KH <= MAX_SLIDING_WEIGHTS) {
-      if (job.slide_reverse) return cf_block_sliding<T, OB, RB, P, KH, true>(job, terms, nterms, w, v0, nr, dst);
-      return cf_block_sliding<T, OB, RB, P, KH, false>(job, terms, nterms, w, v0, nr, dst);
-    }
-    cf_block<T, OB, RB, P>(job, terms, nterms, w, v0, nr, dst);
+  const auto run = [&](auto kh) {
+    constexpr int KH = OB * decltype(kh)::value <= MAX_SLIDING_WEIGHTS ? decltype(kh)::value : 1;
+    if (job.slide_reverse) return cf_block<T, OB, RB, P, KH, true>(job, terms, nterms, w, v0, nr, dst);
+    cf_block<T, OB, RB, P, KH, false>(job, terms, nterms, w, v0, nr, dst);
   };
   switch (job.slide_kh) {
-    case 3: return sliding(std::integral_constant<int, 3>{});
-    case 5: return sliding(std::integral_constant<int, 5>{});
-    case 7: return sliding(std::integral_constant<int, 7>{});
-    default: cf_block<T, OB, RB, P>(job, terms, nterms, w, v0, nr, dst);
+    case 3: return run(std::integral_constant<int, 3>{});
+    case 5: return run(std::integral_constant<int, 5>{});
+    case 7: return run(std::integral_constant<int, 7>{});
+    default: run(std::integral_constant<int, 1>{});
   }
 }
 
@@ -1054,7 +1012,7 @@ inline uint32_t rows_inside(int64_t first, int64_t step, int64_t nr, int64_t lim
   return bits;
 }
 
-// The KH cf_block_sliding may run a channels-first job with: unit stride and dilation along H and a kernel
+// The KH at which cf_block may share src rows in a channels-first job: unit stride and dilation along H and a kernel
 // height it is built for; else 0. Its terms must then list every kh, rows or not.
 inline int64_t sliding_kh(const Geometry& g) {
   const bool eligible = g.stride[1] == 1 && g.dil[1] == 1;
@@ -1074,9 +1032,7 @@ template <typename T>
 void forward_cf(const Geometry& g, const T* x, const T* w, T* y, int64_t begin, int64_t end) {
   const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2], K = g.taps();
   const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
-  std::vector<int64_t> off(KW);
-  for (int64_t kw = 0; kw < KW; ++kw) off[kw] = kw * g.dil[2] - g.pad[2];
-  const std::vector<Lanes<T>> lanes = row_lanes<T>(OW, IW, off);
+  const std::vector<Lanes<T>> lanes = row_lanes<T>(OW, IW, KW, -g.pad[2], g.dil[2]);
   const CfRows<T> job{x, g.stride[1] * IW, OW, g.Cg * K, KW, lanes.data(), sliding_kh(g), false};
   std::vector<CfTerm> terms(g.Cg * KD * KH);
   const int64_t chunks = cf_chunks(OH);
@@ -1111,9 +1067,7 @@ void input_grad_cf(const Geometry& g, const T* gy, const T* w, T* gx, int64_t be
   const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2], K = g.taps();
   const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
   const int64_t SH = g.stride[1];
-  std::vector<int64_t> off(KW);
-  for (int64_t kw = 0; kw < KW; ++kw) off[kw] = g.pad[2] - kw * g.dil[2];
-  const std::vector<Lanes<T>> lanes = row_lanes<T>(IW, OW, off);
+  const std::vector<Lanes<T>> lanes = row_lanes<T>(IW, OW, KW, g.pad[2], -g.dil[2]);
   const CfRows<T> job{gy, OW, SH * IW, K, KW, lanes.data(), sliding_kh(g), true};
   std::vector<CfTerm> terms(g.Og * KD * KH);
   const int64_t chunks = cf_chunks(IH);
@@ -1199,9 +1153,7 @@ void wg_cf_block(const Geometry& g, const T* x_planes, const T* gy_planes, int64
 template <typename T, int JB, int IB, int KB_MAX>
 void weight_grad_cf_blocked(const Geometry& g, const T* x, const T* gy, T* partial, int64_t begin, int64_t end) {
   const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2], K = g.taps(), OW = g.out[2], IW = g.in[2];
-  std::vector<int64_t> off(KW);
-  for (int64_t kw = 0; kw < KW; ++kw) off[kw] = kw * g.dil[2] - g.pad[2];
-  const std::vector<Lanes<T>> lanes = row_lanes<T>(OW, IW, off);  // the same on every row
+  const std::vector<Lanes<T>> lanes = row_lanes<T>(OW, IW, KW, -g.pad[2], g.dil[2]);  // the same on every row
   const int64_t x_plane = g.in[0] * g.in[1] * IW, gy_plane = g.out[0] * g.out[1] * OW;
   for (int64_t t = begin; t < end; ++t) {
     const int64_t n = t / g.G, grp = t % g.G;
