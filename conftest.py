@@ -1,5 +1,5 @@
-"""Every test and doctest tunes into a throwaway cache, never the user's ~/.cache/groupconv/tune.json; idle
-OpenMP threads sleep; doctests that tune are in the slow tier."""
+"""Every test and doctest tunes into a throwaway cache, never the user's ~/.cache/groupconv/tune.json, and
+routes its calls afresh; idle OpenMP threads sleep; doctests that tune are in the slow tier."""
 
 import os
 
@@ -18,6 +18,14 @@ def _private_tuning_cache(tmp_path_factory):
         patch.setenv("GROUPCONV_CACHE", str(tmp_path_factory.mktemp("tuning") / "tune.json"))
         patch.delenv("GROUPCONV_TUNE", raising=False)
         yield
+
+
+@pytest.fixture(autouse=True)
+def _routes_afresh(monkeypatch):
+    """Each test routes its calls afresh, as a new process does, in the cache its own environment names."""
+    from groupconv import tuning
+
+    monkeypatch.setattr(tuning, "remembered", {})
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by -m

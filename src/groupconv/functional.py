@@ -87,8 +87,7 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
         with torch.autocast(input.device.type, enabled=False):  # the computation below must not be recast
             return apply(spec, *operands)
     key = _call_key(spec, input, weight, bias)
-    decisions = tuning.cache().decisions if key is not None else {}
-    remembered = decisions.get(key)
+    remembered = tuning.remembered.get(key) if key is not None else None
     if remembered is not None:  # this very call was checked and routed before
         return remembered(input, weight, bias)
     _check_tensors(spec, input, weight, bias)
@@ -105,9 +104,9 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
         return _unbatched(ops.torch_convolution(x, weight, spec, bias), batched)
     route = routing.route(spec, x, weight)
     if key is not None and batched and x is input:  # no padding mode, no upcast: later calls may skip to the route
-        if len(decisions) >= _REMEMBERED_CALLS:  # ever-new shapes (a varying length, say) must not grow it forever
-            decisions.clear()
-        decisions[key] = route
+        if len(tuning.remembered) >= _REMEMBERED_CALLS:  # ever-new shapes (a varying length, say) must not grow it
+            tuning.remembered.clear()
+        tuning.remembered[key] = route
     return _unbatched(route(x, weight, bias), batched)
 
 
@@ -138,7 +137,7 @@ def _call_key(spec: ConvSpec, input, weight, bias) -> tuple | None:
     (docs/design.md). None where the route may change per call: while dynamo traces, while ONNX export traces
     (it records PyTorch's convolution), inside groupconv.tune (which may time calls anew), or while a
     formulation is forced."""
-    if torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():  # ONNX export is one or the other
         return None
     if tuning.session_active() or dispatch.forced():
         return None

@@ -9,7 +9,8 @@ PyTorch in the input's layout is the incumbent: another route replaces it only w
 :func:`groupconv.timing.beats` it, so a near-tie resolves to PyTorch's own route.
 
 The cache is one JSON file (``$GROUPCONV_CACHE``, else ``$XDG_CACHE_HOME/groupconv/tune.json``,
-else ``~/.cache/groupconv/tune.json``) of sections, one per fingerprint of the machine and
+else ``~/.cache/groupconv/tune.json``; read as a call is first routed, so set it before a
+process's first convolution) of sections, one per fingerprint of the machine and
 versions (CPU model, groupconv, torch): every virtual environment of a user shares
 the file and keeps its own section. A section maps a call's key
 (:func:`groupconv.dispatch.call_key`) to a formulation's or route's name. Writers merge their
@@ -436,7 +437,6 @@ class Cache:
     def __init__(self, path: Path):
         self.path = path
         self.problem: str | None = None  # why the file cannot be used (warned once); then nothing touches it
-        self.decisions: dict = {}  # what callers derived from the entries (groupconv.functional); dropped on change
         self.entries: dict[str, str] = {}
         self._attempt(self._load)
 
@@ -451,7 +451,7 @@ class Cache:
         with whatever other processes wrote meanwhile; other environments' sections are kept as they are."""
         if entries:
             self.entries = {**self.entries, **entries}
-            self.decisions.clear()
+            remembered.clear()
             self._attempt(self._write)
 
     def _load(self) -> None:
@@ -537,9 +537,24 @@ def _read_regular(path: Path) -> bytes | None:
         return handle.read()
 
 
+remembered: dict = {}
+"""What callers derived from the current cache's entries, per call (:mod:`groupconv.functional`'s
+routes): a remembered call skips the cache, and the environment, altogether. Cleared whenever the
+entries change or another cache becomes the current one."""
+
+
+_current: Cache | None = None
+
+
 def cache() -> Cache:
-    """The cache at the current path (``GROUPCONV_CACHE`` and ``XDG_CACHE_HOME`` are read on every call)."""
-    return _cache_at(os.environ.get("GROUPCONV_CACHE"), os.environ.get("XDG_CACHE_HOME"))
+    """The cache at the current path (``GROUPCONV_CACHE`` and ``XDG_CACHE_HOME`` are read on every call of
+    this function: when a call is routed or tuned, not when a remembered call runs again)."""
+    global _current
+    found = _cache_at(os.environ.get("GROUPCONV_CACHE"), os.environ.get("XDG_CACHE_HOME"))
+    if found is not _current:
+        remembered.clear()
+        _current = found
+    return found
 
 
 def cache_path() -> Path:
@@ -560,6 +575,7 @@ def scratch_cache() -> Iterator[Path]:
                 del os.environ["GROUPCONV_CACHE"]
             else:
                 os.environ["GROUPCONV_CACHE"] = previous
+            cache()  # the user's cache is the current one again, before any remembered call runs
 
 
 @functools.cache
