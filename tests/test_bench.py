@@ -284,6 +284,17 @@ def test_speedups_compare_each_layout_and_best_with_best():
     assert report.speedup(one_d, "forward") == pytest.approx(3.0)
 
 
+def test_the_floor_is_compared_with_the_fastest_round_and_the_targets_show_the_median_too():
+    """The floor is the machine at its best: groupconv's fastest round is set against it, not its median."""
+    result = _layer_result("g=64", 64, {"torch_cf": 4.0})
+    result.timings["forward"]["groupconv"] = timing.Timing.of([1.5e-3, 3e-3, 3e-3])  # floor 1 ms
+    assert report.over_floor(result, "forward", ("groupconv",)) == pytest.approx(1.5)
+    assert report.over_floor(result, "forward", ("groupconv",), best=False) == pytest.approx(3.0)
+    results = suite.Results({}, "", floors.Floors(1.0, 1.0, 0, 0), [result], [], [], [], tuned=True)
+    forward_cf = report._floor_target(results).splitlines()[1]
+    assert "**met**" in forward_cf and "medians over the floor: 3.00×" in forward_cf
+
+
 def test_planner_target_compares_channels_first_groupconv_with_pytorchs_faster_layout():
     zoo = [
         _layer_result("fine", 2, {"torch_cf": 2.0, "torch_cl": 1.0, "groupconv": 1.0, "groupconv_cl": 4.0}),

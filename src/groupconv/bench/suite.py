@@ -50,10 +50,12 @@ GROUPCONV = ("groupconv", "groupconv_cl")
 PLANNED = ("groupconv",)  # the planner's target: tuned groupconv on channels-first input
 
 
-def fastest_s(result: LayerResult, mode: str, names: tuple[str, ...]) -> float | None:
-    """The least median time of the contenders ``names`` timed on this layer in ``mode``; None if none was."""
+def fastest_s(result: LayerResult, mode: str, names: tuple[str, ...], best: bool = False) -> float | None:
+    """The least median time (``best``: fastest round) of the contenders ``names`` timed on this layer in
+    ``mode``; None if none was."""
     timings = result.timings[mode]
-    return min((timings[name].median_s for name in names if name in timings), default=None)
+    return min((timings[name].best_s if best else timings[name].median_s for name in names if name in timings),
+               default=None)  # fmt: skip
 
 
 def speedup(
