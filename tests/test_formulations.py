@@ -109,6 +109,21 @@ def test_default_heuristic(groups, layout, size, stride, expected):
 
 
 @pytest.mark.parametrize(
+    ("groups", "layout", "stride", "expected"),
+    [(128, "contiguous", 1, "direct"), (64, "contiguous", 1, "direct"), (128, "contiguous", 2, "direct"),
+     (128, "channels_last", 1, "direct"), (256, "contiguous", 1, "native"), (64, "channels_last", 1, "native"),
+     (256, "channels_last", 1, "native")],
+)  # fmt: skip
+def test_default_heuristic_for_bfloat16(groups, layout, stride, expected):
+    """bfloat16 pays a float32 copy of each operand on groupconv's kernels, against oneDNN's own bfloat16:
+    2 per group at any stride and 3-4 on channels-first input go to the kernels, depthwise does not."""
+    x = torch.randn(8, 256, 28, 28, dtype=torch.bfloat16)
+    x = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
+    spec = ConvSpec(256, 256, 3, stride=stride, groups=groups)
+    assert dispatch.default(spec, x) is formulations.load(expected)
+
+
+@pytest.mark.parametrize(
     ("groups", "stride", "layout", "expected"),
     [(4, 1, "contiguous", "pointwise"), (1, 1, "contiguous", "native"), (4, 2, "contiguous", "native"),
      (4, 1, "channels_last", "native")],

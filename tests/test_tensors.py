@@ -1,10 +1,13 @@
 """Tensors of every kind: half precision, empty batches, layouts, unbatched inputs, CUDA."""
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 import groupconv.functional as GF
+from groupconv import ConvSpec, dispatch
 
 
 def operands(dtype=torch.float32, batch=2, device="cpu"):
@@ -25,6 +28,36 @@ def test_half_precision_accumulates_in_float32(dtype):
     torch.testing.assert_close(y.double(), exact, rtol=torch.finfo(dtype).eps, atol=1e-3)
     grads = torch.autograd.grad(y.float().sum(), (x, w, b))
     assert [g.dtype for g in grads] == [dtype] * 3
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("route", [None, "direct"])  # as routed (PyTorch's own, in dtype), and groupconv's kernels
+def test_half_precision_transposed_layer_rounds_once(dtype, route):
+    """The bias too is added before the one rounding, on PyTorch's route and on groupconv's."""
+    x, _, b = operands(dtype)
+    w = torch.randn(6, 3, 3, 3, generator=torch.Generator().manual_seed(1)).to(dtype)
+    with dispatch.use(route) if route else contextlib.nullcontext():
+        y = GF.conv_transpose2d(x, w, b, groups=3, stride=2)
+    assert y.dtype == dtype
+    exact = F.conv_transpose2d(*(t.detach().double() for t in (x, w, b)), groups=3, stride=2)
+    torch.testing.assert_close(y.double(), exact, rtol=torch.finfo(dtype).eps, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("direction", ["forward", "input_grad", "weight_grad"])
+def test_groupconv_kernels_take_half_precision_in_float32(dtype, direction):
+    """Given half-precision operands directly, each of the kernels' directions computes in float32."""
+    x, w, _ = (t.detach() for t in operands(dtype))
+    spec = ConvSpec(6, 9, 3, groups=3, padding=1, bias=False)
+    grad_y = torch.randn(2, 9, 7, 7).to(dtype)
+    calls = {"forward": (x, w, ()), "input_grad": (grad_y, w, ((7, 7),)), "weight_grad": (x, grad_y, ())}
+    a, b, rest = calls[direction]
+    with dispatch.use("direct"):
+        got = dispatch.compute(direction, a, b, spec, *rest)
+    with dispatch.use("im2col"):
+        exact = dispatch.compute(direction, a.double(), b.double(), spec, *rest)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.double(), exact, rtol=torch.finfo(dtype).eps, atol=1e-3)
 
 
 def test_empty_batch_forward_and_backward():

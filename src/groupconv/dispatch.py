@@ -29,6 +29,7 @@ import torch
 from . import formulations, tuning
 from .errors import GroupConvError
 from .layouts import memory_format
+from .precision import HALF
 from .spec import ConvSpec
 
 # channels per group (in and out) where groupconv's kernels beat oneDNN in every direction, untuned (docs/design.md,
@@ -37,6 +38,9 @@ from .spec import ConvSpec
 # lose, which tuning judges per call
 NARROW = range(2, 3)
 NARROW_UNIT_STRIDE = {"contiguous": range(1, 5), "channels_last": range(2, 5, 2)}
+# half precision pays a float32 copy of every operand, and oneDNN has bfloat16 kernels: depthwise, and 4 per
+# group on channels-last, lose then (docs/design.md, "Half precision")
+NARROW_UNIT_STRIDE_HALF = {"contiguous": range(2, 5), "channels_last": range(2, 3)}
 DEPTHWISE_MIN_WIDTH = 16
 NARROW_FORMULATION = "direct"  # the untuned choice for those narrow groups (groupconv's C++ kernels)
 # ...on inputs this large: on smaller ones a direction's gain is less than the three custom-op calls cost over
@@ -77,12 +81,13 @@ def default(spec: ConvSpec, a: torch.Tensor) -> ModuleType:
     """The heuristic choice when nothing is tuned: PyTorch's kernels in the input's layout, except, for
     CPU input of at least 200,000 elements, where oneDNN is slowest: groupconv's own kernels
     (:data:`NARROW_FORMULATION`) with 2 channels per group, or at unit stride 1 to 4 on channels-first
-    input and 4 on channels-last, and batched matrix products (``pointwise``) for a grouped 1x1 layer on
-    channels-first input. (Wider groups are oneDNN's; tuning finds the exceptions.)"""
+    input and 4 on channels-last (half precision: 2 to 4, and 2), and batched matrix products (``pointwise``)
+    for a grouped 1x1 layer on channels-first float32 or float64 input. (Wider groups are oneDNN's; tuning
+    finds the exceptions.)"""
     large = a.device.type == "cpu" and a.numel() >= OPS_MIN_ELEMENTS
     if large and _narrow(spec, a):
         preferred = [NARROW_FORMULATION, "native"]
-    elif large and _grouped_pointwise(spec) and a.is_contiguous():
+    elif large and _grouped_pointwise(spec) and a.is_contiguous() and a.dtype not in HALF:
         preferred = ["pointwise", "native"]
     else:
         preferred = ["native"]
@@ -95,7 +100,8 @@ def _narrow(spec: ConvSpec, a: torch.Tensor) -> bool:
     per_group = spec.in_per_group if spec.in_per_group == spec.out_per_group else None
     if per_group in NARROW:
         return True
-    if per_group not in NARROW_UNIT_STRIDE.get(layout(a), ()) or any(s != 1 for s in spec.stride):
+    unit_stride = NARROW_UNIT_STRIDE_HALF if a.dtype in HALF else NARROW_UNIT_STRIDE
+    if per_group not in unit_stride.get(layout(a), ()) or any(s != 1 for s in spec.stride):
         return False
     return per_group > 1 or a.shape[-1] >= DEPTHWISE_MIN_WIDTH
 

@@ -22,7 +22,6 @@ from . import dispatch, ops, routing, tuning
 from .errors import GroupConvError
 from .spec import ConvSpec
 
-_HALF = (torch.float16, torch.bfloat16)
 _REMEMBERED_CALLS = 4096  # calls whose route apply remembers (see _call_key)
 
 
@@ -91,7 +90,7 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
     if remembered is not None:  # this very call was checked and routed before
         return remembered(input, weight, bias)
     _check_tensors(spec, input, weight, bias)
-    if input.dtype in _HALF:  # accumulate, and add the bias, in float32: round once, at the end
+    if input.dtype == torch.float16 and input.device.type == "cpu":  # PyTorch's is slow and may round as it goes
         upcast = [None if t is None else t.float() for t in (input, weight, bias)]
         return apply(spec, *upcast).to(input.dtype)
     spec.output_shape(_sizes(input))  # validates the input's rank, channels and size

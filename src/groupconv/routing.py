@@ -24,6 +24,7 @@ import torch
 
 from . import autograd, dispatch, formulations, ops, tuning
 from .layouts import empty, memory_format, named
+from .precision import HALF, in_float32
 from .spec import ConvSpec
 
 
@@ -66,12 +67,13 @@ def run_pytorch(
     """The batched, zero-padded layer by PyTorch's convolution and autograd, computed in ``layout``
     (default: x's), answered in x's (channels-last in, channels-last out).
 
-    A transposed layer's bias is added afterwards: given one, PyTorch's transposed convolution
-    has taken a much slower path (docs/design.md, "Planner")."""
+    A float32 or float64 transposed layer's bias is added afterwards: given one, PyTorch's transposed
+    convolution has taken a much slower path (docs/design.md, "Planner"); a half-precision one gives
+    PyTorch the bias, which it adds before the one rounding."""
     answer_layout = memory_format(x)
     layout = layout or answer_layout
     x, weight = x.contiguous(memory_format=layout), _as(weight, layout)
-    if spec.transposed:
+    if spec.transposed and x.dtype not in HALF:
         y = _add_bias(ops.torch_convolution(x, weight, spec), bias, spec)
     else:
         y = ops.torch_convolution(x, weight, spec, bias)
@@ -79,7 +81,12 @@ def run_pytorch(
 
 
 def run_ops(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """The batched, zero-padded layer by groupconv's ops, answered in x's layout."""
+    """The batched, zero-padded layer by groupconv's ops, answered in x's layout; half precision in float32,
+    the bias included, rounded once."""
+    return in_float32(functools.partial(_ops_layer, spec), x, weight, bias)
+
+
+def _ops_layer(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     if spec.transposed:
         y = autograd.conv_input_grad(x, weight, spec, spec.output_size(x.shape[2:]))
     else:

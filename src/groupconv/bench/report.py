@@ -82,7 +82,8 @@ and groupconv each run in channels-first (CF) and channels-last (CL, 2-D and 3-D
 already in that layout. A speedup is PyTorch's time over groupconv's (above 1: groupconv is faster): CF against
 CF, CL against CL, and best against best (each library's faster layout, which "faster" names); "/ floor" is
 the faster groupconv layout's fastest round over the layer's roofline floor (the floor is the machine at its
-best, so it is compared with groupconv at its best; the targets give the medians' ratio too). All layers are float32, bias-free unless named;
+best, so it is compared with groupconv at its best; the targets give the medians' ratio too). All layers are
+float32, bias-free unless named;
 {_tuning_text(results)}
 
 ## Machine
@@ -274,7 +275,8 @@ def _first_call_section(results: Results) -> str:
         "",
         "A new interpreter imports torch (and groupconv), builds one narrow-group layer (2 channels per group, "
         "which runs groupconv's own kernels) and calls it once, tuning off and the tuning cache empty, as a new "
-        "user's first call; median of the rounds. Nothing is compiled at the first call: groupconv's kernels are built when it is installed.",
+        "user's first call; median of the rounds. Nothing is compiled at the first call: groupconv's kernels are "
+        "built when it is installed.",
         "",
         "| library | import s | first call s |",
         "|---|---|---|",
@@ -339,9 +341,8 @@ def _floor_target(results: Results) -> str:
                 + (f"; missed: {detail}" if detail else "")
                 + f"; medians over the floor: {medians})"
             )
-    return "**Near the floor** (sweep, groupconv in each layout, its fastest round / the roofline floor):\n" + "\n".join(
-        lines
-    )
+    title = "**Near the floor** (sweep, groupconv in each layout, its fastest round / the roofline floor):"
+    return title + "\n" + "\n".join(lines)
 
 
 def _peers_target(results: Results) -> str:

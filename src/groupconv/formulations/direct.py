@@ -32,6 +32,7 @@ import warnings
 
 import torch
 
+from ..precision import HALF, in_float32
 from ..spec import ConvSpec
 from . import _native
 
@@ -40,12 +41,12 @@ _warned = False
 
 
 def supports(spec: ConvSpec, x: torch.Tensor) -> bool:
-    """CPU float32/float64 tensors of 1-, 2- or 3-D convolutions with at most 16 channels per group,
-    when the native kernels are built."""
+    """CPU floating-point tensors (half precision computed in float32) of 1-, 2- or 3-D convolutions with
+    at most 16 channels per group, when the native kernels are built."""
     narrow = (
         x.device.type == "cpu"
         and x.layout == torch.strided
-        and x.dtype in (torch.float32, torch.float64)
+        and x.dtype in (torch.float32, torch.float64, *HALF)
         and x.dim() == spec.dims + 2
         and max(spec.in_per_group, spec.out_per_group) <= MAX_GROUP_WIDTH
     )
@@ -57,19 +58,19 @@ def supports(spec: ConvSpec, x: torch.Tensor) -> bool:
 
 def forward(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
     """y = conv(x, weight): (N, C, *S) x (O, Cg, *K) -> (N, O, *L)."""
-    return _native.ops.conv_forward(x, weight, *_geometry(spec))
+    return in_float32(_native.ops.conv_forward, x, weight, *_geometry(spec))
 
 
 def input_grad(grad_y: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, input_size) -> torch.Tensor:
     """dL/dx of conv(x, weight) for spatial input size S, also the transposed convolution of
     ``grad_y``: (N, O, *L) -> (N, C, *S)."""
-    return _native.ops.conv_input_grad(grad_y, weight, list(input_size), *_geometry(spec))
+    return in_float32(_native.ops.conv_input_grad, grad_y, weight, list(input_size), *_geometry(spec))
 
 
 def weight_grad(x: torch.Tensor, grad_y: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
     """dL/dweight of conv(x, weight): (N, C, *S), (N, O, *L) -> (O, Cg, *K). ``grad_y`` may cover
     fewer positions than conv(x) has (a transposed convolution's output_padding): the rest count as zero."""
-    return _native.ops.conv_weight_grad(x, grad_y, list(spec.kernel_size), *_geometry(spec))
+    return in_float32(_native.ops.conv_weight_grad, x, grad_y, list(spec.kernel_size), *_geometry(spec))
 
 
 @functools.lru_cache(maxsize=1024)
