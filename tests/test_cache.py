@@ -199,6 +199,24 @@ def test_a_cached_entry_reaches_the_dispatcher(tmp_path, monkeypatch):
     assert dispatch.choose("forward", x, weight, spec) is formulations.load("split")
 
 
+def test_remembered_routes_follow_the_current_cache(tmp_path, monkeypatch):
+    """A remembered call skips the cache; another cache becoming current, or new entries, forget them all."""
+    layer, x = groupconv.nn.Conv2d(4, 4, 3, groups=2, padding=1), torch.randn(1, 4, 6, 6)
+    use_cache(monkeypatch, tmp_path / "a.json")
+    layer(x)
+    assert len(tuning.remembered) == 1
+    tuning.cache().put("some call", "split")
+    assert not tuning.remembered
+    layer(x)
+    use_cache(monkeypatch, tmp_path / "b.json")
+    assert tuning.remembered and tuning.cache().path.name == "b.json" and not tuning.remembered
+    layer(x)
+    with tuning.scratch_cache():
+        assert not tuning.remembered
+        layer(x)
+    assert not tuning.remembered  # the scratch cache's routes leave with it
+
+
 def _write_entries(path: str, worker: int, count: int) -> None:
     cache = tuning.Cache(tuning.Path(path))
     for i in range(count):
