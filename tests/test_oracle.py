@@ -5,6 +5,9 @@ convolution whole), and forced onto groupconv's own operators, so the count also
 groupconv's compute. The default tier runs the first 15 layers; the full suite all of them.
 """
 
+import contextlib
+import dataclasses
+
 import pytest
 import torch
 from cases import (
@@ -46,6 +49,42 @@ def test_own_operators_match_pytorch(seed):
     with dispatch.use(own):
         actual = forward_and_backward(groupconv_result, case, *operands)
     assert_results_close(actual, expected, case, f"PyTorch ({own} forced)")
+
+
+BFLOAT16_CASES = 300
+BFLOAT16_SEEDS = [s if s < FAST_CASES else pytest.param(s, marks=pytest.mark.slow) for s in range(BFLOAT16_CASES)]
+
+
+@pytest.mark.parametrize("seed", BFLOAT16_SEEDS)
+def test_bfloat16_is_rounded_once_from_the_exact_result(seed):
+    """bfloat16 on groupconv's compute (in float32) is within one ulp, at the largest magnitude, of the float64
+    result of the same operands; as routed (small layers: PyTorch's own bfloat16 kernels, which round some
+    partial sums of a transposed layer's weight gradient), within two."""
+    case = dataclasses.replace(random_case(seed), dtype=torch.bfloat16)
+    operands = case.make_operands()
+    expected = _exact(case, operands)
+    spec, x = case_spec(case), operands[0]
+    own = next(name for name in OWN_FORMULATIONS if formulations.load(name).supports(spec, x))
+    for forced, ulps in ((None, 2), (own, 1)):
+        with dispatch.use(forced) if forced else contextlib.nullcontext():
+            actual = forward_and_backward(groupconv_result, case, *operands)
+        for name, want in expected.items():
+            if want is not None:
+                assert actual[name].dtype == torch.bfloat16, name
+                scale = max(1.0, want.abs().max().item()) if want.numel() else 1.0
+                what = f"{name} in bfloat16 ({forced or 'as routed'}) for {case}"
+                atol = ulps * torch.finfo(torch.bfloat16).eps * scale
+                torch.testing.assert_close(actual[name].double(), want, rtol=0, atol=atol, msg=what)
+
+
+def _exact(case, operands) -> dict:
+    """forward_and_backward's results in float64 from the same (bfloat16) operands and output gradient."""
+    widened = [None if t is None else t.detach().double().requires_grad_() for t in operands]
+    output = torch_reference(dataclasses.replace(case, dtype=torch.float64), *widened)
+    leaves = [t for t in widened if t is not None]
+    grads = torch.autograd.grad(output, leaves, case.make_grad_output(output.shape).double())
+    bias = grads[2] if operands[2] is not None else None
+    return dict(output=output.detach(), input=grads[0], weight=grads[1], bias=bias)
 
 
 def test_cases_cover_the_space():
