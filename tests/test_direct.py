@@ -400,11 +400,31 @@ def _opcheck_samples():
         yield "conv_forward", (x, weight, *geometry)
         yield "conv_input_grad", (y, weight, [7, 6], *geometry)
         yield "conv_weight_grad", (x, y, [3, 2], *geometry)
+        yield "relayout", (x.detach().requires_grad_(), layout == "contiguous")
 
 
 @pytest.mark.parametrize(("name", "args"), list(_opcheck_samples()), ids=lambda v: v if isinstance(v, str) else "")
 def test_opcheck(name, args):
     torch.library.opcheck(getattr(_native.ops, name), args)
+
+
+@pytest.mark.parametrize("shape", [(3, 70, 19, 21), (2, 17, 4, 5, 6), (2, 1, 4, 4), (0, 4, 3, 3), (2, 5, 1, 1)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_relayout_is_a_copy_in_the_other_layout(shape, dtype):
+    """Tiles of 64 with remainders, 3-D layouts, one channel, no pixels, an empty batch: each way, the same values."""
+    x = torch.randn(shape, dtype=dtype)
+    channels_last = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+    there = _native.ops.relayout(x, True)
+    back = _native.ops.relayout(there, False)
+    assert there.is_contiguous(memory_format=channels_last) and back.is_contiguous()
+    assert torch.equal(there, x) and torch.equal(back, x)
+
+
+def test_relayout_copies_a_strided_input_and_refuses_a_1d_one():
+    sliced = torch.randn(2, 6, 8, 8)[..., ::2]
+    assert torch.equal(_native.ops.relayout(sliced, True), sliced)
+    with pytest.raises(RuntimeError, match="4 or 5 dims"):
+        _native.ops.relayout(torch.randn(2, 3, 4), True)
 
 
 @pytest.mark.slow

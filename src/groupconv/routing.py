@@ -23,6 +23,7 @@ import functools
 import torch
 
 from . import autograd, dispatch, formulations, ops, tuning
+from .formulations._native import relayout
 from .layouts import empty, memory_format, named
 from .precision import HALF, in_float32
 from .spec import ConvSpec
@@ -58,7 +59,7 @@ def _as(weight: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
 
 def _in_layout(layer, layout: torch.memory_format, spec: ConvSpec, x: torch.Tensor, weight, bias) -> torch.Tensor:
     """``layer`` computed on x converted to ``layout``, answered in x's layout."""
-    return layer(spec, x.contiguous(memory_format=layout), weight, bias).contiguous(memory_format=memory_format(x))
+    return relayout(layer(spec, relayout(x, layout), weight, bias), memory_format(x))
 
 
 def run_pytorch(
@@ -72,12 +73,12 @@ def run_pytorch(
     PyTorch the bias, which it adds before the one rounding."""
     answer_layout = memory_format(x)
     layout = layout or answer_layout
-    x, weight = x.contiguous(memory_format=layout), _as(weight, layout)
+    x, weight = relayout(x, layout), _as(weight, layout)
     if spec.transposed and x.dtype not in HALF:
         y = _add_bias(ops.torch_convolution(x, weight, spec), bias, spec)
     else:
         y = ops.torch_convolution(x, weight, spec, bias)
-    return y.contiguous(memory_format=answer_layout)
+    return relayout(y, answer_layout)
 
 
 def run_ops(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -15,6 +15,8 @@ TORCH_LIBRARY(groupconv_native, m) {
   m.def(
       "conv_weight_grad(Tensor input, Tensor grad_output, int[] kernel_size, int[] stride, int[] padding_before, "
       "int[] padding_after, int[] dilation, int groups) -> Tensor");
+  // The same values channels-last (or back to contiguous): a layer's boundary in the other layout.
+  m.def("relayout(Tensor input, bool channels_last) -> Tensor");
 }
 
 namespace groupconv_native {

@@ -55,7 +55,29 @@ if ops is not None:
         shape = (grad_y.shape[0], weight.shape[1] * groups, *input_size)
         return grad_y.new_empty(shape).contiguous(memory_format=_memory_format(grad_y))
 
+    @torch.library.register_fake("groupconv_native::relayout")
+    def _relayout_fake(x, channels_last):
+        torch._check(x.dim() in (4, 5), lambda: "relayout: input needs 4 or 5 dimensions")
+        return torch.empty_like(x, memory_format=CHANNELS_LAST[x.dim() - 2] if channels_last else torch.contiguous_format)
+
+    # the same values in other strides: the gradient passes through as it is
+    torch.library.register_autograd("groupconv_native::relayout", lambda ctx, grad: (grad, None))
+
     @torch.library.register_fake("groupconv_native::conv_weight_grad")
     def _weight_grad_fake(x, grad_y, kernel_size, stride, padding_before, padding_after, dilation, groups):
         torch._check(x.dim() == grad_y.dim(), lambda: "conv_weight_grad: input and grad_output ranks differ")
         return x.new_empty((grad_y.shape[1], x.shape[1] // groups, *kernel_size))
+
+
+def relayout(t: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
+    """``t`` in ``layout`` (channels-last or contiguous), by the kernels' transpose where it applies: CPU float32
+    or float64 in 2-D or 3-D layout, outside ``torch.compile``. PyTorch's own copy between the two layouts runs at
+    a fraction of a plain copy's rate (docs/design.md, "Planner")."""
+    fast = (
+        ops is not None
+        and t.device.type == "cpu"
+        and t.dtype in (torch.float32, torch.float64)
+        and t.dim() in (4, 5)
+        and not torch.compiler.is_compiling()
+    )
+    return ops.relayout(t, layout is not torch.contiguous_format) if fast else t.contiguous(memory_format=layout)

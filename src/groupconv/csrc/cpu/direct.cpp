@@ -70,9 +70,39 @@ at::MemoryFormat format_of(int64_t dim, bool cl) {
   return dim == 4 ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::ChannelsLast3d;
 }
 
+void check_tensor(const char* op, const char* name, const Tensor& t, const Tensor& like);
+
+// `input` (N, C, *S) in the other layout, dense: channels-last when `to_channels_last`, else contiguous.
+// PyTorch's own copy between the two runs at 8-27 GB/s here, a plain copy at 50 or more (docs/design.md).
+Tensor relayout(const Tensor& input, bool to_channels_last) {
+  const char* op = "groupconv_native::relayout";
+  check_tensor(op, "input", input, input);
+  TORCH_CHECK(input.dim() >= 4, op, ": input of size ", input.sizes(), " has no channels-last layout (4 or 5 dims)");
+  const at::MemoryFormat target = format_of(input.dim(), to_channels_last);
+  const bool dense_source = to_channels_last ? input.is_contiguous() : channels_last(input);
+  if (input.is_contiguous(target) || !dense_source || input.numel() == 0) return input.contiguous(target);
+  Tensor output = at::empty(input.sizes(), input.options().memory_format(target));
+  const int64_t N = input.size(0), C = input.size(1), P = input.numel() / std::max<int64_t>(1, N * C);
+  const int64_t rows = to_channels_last ? C : P, cols = to_channels_last ? P : C;
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "groupconv_native::relayout", [&] {
+    const auto& k = kernels<scalar_t>();
+    const scalar_t* src = input.const_data_ptr<scalar_t>();
+    scalar_t* dst = output.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, transpose_tasks(N, rows, cols), 1,
+                     [&](int64_t begin, int64_t end) { k.transpose(src, dst, rows, cols, begin, end); });
+  });
+  return output;
+}
+
 // Channels-first operands of a layer strided along W run on the channels-last kernels (their pixels
 // block along a row at any stride): a copy with the channels last, of any rank.
-Tensor channels_last_copy(const Tensor& t) { return t.movedim(1, -1).contiguous(); }
+Tensor channels_last_copy(const Tensor& t) { return t.dim() >= 4 ? relayout(t, true) : t.movedim(1, -1).contiguous(); }
+
+// The answer of such a layer, computed with its channels last (`storage` (N, *S, C)), channels-first.
+Tensor channels_first_copy(const Tensor& storage) {
+  const Tensor view = storage.movedim(-1, 1);
+  return view.dim() >= 4 ? relayout(view, false) : view.contiguous();
+}
 
 // An output of size (N, C, *S) stored (N, *S, C); .movedim(-1, 1) views it as (N, C, *S).
 Tensor empty_channels_last_storage(IntArrayRef size, const at::TensorOptions& options) {
@@ -209,7 +239,7 @@ Tensor conv_forward(const Tensor& input, const Tensor& weight, IntArrayRef strid
   const Tensor w = weight.contiguous();
   Tensor y = via_cl ? empty_channels_last_storage(y_size, input.options())
                     : at::empty(y_size, input.options().memory_format(format_of(input.dim(), cl)));
-  if (y.numel() == 0) return via_cl ? y.movedim(-1, 1).contiguous() : y;
+  if (y.numel() == 0) return via_cl ? channels_first_copy(y) : y;
   const int64_t macs = g.Cg * g.taps();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "groupconv_native::conv_forward", [&] {
     const auto& k = kernels<scalar_t>();
@@ -228,7 +258,7 @@ Tensor conv_forward(const Tensor& input, const Tensor& weight, IntArrayRef strid
                        [&](int64_t b, int64_t e) { k.forward_cf(g, xp, wp, yp, b, e); });
     }
   });
-  if (via_cl) return y.movedim(-1, 1).contiguous();
+  if (via_cl) return channels_first_copy(y);
   return y;
 }
 
@@ -250,7 +280,7 @@ Tensor conv_input_grad(const Tensor& grad_output, const Tensor& weight, IntArray
   const Tensor w = weight.contiguous();
   Tensor gx = via_cl ? empty_channels_last_storage(x_size, grad_output.options())
                      : at::empty(x_size, grad_output.options().memory_format(format_of(grad_output.dim(), cl)));
-  if (gx.numel() == 0) return via_cl ? gx.movedim(-1, 1).contiguous() : gx;
+  if (gx.numel() == 0) return via_cl ? channels_first_copy(gx) : gx;
   const int64_t macs = g.Og * g.taps();
   AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "groupconv_native::conv_input_grad", [&] {
     const auto& k = kernels<scalar_t>();
@@ -269,7 +299,7 @@ Tensor conv_input_grad(const Tensor& grad_output, const Tensor& weight, IntArray
                        [&](int64_t b, int64_t e) { k.input_grad_cf(g, gyp, wp, gxp, b, e); });
     }
   });
-  if (via_cl) return gx.movedim(-1, 1).contiguous();
+  if (via_cl) return channels_first_copy(gx);
   return gx;
 }
 
@@ -351,6 +381,7 @@ TORCH_LIBRARY_IMPL(groupconv_native, CPU, m) {
   m.impl("conv_forward", &conv_forward);
   m.impl("conv_input_grad", &conv_input_grad);
   m.impl("conv_weight_grad", &conv_weight_grad);
+  m.impl("relayout", &relayout);
 }
 
 }  // namespace groupconv_native

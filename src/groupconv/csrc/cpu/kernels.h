@@ -43,7 +43,15 @@ struct Kernels {
   void (*forward_cf)(const Geometry&, const T* x, const T* w, T* y, int64_t, int64_t);
   void (*input_grad_cf)(const Geometry&, const T* gy, const T* w, T* gx, int64_t, int64_t);
   void (*weight_grad_cf)(const Geometry&, const T* x, const T* gy, T* partial, int64_t, int64_t);
+  // (N, rows, cols) -> (N, cols, rows), both dense: a layout change, channels-first (rows = channels)
+  // to channels-last or back. A task is one TRANSPOSE_TILE x TRANSPOSE_TILE tile of one matrix.
+  void (*transpose)(const T* src, T* dst, int64_t rows, int64_t cols, int64_t begin, int64_t end);
 };
+
+constexpr int64_t TRANSPOSE_TILE = 64;
+inline int64_t transpose_tasks(int64_t n, int64_t rows, int64_t cols) {
+  return n * ((rows + TRANSPOSE_TILE - 1) / TRANSPOSE_TILE) * ((cols + TRANSPOSE_TILE - 1) / TRANSPOSE_TILE);
+}
 
 #define GROUPCONV_DECLARE_KERNELS(ISA)          \
   namespace ISA {                               \

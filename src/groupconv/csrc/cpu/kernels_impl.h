@@ -1181,10 +1181,25 @@ void weight_grad_cf(const Geometry& g, const T* x, const T* gy, T* partial, int6
   return weight_grad_cf_blocked<T, 2, 2, MAX_ACC / 4>(g, x, gy, partial, begin, end);
 }
 
+// ---- layout change: a tile of one (rows x cols) matrix at a time, ATen's 16 x 16 register transposes ----
+template <typename T>
+void transpose(const T* src, T* dst, int64_t rows, int64_t cols, int64_t begin, int64_t end) {
+  const int64_t row_tiles = (rows + TRANSPOSE_TILE - 1) / TRANSPOSE_TILE;
+  const int64_t col_tiles = (cols + TRANSPOSE_TILE - 1) / TRANSPOSE_TILE;
+  for (int64_t t = begin; t < end; ++t) {
+    const int64_t n = t / (row_tiles * col_tiles);
+    const int64_t r = t / col_tiles % row_tiles * TRANSPOSE_TILE, c = t % col_tiles * TRANSPOSE_TILE;
+    const int64_t matrix = n * rows * cols;
+    at::vec::transpose_mxn<T>(src + matrix + r * cols + c, cols, dst + matrix + c * rows + r, rows,
+                              static_cast<int>(std::min(TRANSPOSE_TILE, rows - r)),
+                              static_cast<int>(std::min(TRANSPOSE_TILE, cols - c)));
+  }
+}
+
 template <typename T>
 const Kernels<T>& kernels() {
   static const Kernels<T> table{forward_cl<T>, input_grad_cl<T>, weight_grad_cl<T>,
-                                forward_cf<T>, input_grad_cf<T>, weight_grad_cf<T>};
+                                forward_cf<T>, input_grad_cf<T>, weight_grad_cf<T>, transpose<T>};
   return table;
 }
 
