@@ -58,7 +58,8 @@ if ops is not None:
     @torch.library.register_fake("groupconv_native::relayout")
     def _relayout_fake(x, channels_last):
         torch._check(x.dim() in (4, 5), lambda: "relayout: input needs 4 or 5 dimensions")
-        return torch.empty_like(x, memory_format=CHANNELS_LAST[x.dim() - 2] if channels_last else torch.contiguous_format)
+        layout = CHANNELS_LAST[x.dim() - 2] if channels_last else torch.contiguous_format
+        return torch.empty_like(x, memory_format=layout)
 
     # the same values in other strides: the gradient passes through as it is
     torch.library.register_autograd("groupconv_native::relayout", lambda ctx, grad: (grad, None))
