@@ -21,8 +21,11 @@ try:
 except (ImportError, OSError) as error:  # OSError: a stale build against another torch
     reason = f"groupconv's native kernels are off ({type(error).__name__}: {error}); reinstall groupconv to build them"
 else:
-    ops = torch.ops.groupconv_native
-    isa = _C.isa
+    if hasattr(torch.ops.groupconv_native, "relayout"):  # the newest operator: absent from an older build
+        ops = torch.ops.groupconv_native
+        isa = _C.isa
+    else:
+        reason = "groupconv's native kernels are off (an older build lacks relayout); reinstall groupconv to build them"
 
 
 def _conv_size(size: int, before: int, after: int, dilation: int, kernel: int, stride: int) -> int:
