@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 
 from . import dispatch, ops, routing, tuning
 from .errors import GroupConvError
+from .precision import in_float32
 from .spec import ConvSpec
 
 _REMEMBERED_CALLS = 4096  # calls whose route apply remembers (see _call_key)
@@ -91,8 +93,7 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
         return remembered(input, weight, bias)
     _check_tensors(spec, input, weight, bias)
     if input.dtype == torch.float16 and input.device.type == "cpu":  # PyTorch's is slow and may round as it goes
-        upcast = [None if t is None else t.float() for t in (input, weight, bias)]
-        return apply(spec, *upcast).to(input.dtype)
+        return in_float32(functools.partial(apply, spec), input, weight, bias)
     spec.output_shape(_sizes(input))  # validates the input's rank, channels and size
     batched = input.dim() == spec.dims + 2
     x = input if batched else input.unsqueeze(0)

@@ -77,6 +77,8 @@ def relayout(t: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
     """``t`` in ``layout`` (channels-last or contiguous), by the kernels' transpose where it applies: CPU float32
     or float64 in 2-D or 3-D layout, outside ``torch.compile``. PyTorch's own copy between the two layouts runs at
     a fraction of a plain copy's rate (docs/design.md, "Planner")."""
+    if t.is_contiguous(memory_format=layout):
+        return t  # a route in the input's own layout: no copy, no op call, no autograd node
     fast = (
         ops is not None
         and t.device.type == "cpu"
