@@ -172,6 +172,37 @@ def test_network_layers_match_pytorch(channels, groups, kernel, stride, padding,
     run_case(case, 0)
 
 
+@pytest.mark.parametrize(
+    ("stride", "dilation", "kernel", "padding", "width"),
+    [
+        (2, 1, 3, (1, 1), 75),  # stride 2: a vector from two loads; rows of several vectors and a partial one
+        (2, 2, 5, (4, 3), 70),
+        (3, 1, 3, (0, 2), 64),  # other strides: lane by lane
+        (4, 1, 2, (1, 0), 3),  # a stride past the row: input-gradient phases with no tap
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_channels_first_rows_strided_along_w(stride, dilation, kernel, padding, width, dtype):
+    """Layers strided along W, channels-first: the kernels read every stride-th column and write the input
+    gradient one phase of the stride at a time. Depthwise, 4 per group and 1-D."""
+    for dims, groups, per_group in ((2, 6, 1), (2, 3, 4), (1, 4, 2)):
+        case = {
+            "dims": dims,
+            "kernel": (kernel,) * dims,
+            "stride": (2, stride)[-dims:],
+            "dilation": (1, dilation)[-dims:],
+            "padding": ((1, 1), padding)[-dims:],
+            "groups": groups,
+            "in_per_group": per_group,
+            "out_per_group": per_group,
+            "batch": 2,
+            "size": (7, width)[-dims:],
+            "dtype": dtype,
+            "layout": "contiguous",
+        }
+        run_case(case, stride)
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize(
     ("kernel", "stride", "padding"),

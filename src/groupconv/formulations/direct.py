@@ -9,9 +9,10 @@ operand's own layout, with no copies:
   output pixels accumulated in registers across the taps;
 * channels-first: the lanes run along a row of pixels; a block of output channels x rows x vectors
   accumulates across the group's channels and taps, each source row loaded once for every output
-  row it feeds (layers strided along W run on the channels-last kernels through a channels-last copy);
-* the input gradient is the transposed convolution in the same form; the weight gradient keeps
-  a block of (taps x channels) in registers, sums per chunk of work and then across chunks.
+  row it feeds (strided along W, each lane reads every stride-th column);
+* the input gradient is the transposed convolution in the same form (strided along W, one phase of
+  the stride at a time); the weight gradient keeps a block of (taps x channels) in registers, sums
+  per chunk of work and then across chunks.
 
 Results come back in the input's layout (other strided inputs are made contiguous first). The
 instruction set (AVX-512, AVX2 or baseline) is ATen's own choice, made once; threads are

@@ -94,24 +94,6 @@ Tensor relayout(const Tensor& input, bool to_channels_last) {
   return output;
 }
 
-// Channels-first operands of a layer strided along W run on the channels-last kernels (their pixels
-// block along a row at any stride): a copy with the channels last, of any rank.
-Tensor channels_last_copy(const Tensor& t) { return t.dim() >= 4 ? relayout(t, true) : t.movedim(1, -1).contiguous(); }
-
-// The answer of such a layer, computed with its channels last (`storage` (N, *S, C)), channels-first.
-Tensor channels_first_copy(const Tensor& storage) {
-  const Tensor view = storage.movedim(-1, 1);
-  return view.dim() >= 4 ? relayout(view, false) : view.contiguous();
-}
-
-// An output of size (N, C, *S) stored (N, *S, C); .movedim(-1, 1) views it as (N, C, *S).
-Tensor empty_channels_last_storage(IntArrayRef size, const at::TensorOptions& options) {
-  std::vector<int64_t> storage{size[0]};
-  storage.insert(storage.end(), size.begin() + 2, size.end());
-  storage.push_back(size[1]);
-  return at::empty(storage, options);
-}
-
 void check_list(const char* op, const char* name, IntArrayRef values, int64_t dims, int64_t minimum) {
   TORCH_CHECK(static_cast<int64_t>(values.size()) == dims, op, ": ", name, "=", values, " has ", values.size(),
               " entries; a ", dims, "-D convolution needs ", dims);
@@ -234,18 +216,17 @@ Tensor conv_forward(const Tensor& input, const Tensor& weight, IntArrayRef strid
   }
   const Geometry g = geometry(op, input.sizes(), y_size, weight.sizes(), stride, pad_before, pad_after, dilation,
                               groups, true);
-  const bool cl = channels_last(input), via_cl = !cl && g.stride[2] != 1;
-  const Tensor x = cl ? input : via_cl ? channels_last_copy(input) : input.contiguous();
+  const bool cl = channels_last(input);
+  const Tensor x = cl ? input : input.contiguous();
   const Tensor w = weight.contiguous();
-  Tensor y = via_cl ? empty_channels_last_storage(y_size, input.options())
-                    : at::empty(y_size, input.options().memory_format(format_of(input.dim(), cl)));
-  if (y.numel() == 0) return via_cl ? channels_first_copy(y) : y;
+  Tensor y = at::empty(y_size, input.options().memory_format(format_of(input.dim(), cl)));
+  if (y.numel() == 0) return y;
   const int64_t macs = g.Cg * g.taps();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "groupconv_native::conv_forward", [&] {
     const auto& k = kernels<scalar_t>();
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    if (cl || via_cl) {
+    if (cl) {
       const Tensor packed = pack_forward<scalar_t>(w, g);
       const scalar_t* wp = packed.const_data_ptr<scalar_t>();
       const int64_t tasks = g.N * g.out[0] * g.out[1];
@@ -258,7 +239,6 @@ Tensor conv_forward(const Tensor& input, const Tensor& weight, IntArrayRef strid
                        [&](int64_t b, int64_t e) { k.forward_cf(g, xp, wp, yp, b, e); });
     }
   });
-  if (via_cl) return channels_first_copy(y);
   return y;
 }
 
@@ -275,18 +255,17 @@ Tensor conv_input_grad(const Tensor& grad_output, const Tensor& weight, IntArray
   x_size.insert(x_size.end(), input_size.begin(), input_size.end());
   const Geometry g = geometry(op, x_size, grad_output.sizes(), weight.sizes(), stride, pad_before, pad_after,
                               dilation, groups, false);
-  const bool cl = channels_last(grad_output), via_cl = !cl && g.stride[2] != 1;
-  const Tensor gy = cl ? grad_output : via_cl ? channels_last_copy(grad_output) : grad_output.contiguous();
+  const bool cl = channels_last(grad_output);
+  const Tensor gy = cl ? grad_output : grad_output.contiguous();
   const Tensor w = weight.contiguous();
-  Tensor gx = via_cl ? empty_channels_last_storage(x_size, grad_output.options())
-                     : at::empty(x_size, grad_output.options().memory_format(format_of(grad_output.dim(), cl)));
-  if (gx.numel() == 0) return via_cl ? channels_first_copy(gx) : gx;
+  Tensor gx = at::empty(x_size, grad_output.options().memory_format(format_of(grad_output.dim(), cl)));
+  if (gx.numel() == 0) return gx;
   const int64_t macs = g.Og * g.taps();
   AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "groupconv_native::conv_input_grad", [&] {
     const auto& k = kernels<scalar_t>();
     const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
     scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
-    if (cl || via_cl) {
+    if (cl) {
       const Tensor packed = pack_input_grad<scalar_t>(w, g);
       const scalar_t* wp = packed.const_data_ptr<scalar_t>();
       const int64_t tasks = g.N * g.in[0] * g.in[1];
@@ -299,7 +278,6 @@ Tensor conv_input_grad(const Tensor& grad_output, const Tensor& weight, IntArray
                        [&](int64_t b, int64_t e) { k.input_grad_cf(g, gyp, wp, gxp, b, e); });
     }
   });
-  if (via_cl) return channels_first_copy(gx);
   return gx;
 }
 
@@ -335,11 +313,10 @@ Tensor conv_weight_grad(const Tensor& input, const Tensor& grad_output, IntArray
   w_size.insert(w_size.end(), kernel_size.begin(), kernel_size.end());
   const Geometry g = geometry(op, input.sizes(), grad_output.sizes(), w_size, stride, pad_before, pad_after, dilation,
                               groups, false);
-  // both operands channels-last, or both read channels-first (copied channels-last when strided along W)
+  // both operands channels-last, or both read channels-first
   const bool cl = channels_last(input) && channels_last(grad_output);
-  const bool via_cl = !cl && g.stride[2] != 1;
-  const Tensor x = cl ? input : via_cl ? channels_last_copy(input) : input.contiguous();
-  const Tensor gy = cl ? grad_output : via_cl ? channels_last_copy(grad_output) : grad_output.contiguous();
+  const Tensor x = cl ? input : input.contiguous();
+  const Tensor gy = cl ? grad_output : grad_output.contiguous();
   if (g.N == 0 || g.C() == 0 || g.O() == 0) return at::zeros(w_size, input.options());
   Tensor gw;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "groupconv_native::conv_weight_grad", [&] {
@@ -347,7 +324,7 @@ Tensor conv_weight_grad(const Tensor& input, const Tensor& grad_output, IntArray
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
     const int64_t row = g.out[2] * g.O() * g.Cg * g.taps();
-    if (cl || via_cl) {
+    if (cl) {
       const int64_t Opad = padded_channels<scalar_t>(g.O());
       const int64_t tasks = g.N * g.out[0] * g.out[1];
       Tensor sum = reduce_chunks(tasks, row, {g.taps(), g.Cg, Opad}, x.options(),

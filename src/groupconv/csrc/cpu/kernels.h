@@ -37,9 +37,8 @@ struct Kernels {
   void (*forward_cl)(const Geometry&, const T* x, const T* w_packed, T* y, int64_t, int64_t);
   void (*input_grad_cl)(const Geometry&, const T* gy, const T* w_packed, T* gx, int64_t, int64_t);
   void (*weight_grad_cl)(const Geometry&, const T* x, const T* gy, T* partial, int64_t, int64_t);
-  // channels-first (N, C, D, H, W) with unit stride along W (direct.cpp runs other strides on the
-  // channels-last kernels): a task is (n, g, depth, chunk of CF_TASK_ROWS rows) or, for the weight
-  // gradient, (n, g).
+  // channels-first (N, C, D, H, W): a task is (n, g, depth, chunk of CF_TASK_ROWS rows) or, for the
+  // weight gradient, (n, g).
   void (*forward_cf)(const Geometry&, const T* x, const T* w, T* y, int64_t, int64_t);
   void (*input_grad_cf)(const Geometry&, const T* gy, const T* w, T* gx, int64_t, int64_t);
   void (*weight_grad_cf)(const Geometry&, const T* x, const T* gy, T* partial, int64_t, int64_t);

@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -695,18 +697,20 @@ void weight_grad_cl(const Geometry& g, const T* x, const T* gy, T* partial, int6
       for (int64_t d = 0; d < g.O(); ++d) partial[(t * R + (d + s) % R) * Opad + d] += rotated[(t * R + s) * Opad + d];
 }
 
-// ---- channels-first, unit stride along W: SIMD lanes along a row -----------------------------
-// A src load for dst lanes [w0, w0 + n) at column offset `off`: lanes whose src column falls
-// outside [0, Wsrc) must add nothing (not 0 * w: w may be inf), so they are blended away.
+// ---- channels-first: SIMD lanes along a row -------------------------------------------------
+// A src load for dst lanes [w0, w0 + n): lane l reads src column start + l * stride (the layer's stride
+// along W); lanes whose src column falls outside [0, Wsrc) must add nothing (not 0 * w: w may be inf), so
+// they are blended away.
 template <typename T>
 struct Span {
   int64_t start, lo, hi;  // src column of lane 0; lanes [lo, hi) are inside the row
 };
 
 template <typename T>
-inline Span<T> span_of(int64_t w0, int64_t n, int64_t off, int64_t Wsrc) {
-  const int64_t start = w0 + off;
-  return {start, std::max<int64_t>(0, -start), std::min<int64_t>(n, Wsrc - start)};
+inline Span<T> span_of(int64_t w0, int64_t n, int64_t off, int64_t Wsrc, int64_t stride) {
+  const int64_t start = w0 * stride + off;
+  const int64_t lo = start >= 0 ? 0 : (-start + stride - 1) / stride;
+  return {start, lo, start >= Wsrc ? 0 : std::min<int64_t>(n, (Wsrc - 1 - start) / stride + 1)};
 }
 
 template <typename T>
@@ -749,6 +753,13 @@ inline Vectorized<double> masked_fma(const Vectorized<double>& a, const Vectoriz
                                      const Vectorized<double>& c, __mmask8 k) {
   return _mm512_mask3_fmadd_pd(a, b, c, k);
 }
+// The even lanes of a then b: a stride-2 row's columns, two vectors at a time.
+inline Vectorized<float> even_lanes(const Vectorized<float>& a, const Vectorized<float>& b) {
+  return _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), b);
+}
+inline Vectorized<double> even_lanes(const Vectorized<double>& a, const Vectorized<double>& b) {
+  return _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), b);
+}
 #endif
 
 // The first n (<= V) elements at p, zeros in the other lanes.
@@ -785,6 +796,16 @@ inline void store_first(T* p, const Vectorized<T>& v, int64_t n) {
 #endif
 }
 
+// v's first n (<= V) lanes stored `stride` elements apart from p.
+template <typename T>
+inline void store_lanes(T* p, const Vectorized<T>& v, int64_t n, int64_t stride) {
+  constexpr int64_t V = Vectorized<T>::size();
+  if (stride == 1) return store_first(p, v, n);
+  T lanes[V];
+  v.store(lanes);
+  for (int64_t l = 0; l < n; ++l) p[l * stride] = lanes[l];
+}
+
 // The lanes of one dst vector at one kernel column: where its src load starts and which lanes lie
 // inside the src row (the others add nothing). Loads and FMAs go through it, masked on AVX-512.
 template <typename T>
@@ -805,22 +826,67 @@ struct Lanes {
 #endif
 };
 
-// [vector v][kw] of a dst row of Wdst pixels whose pixel w reads src column w + origin + kw * step.
+// Lanes of a row strided along W, lane l at src column span.start + l * stride: a type of its own, since a
+// stride test in Lanes::load costs the unit-stride kernels ~10%.
 template <typename T>
-std::vector<Lanes<T>> row_lanes(int64_t Wdst, int64_t Wsrc, int64_t KW, int64_t origin, int64_t step) {
+struct StridedLanes : Lanes<T> {
+  int64_t stride;
+#if defined(CPU_CAPABILITY_AVX512)
+  LaneMask<T> pair[2];  // stride 2: which elements of the 2 V from span.start to load, per vector
+  Vectorized<T> load(const T* row) const {
+    constexpr int64_t V = Vectorized<T>::size();
+    const int64_t start = this->span.start;
+    if (stride == 2) return even_lanes(masked_load(row + start, pair[0]), masked_load(row + start + V, pair[1]));
+    return gather(row);
+  }
+#else
+  Vectorized<T> load(const T* row) const { return gather(row); }
+#endif
+  Vectorized<T> gather(const T* row) const {
+    constexpr int64_t V = Vectorized<T>::size();
+    T tmp[V] = {};
+    for (int64_t l = this->span.lo; l < this->span.hi; ++l) tmp[l] = row[this->span.start + l * stride];
+    return Vectorized<T>::loadu(tmp);
+  }
+};
+
+template <typename T, bool STRIDED>
+using LanesOf = std::conditional_t<STRIDED, StridedLanes<T>, Lanes<T>>;
+
+// [vector v][kw] of a dst row of Wdst pixels whose pixel w reads src column w * stride + offset(kw), or no
+// column at all where offset(kw) is empty; StridedLanes where the stride is not 1.
+template <typename T, bool STRIDED, typename Offset>
+std::vector<LanesOf<T, STRIDED>> row_lanes(int64_t Wdst, int64_t Wsrc, int64_t KW, int64_t stride,
+                                           const Offset& offset) {
   constexpr int64_t V = Vectorized<T>::size();
   const int64_t nv = (Wdst + V - 1) / V;
-  std::vector<Lanes<T>> lanes(nv * KW);
+  std::vector<LanesOf<T, STRIDED>> lanes(nv * KW);
   for (int64_t v = 0; v < nv; ++v)
     for (int64_t kw = 0; kw < KW; ++kw) {
-      Lanes<T>& l = lanes[v * KW + kw];
+      LanesOf<T, STRIDED>& l = lanes[v * KW + kw];
       l.n = std::min(V, Wdst - v * V);
-      l.span = span_of<T>(v * V, l.n, origin + kw * step, Wsrc);
+      const std::optional<int64_t> off = offset(kw);
+      l.span = off ? span_of<T>(v * V, l.n, *off, Wsrc, stride) : Span<T>{0, 0, 0};
 #if defined(CPU_CAPABILITY_AVX512)
       l.mask = lanes_of(l.span);
 #endif
+      if constexpr (STRIDED) {
+        l.stride = stride;
+#if defined(CPU_CAPABILITY_AVX512)
+        l.pair[0] = l.pair[1] = 0;
+        for (int64_t lane = l.span.lo; stride == 2 && lane < l.span.hi; ++lane)
+          l.pair[lane * 2 / V] |= static_cast<LaneMask<T>>(1u << (lane * 2 % V));
+#endif
+      }
     }
   return lanes;
+}
+
+// The lanes of a forward row (and of the weight gradient's src row): pixel w reads w * stride + kw * dil - pad.
+template <typename T, bool STRIDED>
+std::vector<LanesOf<T, STRIDED>> forward_lanes(const Geometry& g) {
+  return row_lanes<T, STRIDED>(g.out[2], g.in[2], g.k[2], g.stride[2],
+                               [&](int64_t kw) { return std::optional<int64_t>(kw * g.dil[2] - g.pad[2]); });
 }
 
 struct CfTerm {  // one (src channel, kd, kh) read by a block of dst rows
@@ -835,9 +901,11 @@ template <typename T>
 struct CfRows {
   const T* src;
   int64_t src_step, dst_step, w_step, KW;  // w_step: from one dst channel's weights to the next
-  const Lanes<T>* lanes;                   // row_lanes of the dst row
+  const Lanes<T>* lanes;                   // row_lanes of the dst row (nullptr where strided_lanes are)
   int64_t slide_kh = 0;                    // KH where cf_block may share src rows (sliding_kh), else 0
   bool slide_reverse = false;              // cf_block's REV: the input gradient
+  int64_t w_stride = 1;                    // the layer's stride along W: src (forward) or dst lanes that far apart
+  const StridedLanes<T>* strided_lanes = nullptr;  // the forward's, where w_stride is not 1
 };
 
 // Register rows of a block: accumulators for OB channels x RB rows x P vectors fill the register file.
@@ -849,13 +917,19 @@ constexpr int block_rows(int OB, int P) { return std::max(1, std::min(8, MAX_ACC
 // terms of one (src channel, kd) read src rows base + j, where dst row r reads row j = r + kh (REV, the input
 // gradient: j = r + KH - 1 - kh), so each src vector is loaded once per (j, kw) and used by every dst row and
 // channel that reads it, not once per (kh, r): KH times fewer loads.
-template <typename T, int OB, int RB, int P, int KH, bool REV>
+// W_STRIDED: a layer strided along W, whose forward loads src columns that far apart (job.strided_lanes) and
+// whose input gradient stores dst lanes that far apart (one phase of the stride at a time).
+template <typename T, int OB, int RB, int P, int KH, bool REV, bool W_STRIDED>
 inline void cf_block(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, const T* w, int64_t v0, int64_t nr,
                      T* const* dst) {
   constexpr int64_t V = Vectorized<T>::size();
   constexpr int J = RB + KH - 1;  // src rows a block reads
+  constexpr bool SRC_STRIDED = W_STRIDED && !REV;
   const int64_t KW = job.KW;
-  const Lanes<T>* lanes = job.lanes + v0 * KW;
+  const LanesOf<T, SRC_STRIDED>* lanes = [&] {
+    if constexpr (SRC_STRIDED) return job.strided_lanes;
+    else return job.lanes;
+  }() + v0 * KW;
   AccT<T> acc[OB][RB][P];
   unroll<OB>([&](auto ob) __attribute__((always_inline)) {
     unroll<RB>([&](auto r) __attribute__((always_inline)) {
@@ -876,7 +950,7 @@ inline void cf_block(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, 
         });
       });
       unroll<P>([&](auto p) __attribute__((always_inline)) {
-        const Lanes<T> l = lanes[p * KW + kw];
+        const LanesOf<T, SRC_STRIDED> l = lanes[p * KW + kw];
         unroll<J>([&](auto j) __attribute__((always_inline)) {
           if (!(rows >> j & 1u)) return;
           const Vectorized<T> xv = l.load(base + j * job.src_step);
@@ -896,7 +970,9 @@ inline void cf_block(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, 
     unroll<RB>([&](auto r) __attribute__((always_inline)) {
       if (r >= nr) return;
       unroll<P>([&](auto p) __attribute__((always_inline)) {
-        store_first(dst[ob] + r * job.dst_step + (v0 + p) * V, Vectorized<T>(acc[ob][r][p]), lanes[p * KW].n);
+        T* out = dst[ob] + r * job.dst_step + (v0 + p) * V * (W_STRIDED && REV ? job.w_stride : 1);
+        if constexpr (W_STRIDED && REV) store_lanes(out, Vectorized<T>(acc[ob][r][p]), lanes[p * KW].n, job.w_stride);
+        else store_first(out, Vectorized<T>(acc[ob][r][p]), lanes[p * KW].n);
       });
     });
   });
@@ -910,10 +986,14 @@ constexpr int MAX_SLIDING_WEIGHTS = MAX_ACC * 5 / 8;
 template <typename T, int OB, int RB, int P>
 inline void cf_block_any(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, const T* w, int64_t v0,
                          int64_t nr, T* const* dst) {
+  if (job.w_stride != 1) {  // each kh a group of its own (KH = 1), which keeps the instantiations few
+    if (job.slide_reverse) return cf_block<T, OB, RB, P, 1, true, true>(job, terms, nterms, w, v0, nr, dst);
+    return cf_block<T, OB, RB, P, 1, false, true>(job, terms, nterms, w, v0, nr, dst);
+  }
   const auto run = [&](auto kh) {
     constexpr int KH = OB * decltype(kh)::value <= MAX_SLIDING_WEIGHTS ? decltype(kh)::value : 1;
-    if (job.slide_reverse) return cf_block<T, OB, RB, P, KH, true>(job, terms, nterms, w, v0, nr, dst);
-    cf_block<T, OB, RB, P, KH, false>(job, terms, nterms, w, v0, nr, dst);
+    if (job.slide_reverse) return cf_block<T, OB, RB, P, KH, true, false>(job, terms, nterms, w, v0, nr, dst);
+    cf_block<T, OB, RB, P, KH, false, false>(job, terms, nterms, w, v0, nr, dst);
   };
   switch (job.slide_kh) {
     case 3: return run(std::integral_constant<int, 3>{});
@@ -986,16 +1066,16 @@ template <typename T, typename Terms>
 void cf_task(const CfRows<T>& job, int64_t H, int64_t step, int64_t q0, int64_t q1, int64_t Wdst, const T* w,
              T* dst_plane, int64_t channel_step, int64_t count, std::vector<CfTerm>& terms, const Terms& terms_of) {
   constexpr int64_t V = Vectorized<T>::size();
-  const int64_t nv = (Wdst + V - 1) / V;
+  const int64_t nv = (Wdst + V - 1) / V, width = job.dst_step / step;  // dst_step: `step` rows
   const auto with_pmax = [&](auto ob_main) {
     constexpr int OB_MAIN = decltype(ob_main)::value;
     if (nv >= 3)
-      return cf_task_rows<T, OB_MAIN, 3>(job, H, step, q0, q1, nv, w, dst_plane, Wdst, channel_step, count, terms,
+      return cf_task_rows<T, OB_MAIN, 3>(job, H, step, q0, q1, nv, w, dst_plane, width, channel_step, count, terms,
                                          terms_of);
     if (nv == 2)
-      return cf_task_rows<T, OB_MAIN, 2>(job, H, step, q0, q1, nv, w, dst_plane, Wdst, channel_step, count, terms,
+      return cf_task_rows<T, OB_MAIN, 2>(job, H, step, q0, q1, nv, w, dst_plane, width, channel_step, count, terms,
                                          terms_of);
-    cf_task_rows<T, OB_MAIN, 1>(job, H, step, q0, q1, nv, w, dst_plane, Wdst, channel_step, count, terms, terms_of);
+    cf_task_rows<T, OB_MAIN, 1>(job, H, step, q0, q1, nv, w, dst_plane, width, channel_step, count, terms, terms_of);
   };
   if (count >= 4) return with_pmax(std::integral_constant<int, 4>{});
   if (count >= 2) return with_pmax(std::integral_constant<int, 2>{});
@@ -1032,8 +1112,11 @@ template <typename T>
 void forward_cf(const Geometry& g, const T* x, const T* w, T* y, int64_t begin, int64_t end) {
   const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2], K = g.taps();
   const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
-  const std::vector<Lanes<T>> lanes = row_lanes<T>(OW, IW, KW, -g.pad[2], g.dil[2]);
-  const CfRows<T> job{x, g.stride[1] * IW, OW, g.Cg * K, KW, lanes.data(), sliding_kh(g), false};
+  const bool strided = g.stride[2] != 1;
+  const auto lanes = strided ? std::vector<Lanes<T>>() : forward_lanes<T, false>(g);
+  const auto strided_lanes = strided ? forward_lanes<T, true>(g) : std::vector<StridedLanes<T>>();
+  const CfRows<T> job{x, g.stride[1] * IW, OW, g.Cg * K, KW, lanes.data(), sliding_kh(g), false, g.stride[2],
+                      strided ? strided_lanes.data() : nullptr};
   std::vector<CfTerm> terms(g.Cg * KD * KH);
   const int64_t chunks = cf_chunks(OH);
   for (int64_t t = begin; t < end; ++t) {
@@ -1060,15 +1143,22 @@ void forward_cf(const Geometry& g, const T* x, const T* w, T* y, int64_t begin, 
   }
 }
 
-// Input gradient, channels-first, unit stride along W: a task is (n, g, id, chunk of input rows), the
-// rows taken phase by phase, since the rows of one phase of the H stride read consecutive grad_y rows.
+// Input gradient, channels-first: a task is (n, g, id, chunk of input rows), the rows taken phase by phase,
+// since the rows of one phase of the H stride read consecutive grad_y rows; so are the columns: input column
+// iw = ph + q * SW reads grad_y column q + (ph + pad - kw * dil) / SW at the taps kw where that divides,
+// so each phase of the W stride is a unit-stride row of its own, its lanes stored SW apart.
 template <typename T>
 void input_grad_cf(const Geometry& g, const T* gy, const T* w, T* gx, int64_t begin, int64_t end) {
   const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2], K = g.taps();
   const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
-  const int64_t SH = g.stride[1];
-  const std::vector<Lanes<T>> lanes = row_lanes<T>(IW, OW, KW, g.pad[2], -g.dil[2]);
-  const CfRows<T> job{gy, OW, SH * IW, K, KW, lanes.data(), sliding_kh(g), true};
+  const int64_t SH = g.stride[1], SW = std::min(g.stride[2], IW);  // a stride past the row: a phase per column
+  std::vector<std::vector<Lanes<T>>> phases;
+  for (int64_t ph = 0; ph < SW; ++ph)
+    phases.push_back(row_lanes<T, false>((IW - ph + SW - 1) / SW, OW, KW, 1, [&](int64_t kw) {
+      const int64_t num = ph + g.pad[2] - kw * g.dil[2];
+      return num % g.stride[2] == 0 ? std::optional<int64_t>(num / g.stride[2]) : std::nullopt;
+    }));
+  CfRows<T> job{gy, OW, SH * IW, K, KW, nullptr, sliding_kh(g), true, g.stride[2]};
   std::vector<CfTerm> terms(g.Og * KD * KH);
   const int64_t chunks = cf_chunks(IH);
   for (int64_t t = begin; t < end; ++t) {
@@ -1091,17 +1181,20 @@ void input_grad_cf(const Geometry& g, const T* gy, const T* w, T* gx, int64_t be
       return nterms;
     };
     T* plane = gx + ((task.n * g.C() + task.grp * g.Cg) * ID + task.d) * IH * IW;
-    cf_task(job, IH, SH, task.q0, std::min(IH, task.q0 + CF_TASK_ROWS), IW, w + task.grp * g.Og * g.Cg * K, plane,
-            ID * IH * IW, g.Cg, terms, terms_of);
+    for (int64_t ph = 0; ph < SW; ++ph) {
+      job.lanes = phases[ph].data();
+      cf_task(job, IH, SH, task.q0, std::min(IH, task.q0 + CF_TASK_ROWS), (IW - ph + SW - 1) / SW,
+              w + task.grp * g.Og * g.Cg * K, plane + ph, ID * IH * IW, g.Cg, terms, terms_of);
+    }
   }
 }
 
 // Output channels j0.. (nj <= JB) x input channels i0.. (ni <= IB) x the KB kernel columns from kw0 of
 // one (kd, kh), summed over the whole plane in registers and across lanes once at the end: each grad_y
 // vector is loaded once per row and used for every column and input channel of the block.
-template <typename T, int JB, int IB, int KB>
+template <typename T, int JB, int IB, int KB, typename L>
 void wg_cf_block(const Geometry& g, const T* x_planes, const T* gy_planes, int64_t nj, int64_t ni, int64_t kd,
-                 int64_t kh, int64_t kw0, const Lanes<T>* lanes, T* partial) {
+                 int64_t kh, int64_t kw0, const L* lanes, T* partial) {
   constexpr int64_t V = Vectorized<T>::size();
   const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
   const int64_t KW = g.k[2], nv = (OW + V - 1) / V, x_plane = ID * IH * IW, gy_plane = OD * OH * OW;
@@ -1120,7 +1213,7 @@ void wg_cf_block(const Geometry& g, const T* x_planes, const T* gy_planes, int64
       const T* x_row = x_planes + (id * IH + ih) * IW;
       const T* gy_row = gy_planes + (od * OH + oh) * OW;
       for (int64_t v = 0; v < nv; ++v) {
-        const Lanes<T>* lv = lanes + v * KW + kw0;
+        const L* lv = lanes + v * KW + kw0;
         Vectorized<T> gv[JB];
         unroll<JB>([&](auto jb) __attribute__((always_inline)) {
           if (jb < nj) gv[jb] = load_first(gy_row + jb * gy_plane + v * V, lv->n);
@@ -1148,12 +1241,13 @@ void wg_cf_block(const Geometry& g, const T* x_planes, const T* gy_planes, int64
   });
 }
 
-// Weight gradient, channels-first, unit stride along W: a task is (n, g); partial: (O, Cg, K). Blocks of JB
-// output x IB input channels x KB_MAX kernel columns (the last block of a row exactly as many as are left).
-template <typename T, int JB, int IB, int KB_MAX>
-void weight_grad_cf_blocked(const Geometry& g, const T* x, const T* gy, T* partial, int64_t begin, int64_t end) {
+// Weight gradient, channels-first: a task is (n, g); partial: (O, Cg, K). Blocks of JB output x IB input
+// channels x KB_MAX kernel columns (the last block of a row exactly as many as are left). The lanes of the
+// src row (L: Lanes or, strided along W, StridedLanes) are the same on every row.
+template <typename T, int JB, int IB, int KB_MAX, typename L>
+void weight_grad_cf_blocked(const Geometry& g, const std::vector<L>& lanes, const T* x, const T* gy, T* partial,
+                            int64_t begin, int64_t end) {
   const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2], K = g.taps(), OW = g.out[2], IW = g.in[2];
-  const std::vector<Lanes<T>> lanes = row_lanes<T>(OW, IW, KW, -g.pad[2], g.dil[2]);  // the same on every row
   const int64_t x_plane = g.in[0] * g.in[1] * IW, gy_plane = g.out[0] * g.out[1] * OW;
   for (int64_t t = begin; t < end; ++t) {
     const int64_t n = t / g.G, grp = t % g.G;
@@ -1177,8 +1271,13 @@ void weight_grad_cf_blocked(const Geometry& g, const T* x, const T* gy, T* parti
 
 template <typename T>
 void weight_grad_cf(const Geometry& g, const T* x, const T* gy, T* partial, int64_t begin, int64_t end) {
-  if (g.Og == 1 && g.Cg == 1) return weight_grad_cf_blocked<T, 1, 1, std::min(8, MAX_ACC)>(g, x, gy, partial, begin, end);
-  return weight_grad_cf_blocked<T, 2, 2, MAX_ACC / 4>(g, x, gy, partial, begin, end);
+  const auto run = [&](const auto& lanes) {
+    if (g.Og == 1 && g.Cg == 1)
+      return weight_grad_cf_blocked<T, 1, 1, std::min(8, MAX_ACC)>(g, lanes, x, gy, partial, begin, end);
+    weight_grad_cf_blocked<T, 2, 2, MAX_ACC / 4>(g, lanes, x, gy, partial, begin, end);
+  };
+  if (g.stride[2] != 1) return run(forward_lanes<T, true>(g));
+  run(forward_lanes<T, false>(g));
 }
 
 // ---- layout change: a tile of one (rows x cols) matrix at a time, ATen's 16 x 16 register transposes ----
