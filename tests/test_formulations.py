@@ -93,6 +93,7 @@ def test_cached_choice_that_cannot_run_the_call_falls_back(tmp_path, monkeypatch
     ("groups", "layout", "size", "stride", "expected"),
     [(128, "contiguous", 28, 1, "direct"), (64, "contiguous", 28, 1, "direct"), (256, "contiguous", 28, 1, "direct"),
      (128, "contiguous", 28, 2, "direct"), (64, "contiguous", 28, 2, "native"), (256, "contiguous", 28, 2, "native"),
+     (256, "contiguous", 36, 2, "native"),
      (256, "contiguous", 14, 1, "native"), (128, "contiguous", 6, 1, "native"), (32, "contiguous", 28, 1, "native"),
      (128, "channels_last", 28, 1, "direct"), (64, "channels_last", 28, 1, "direct"),
      (64, "channels_last", 28, 2, "native"), (32, "channels_last", 28, 1, "native"),
@@ -100,12 +101,22 @@ def test_cached_choice_that_cannot_run_the_call_falls_back(tmp_path, monkeypatch
 )  # fmt: skip
 def test_default_heuristic(groups, layout, size, stride, expected):
     """Untuned, on CPU input of 200,000 elements or more: 2 channels per group at any stride, and at unit
-    stride 1 to 4 on channels-first input (depthwise on rows of 16 pixels or more) and 4 on channels-last,
-    go to groupconv's kernels, the rest to oneDNN."""
+    stride 1 to 4 on channels-first input (depthwise on output rows of 16 pixels or more) and 4 on
+    channels-last, go to groupconv's kernels, the rest to oneDNN."""
     x = torch.randn(8, 256, size, size)  # 6 x 6: 73,728 elements
     x = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
     spec = ConvSpec(256, 256, 3, stride=stride, groups=groups)
     assert dispatch.default(spec, x) is formulations.load(expected)
+
+
+@pytest.mark.parametrize(("width", "expected"), [(16, "direct"), (15, "native")])
+def test_default_strided_depthwise_input_gradient(width, expected):
+    """A strided depthwise layer's input gradient (PyTorch's runs several times slower) goes to groupconv's
+    kernels where grad_output's rows, the output rows, have 16 pixels or more; its forward stays oneDNN's."""
+    spec = ConvSpec(256, 256, 3, stride=2, padding=1, groups=256)
+    grad_y = torch.randn(8, 256, 64, width)
+    assert dispatch.default(spec, grad_y, "input_grad") is formulations.load(expected)
+    assert dispatch.default(spec, torch.randn(8, 256, 128, 2 * width)) is formulations.load("native")
 
 
 @pytest.mark.parametrize(

@@ -33,9 +33,9 @@ from .precision import HALF
 from .spec import ConvSpec
 
 # channels per group (in and out) where groupconv's kernels beat oneDNN in every direction, untuned (docs/design.md,
-# "Kernels"): 2 at any stride; at unit stride also 1 to 4 on channels-first input (depthwise on rows of at least
-# DEPTHWISE_MIN_WIDTH pixels: narrower ones fill too few lanes) and 4 on channels-last. Elsewhere some directions
-# lose, which tuning judges per call
+# "Kernels"): 2 at any stride; at unit stride also 1 to 4 on channels-first input and 4 on channels-last. Depthwise
+# needs output rows of at least DEPTHWISE_MIN_WIDTH pixels (narrower ones fill too few lanes); strided, only its
+# input gradient wins everywhere. Elsewhere some directions lose, which tuning judges per call
 NARROW = range(2, 3)
 NARROW_UNIT_STRIDE = {"contiguous": range(1, 5), "channels_last": range(2, 5, 2)}
 # half precision pays a float32 copy of every operand, and oneDNN has bfloat16 kernels: depthwise, and 4 per
@@ -61,7 +61,7 @@ def choose(direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *re
     forced = _forced.get()
     if forced is not None:
         return _checked(forced, spec, a)
-    return _tuned(direction, a, b, spec, *rest) or default(spec, a)
+    return _tuned(direction, a, b, spec, *rest) or default(spec, a, direction)
 
 
 def _tuned(direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *rest) -> ModuleType | None:
@@ -77,15 +77,15 @@ def _tuned(direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *re
     return module if module is not None and module.supports(spec, a) else None
 
 
-def default(spec: ConvSpec, a: torch.Tensor) -> ModuleType:
-    """The heuristic choice when nothing is tuned: PyTorch's kernels in the input's layout, except, for
-    CPU input of at least 200,000 elements, where oneDNN is slowest: groupconv's own kernels
-    (:data:`NARROW_FORMULATION`) with 2 channels per group, or at unit stride 1 to 4 on channels-first
-    input and 4 on channels-last (half precision: 2 to 4, and 2), and batched matrix products (``pointwise``)
-    for a grouped 1x1 layer on channels-first float32 or float64 input. (Wider groups are oneDNN's; tuning
-    finds the exceptions.)"""
+def default(spec: ConvSpec, a: torch.Tensor, direction: str = "forward") -> ModuleType:
+    """The heuristic choice for ``direction`` when nothing is tuned: PyTorch's kernels in the input's layout,
+    except, for CPU input of at least 200,000 elements, where oneDNN is slowest: groupconv's own kernels
+    (:data:`NARROW_FORMULATION`) with 2 channels per group, or at unit stride 1 to 4 on channels-first input
+    and 4 on channels-last (half precision: 2 to 4, and 2; depthwise on output rows of 16 pixels or more, and
+    strided, its input gradient too), and batched matrix products (``pointwise``) for a grouped 1x1 layer on
+    channels-first float32 or float64 input. (Wider groups are oneDNN's; tuning finds the exceptions.)"""
     large = a.device.type == "cpu" and a.numel() >= OPS_MIN_ELEMENTS
-    if large and _narrow(spec, a):
+    if large and _narrow(spec, a, direction):
         preferred = [NARROW_FORMULATION, "native"]
     elif large and _grouped_pointwise(spec) and a.is_contiguous() and a.dtype not in HALF:
         preferred = ["pointwise", "native"]
@@ -95,15 +95,19 @@ def default(spec: ConvSpec, a: torch.Tensor) -> ModuleType:
     return next(module for module in candidates if module.supports(spec, a))  # the reference supports all
 
 
-def _narrow(spec: ConvSpec, a: torch.Tensor) -> bool:
+def _narrow(spec: ConvSpec, a: torch.Tensor, direction: str) -> bool:
     """Groups narrow enough for groupconv's kernels to win every direction on this input's layout."""
     per_group = spec.in_per_group if spec.in_per_group == spec.out_per_group else None
     if per_group in NARROW:
         return True
     unit_stride = NARROW_UNIT_STRIDE_HALF if a.dtype in HALF else NARROW_UNIT_STRIDE
-    if per_group not in unit_stride.get(layout(a), ()) or any(s != 1 for s in spec.stride):
+    if per_group not in unit_stride.get(layout(a), ()):
         return False
-    return per_group > 1 or a.shape[-1] >= DEPTHWISE_MIN_WIDTH
+    unit_stride = all(s == 1 for s in spec.stride)
+    if per_group == 1:  # the lanes run along output rows (a phase of the input gradient's row is one too)
+        width = a.shape[-1] if direction == "input_grad" else spec.conv_output_size(a.shape[2:])[-1]
+        return (unit_stride or direction == "input_grad") and width >= DEPTHWISE_MIN_WIDTH
+    return unit_stride
 
 
 def _grouped_pointwise(spec: ConvSpec) -> bool:
