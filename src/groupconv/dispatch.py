@@ -81,9 +81,10 @@ def default(spec: ConvSpec, a: torch.Tensor, direction: str = "forward") -> Modu
     """The heuristic choice for ``direction`` when nothing is tuned: PyTorch's kernels in the input's layout,
     except, for CPU input of at least 200,000 elements, where oneDNN is slowest: groupconv's own kernels
     (:data:`NARROW_FORMULATION`) with 2 channels per group, or at unit stride 1 to 4 on channels-first input
-    and 4 on channels-last (half precision: 2 to 4, and 2; depthwise on output rows of 16 pixels or more, and
-    strided, its input gradient too), and batched matrix products (``pointwise``) for a grouped 1x1 layer on
-    channels-first float32 or float64 input. (Wider groups are oneDNN's; tuning finds the exceptions.)"""
+    and 4 on channels-last (half precision: 2 to 4, and 2), depthwise only on output rows of 16 pixels or
+    more, where a strided layer's input gradient goes to them too; and batched matrix products (``pointwise``)
+    for a grouped 1x1 layer on channels-first float32 or float64 input. (Wider groups are oneDNN's; tuning
+    finds the exceptions.)"""
     large = a.device.type == "cpu" and a.numel() >= OPS_MIN_ELEMENTS
     if large and _narrow(spec, a, direction):
         preferred = [NARROW_FORMULATION, "native"]
@@ -100,8 +101,8 @@ def _narrow(spec: ConvSpec, a: torch.Tensor, direction: str) -> bool:
     per_group = spec.in_per_group if spec.in_per_group == spec.out_per_group else None
     if per_group in NARROW:
         return True
-    unit_stride = NARROW_UNIT_STRIDE_HALF if a.dtype in HALF else NARROW_UNIT_STRIDE
-    if per_group not in unit_stride.get(layout(a), ()):
+    per_layout = NARROW_UNIT_STRIDE_HALF if a.dtype in HALF else NARROW_UNIT_STRIDE
+    if per_group not in per_layout.get(layout(a), ()):
         return False
     unit_stride = all(s == 1 for s in spec.stride)
     if per_group == 1:  # the lanes run along output rows (a phase of the input gradient's row is one too)
