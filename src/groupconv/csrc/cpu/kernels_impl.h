@@ -796,11 +796,10 @@ inline void store_first(T* p, const Vectorized<T>& v, int64_t n) {
 #endif
 }
 
-// v's first n (<= V) lanes stored `stride` elements apart from p.
+// v's first n (<= V) lanes stored `stride` elements apart from p (store_first where they are adjacent).
 template <typename T>
 inline void store_lanes(T* p, const Vectorized<T>& v, int64_t n, int64_t stride) {
   constexpr int64_t V = Vectorized<T>::size();
-  if (stride == 1) return store_first(p, v, n);
   T lanes[V];
   v.store(lanes);
   for (int64_t l = 0; l < n; ++l) p[l * stride] = lanes[l];
@@ -986,7 +985,7 @@ constexpr int MAX_SLIDING_WEIGHTS = MAX_ACC * 5 / 8;
 template <typename T, int OB, int RB, int P>
 inline void cf_block_any(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, const T* w, int64_t v0,
                          int64_t nr, T* const* dst) {
-  if (job.w_stride != 1) {  // each kh a group of its own (KH = 1), which keeps the instantiations few
+  if (job.w_stride != 1) {  // KH = 1 (sliding_kh), which keeps the instantiations few
     if (job.slide_reverse) return cf_block<T, OB, RB, P, 1, true, true>(job, terms, nterms, w, v0, nr, dst);
     return cf_block<T, OB, RB, P, 1, false, true>(job, terms, nterms, w, v0, nr, dst);
   }
@@ -1092,10 +1091,11 @@ inline uint32_t rows_inside(int64_t first, int64_t step, int64_t nr, int64_t lim
   return bits;
 }
 
-// The KH at which cf_block may share src rows in a channels-first job: unit stride and dilation along H and a kernel
-// height it is built for; else 0. Its terms must then list every kh, rows or not.
+// The KH at which cf_block may share src rows in a channels-first job: unit stride and dilation along H, unit
+// stride along W (strided blocks are built for KH = 1 only) and a kernel height it is built for; else 0. Its
+// terms must then list every kh, rows or not.
 inline int64_t sliding_kh(const Geometry& g) {
-  const bool eligible = g.stride[1] == 1 && g.dil[1] == 1;
+  const bool eligible = g.stride[1] == 1 && g.dil[1] == 1 && g.stride[2] == 1;
   return eligible && (g.k[1] == 3 || g.k[1] == 5 || g.k[1] == 7) ? g.k[1] : 0;
 }
 
@@ -1152,9 +1152,10 @@ void input_grad_cf(const Geometry& g, const T* gy, const T* w, T* gx, int64_t be
   const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2], K = g.taps();
   const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
   const int64_t SH = g.stride[1], SW = std::min(g.stride[2], IW);  // a stride past the row: a phase per column
+  const auto phase_width = [&](int64_t ph) { return (IW - ph + SW - 1) / SW; };  // input columns ph, ph + SW, ...
   std::vector<std::vector<Lanes<T>>> phases;
   for (int64_t ph = 0; ph < SW; ++ph)
-    phases.push_back(row_lanes<T, false>((IW - ph + SW - 1) / SW, OW, KW, 1, [&](int64_t kw) {
+    phases.push_back(row_lanes<T, false>(phase_width(ph), OW, KW, 1, [&](int64_t kw) {
       const int64_t num = ph + g.pad[2] - kw * g.dil[2];
       return num % g.stride[2] == 0 ? std::optional<int64_t>(num / g.stride[2]) : std::nullopt;
     }));
@@ -1183,7 +1184,7 @@ void input_grad_cf(const Geometry& g, const T* gy, const T* w, T* gx, int64_t be
     T* plane = gx + ((task.n * g.C() + task.grp * g.Cg) * ID + task.d) * IH * IW;
     for (int64_t ph = 0; ph < SW; ++ph) {
       job.lanes = phases[ph].data();
-      cf_task(job, IH, SH, task.q0, std::min(IH, task.q0 + CF_TASK_ROWS), (IW - ph + SW - 1) / SW,
+      cf_task(job, IH, SH, task.q0, std::min(IH, task.q0 + CF_TASK_ROWS), phase_width(ph),
               w + task.grp * g.Og * g.Cg * K, plane + ph, ID * IH * IW, g.Cg, terms, terms_of);
     }
   }
