@@ -939,6 +939,7 @@ inline void cf_block(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, 
     const CfTerm* group = terms + t;  // kh = 0 .. KH - 1 of one (src channel, kd)
     uint32_t rows = 0;                // bit j: src row j is read and lies inside the plane
     for (int kh = 0; kh < KH; ++kh) rows |= group[kh].rows << (REV ? KH - 1 - kh : kh);
+    if (rows == 0) continue;
     const T* base = job.src + group[REV ? KH - 1 : 0].src_offset;
     const T* wt = w + group[0].w_offset;  // channel ob's kh at wt + ob * w_step + kh * KW
     for (int64_t kw = 0; kw < KW; ++kw) {
@@ -949,7 +950,7 @@ inline void cf_block(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, 
         });
       });
       unroll<P>([&](auto p) __attribute__((always_inline)) {
-        const LanesOf<T, SRC_STRIDED> l = lanes[p * KW + kw];
+        const LanesOf<T, SRC_STRIDED>& l = lanes[p * KW + kw];
         unroll<J>([&](auto j) __attribute__((always_inline)) {
           if (!(rows >> j & 1u)) return;
           const Vectorized<T> xv = l.load(base + j * job.src_step);
@@ -1038,22 +1039,37 @@ void cf_channels(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, cons
   run(std::integral_constant<int, 1>{});
 }
 
+// A task's terms over all its rows of one phase (at most CF_TASK_ROWS, so a term's rows fit its bits), and
+// one block's share of them: listing terms costs divisions, so it is done once per task, not per block.
+struct CfTermLists {
+  std::vector<CfTerm> task, block;
+  explicit CfTermLists(int64_t n) : task(n), block(n) {}
+};
+
+// The terms of rows [shift, shift + nr) of a list: their src rows `shift` steps further, their row bits from 0.
+inline void shift_terms(const CfTerm* terms, int64_t n, int64_t shift, int64_t nr, int64_t src_step, CfTerm* out) {
+  const uint32_t block = (uint32_t(1) << nr) - 1;
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = {terms[i].src_offset + shift * src_step, terms[i].w_offset, terms[i].rows >> shift & block};
+}
+
 // The dst rows of one task of a channels-first direction: positions [q0, q1) of the plane's rows taken in
 // phase-major order (rows p, p + step, p + 2 * step, ... for phase p < step), in blocks of RB rows of one
 // phase. `terms_of(first_row, nr, terms)` lists the terms of rows first_row + r * step, r < nr.
 template <typename T, int OB_MAIN, int PMAX, typename Terms>
 void cf_task_rows(const CfRows<T>& job, int64_t H, int64_t step, int64_t q0, int64_t q1, int64_t nv, const T* w,
-                  T* dst_plane, int64_t row_width, int64_t channel_step, int64_t count, std::vector<CfTerm>& terms,
+                  T* dst_plane, int64_t row_width, int64_t channel_step, int64_t count, CfTermLists& terms,
                   const Terms& terms_of) {
   constexpr int RB = block_rows(OB_MAIN, PMAX);
   int64_t phase_start = 0;  // position of the phase's first row
   for (int64_t phase = 0; phase < std::min(step, H) && phase_start < q1; ++phase) {
     const int64_t rows = (H - phase + step - 1) / step;
-    for (int64_t k = std::max<int64_t>(0, q0 - phase_start); k < rows && phase_start + k < q1; k += RB) {
-      const int64_t nr = std::min<int64_t>({RB, rows - k, q1 - phase_start - k});
-      const int64_t first = phase + k * step;
-      const int64_t nterms = terms_of(first, nr, terms.data());
-      cf_channels<T, OB_MAIN, RB, PMAX>(job, terms.data(), nterms, w, nv, nr, dst_plane + first * row_width,
+    const int64_t k0 = std::max<int64_t>(0, q0 - phase_start), k1 = std::min(rows, q1 - phase_start);
+    const int64_t nterms = k0 < k1 ? terms_of(phase + k0 * step, k1 - k0, terms.task.data()) : 0;
+    for (int64_t k = k0; k < k1; k += RB) {
+      const int64_t nr = std::min<int64_t>(RB, k1 - k), first = phase + k * step;
+      shift_terms(terms.task.data(), nterms, k - k0, nr, job.src_step, terms.block.data());
+      cf_channels<T, OB_MAIN, RB, PMAX>(job, terms.block.data(), nterms, w, nv, nr, dst_plane + first * row_width,
                                         channel_step, count);
     }
     phase_start += rows;
@@ -1063,7 +1079,7 @@ void cf_task_rows(const CfRows<T>& job, int64_t H, int64_t step, int64_t q0, int
 // cf_task_rows with the register blocking chosen for `count` dst channels and the row's vectors.
 template <typename T, typename Terms>
 void cf_task(const CfRows<T>& job, int64_t H, int64_t step, int64_t q0, int64_t q1, int64_t Wdst, const T* w,
-             T* dst_plane, int64_t channel_step, int64_t count, std::vector<CfTerm>& terms, const Terms& terms_of) {
+             T* dst_plane, int64_t channel_step, int64_t count, CfTermLists& terms, const Terms& terms_of) {
   constexpr int64_t V = Vectorized<T>::size();
   const int64_t nv = (Wdst + V - 1) / V, width = job.dst_step / step;  // dst_step: `step` rows
   const auto with_pmax = [&](auto ob_main) {
@@ -1117,7 +1133,7 @@ void forward_cf(const Geometry& g, const T* x, const T* w, T* y, int64_t begin, 
   const auto strided_lanes = strided ? forward_lanes<T, true>(g) : std::vector<StridedLanes<T>>();
   const CfRows<T> job{x, g.stride[1] * IW, OW, g.Cg * K, KW, lanes.data(), sliding_kh(g), false, g.stride[2],
                       strided ? strided_lanes.data() : nullptr};
-  std::vector<CfTerm> terms(g.Cg * KD * KH);
+  CfTermLists terms(g.Cg * KD * KH);
   const int64_t chunks = cf_chunks(OH);
   for (int64_t t = begin; t < end; ++t) {
     const CfTask task = cf_task_of(t, g.G, OD, chunks);
@@ -1160,7 +1176,7 @@ void input_grad_cf(const Geometry& g, const T* gy, const T* w, T* gx, int64_t be
       return num % g.stride[2] == 0 ? std::optional<int64_t>(num / g.stride[2]) : std::nullopt;
     }));
   CfRows<T> job{gy, OW, SH * IW, K, KW, nullptr, sliding_kh(g), true, g.stride[2]};
-  std::vector<CfTerm> terms(g.Og * KD * KH);
+  CfTermLists terms(g.Og * KD * KH);
   const int64_t chunks = cf_chunks(IH);
   for (int64_t t = begin; t < end; ++t) {
     const CfTask task = cf_task_of(t, g.G, ID, chunks);
