@@ -375,7 +375,7 @@ struct RowTaps {
 template <typename T, int MODE, typename Fast>
 void cl_row(const ChannelMap<T>& m, const T* src_row_base, const T* wp, int64_t Cpad, int64_t KW, const RowTaps& taps,
             const RowTerm* rows, int64_t nrows, int64_t Wdst, int64_t pixel_stride, Fast fast, T* dst_row) {
-  constexpr int P = block_width<MODE>, HALF = std::max(1, P / 2);
+  constexpr int P = block_width<MODE>, HALF = std::max(1, P / 2), QUARTER = std::max(1, P / 4);
   const int64_t ntaps = static_cast<int64_t>(taps.idx.size());
   const std::vector<char> full = taps.full(Wdst);
   std::vector<int64_t> kw_idx(ntaps), kw_off(ntaps);
@@ -397,6 +397,8 @@ void cl_row(const ChannelMap<T>& m, const T* src_row_base, const T* wp, int64_t 
         w += P;
       } else if (blocked(std::integral_constant<int, HALF>{}, b, w, end)) {
         w += HALF;
+      } else if (blocked(std::integral_constant<int, QUARTER>{}, b, w, end)) {  // a run's last few pixels
+        w += QUARTER;
       } else {
         int64_t n = 0;
         for (int64_t j = 0; j < ntaps; ++j) {
