@@ -925,7 +925,7 @@ inline void cf_block(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, 
                      T* const* dst) {
   constexpr int64_t V = Vectorized<T>::size();
   constexpr int J = RB + KH - 1;  // src rows a block reads
-  constexpr bool SRC_STRIDED = W_STRIDED && !REV;
+  constexpr bool SRC_STRIDED = W_STRIDED && !REV, DST_STRIDED = W_STRIDED && REV;
   const int64_t KW = job.KW;
   const LanesOf<T, SRC_STRIDED>* lanes = [&] {
     if constexpr (SRC_STRIDED) return job.strided_lanes;
@@ -972,8 +972,8 @@ inline void cf_block(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, 
     unroll<RB>([&](auto r) __attribute__((always_inline)) {
       if (r >= nr) return;
       unroll<P>([&](auto p) __attribute__((always_inline)) {
-        T* out = dst[ob] + r * job.dst_step + (v0 + p) * V * (W_STRIDED && REV ? job.w_stride : 1);
-        if constexpr (W_STRIDED && REV) store_lanes(out, Vectorized<T>(acc[ob][r][p]), lanes[p * KW].n, job.w_stride);
+        T* out = dst[ob] + r * job.dst_step + (v0 + p) * V * (DST_STRIDED ? job.w_stride : 1);
+        if constexpr (DST_STRIDED) store_lanes(out, Vectorized<T>(acc[ob][r][p]), lanes[p * KW].n, job.w_stride);
         else store_first(out, Vectorized<T>(acc[ob][r][p]), lanes[p * KW].n);
       });
     });
