@@ -259,3 +259,17 @@ def case_spec(case: Case) -> groupconv.ConvSpec:
         transposed=case.transposed, dims=case.dims,
     )  # fmt: skip
     return spec if spec.padding_mode == "zeros" else dataclasses.replace(spec, padding=0, padding_mode="zeros")
+
+
+def spy_on_formulations(monkeypatch) -> list[str]:
+    """The directions groupconv's formulations compute from here on, in order."""
+    calls = []
+
+    def spy(compute, direction: str):
+        return lambda *args: calls.append(direction) or compute(*args)
+
+    for name in groupconv.formulations.NAMES:
+        module = groupconv.formulations.load(name)
+        for direction in ("forward", "input_grad", "weight_grad"):
+            monkeypatch.setattr(module, direction, spy(getattr(module, direction), direction))
+    return calls

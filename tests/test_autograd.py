@@ -4,8 +4,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from cases import spy_on_formulations
 
 import groupconv.functional as GF
+from groupconv import dispatch, formulations, tuning
 
 # (function, input shape, weight shape, keyword arguments): small float64 layers
 FINITE_DIFFERENCE_CASES = [
@@ -57,6 +59,78 @@ def test_second_derivatives_match_pytorch(name, input_shape, weight_shape, kwarg
 
     for got, want in zip(grad_of_grad_norm(getattr(GF, name)), grad_of_grad_norm(getattr(F, name))):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.fixture(params=["direct", "im2col"])
+def bound_layers(request, monkeypatch) -> list[str]:
+    """Every layer routed to groupconv's ops untuned, its directions bound to one formulation (im2col where
+    it must: groupconv's own, any geometry); the directions the formulations compute, in order."""
+    preferred = [formulations.load(name) for name in (request.param, formulations.REFERENCE)]
+    monkeypatch.setattr(dispatch, "default", lambda spec, a, *_: next(m for m in preferred if m.supports(spec, a)))
+    tuning.remembered.clear()  # no route remembered before the patch may run
+    yield spy_on_formulations(monkeypatch)
+    tuning.remembered.clear()
+
+
+@pytest.mark.parametrize("name, input_shape, weight_shape, kwargs", FINITE_DIFFERENCE_CASES)
+def test_gradcheck_on_bound_layers(bound_layers, name, input_shape, weight_shape, kwargs):
+    operands = _operands(input_shape, weight_shape, _out_channels(name, weight_shape, kwargs))
+    function = lambda x, w, b: getattr(GF, name)(x, w, b, **kwargs)
+    assert torch.autograd.gradcheck(function, operands)
+    assert {"forward", "input_grad", "weight_grad"} <= set(bound_layers)
+
+
+@pytest.mark.parametrize(
+    "name, input_shape, weight_shape, kwargs, channels_last",
+    [(*case, False) for case in FINITE_DIFFERENCE_CASES]
+    + [(*case, True) for case in FINITE_DIFFERENCE_CASES if len(case[1]) > 3],  # 1-D has no channels-last
+)
+def test_bound_layers_match_pytorch_to_second_derivatives(
+    bound_layers, name, input_shape, weight_shape, kwargs, channels_last
+):
+    """Outputs and first derivatives on the bound formulations, second derivatives (and a gradient in
+    another layout, or broadcast) through the custom ops: all as PyTorch's, in either layout."""
+    x, w, b = _operands(input_shape, weight_shape, _out_channels(name, weight_shape, kwargs))
+    if channels_last:
+        x = x.detach().contiguous(memory_format=_CHANNELS_LAST[x.dim()]).requires_grad_()
+    operands = x, w, b
+    ours, theirs = getattr(GF, name), getattr(F, name)
+    for _ in range(2):  # the second call takes the remembered route
+        y, expected = ours(*operands, **kwargs), theirs(*operands, **kwargs)
+        torch.testing.assert_close(y, expected, rtol=1e-10, atol=1e-10)
+        grad_y = torch.randn_like(expected)
+        for got, want in zip(torch.autograd.grad(y, operands, grad_y), torch.autograd.grad(expected, operands, grad_y)):
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    summed = torch.autograd.grad(ours(*operands, **kwargs).sum(), operands)  # a broadcast output gradient
+    for got, want in zip(summed, torch.autograd.grad(theirs(*operands, **kwargs).sum(), operands)):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+    def grad_of_grad_norm(function):
+        grads = torch.autograd.grad(function(*operands, **kwargs).square().sum(), operands[:2], create_graph=True)
+        return torch.autograd.grad(sum(g.square().sum() for g in grads), operands)
+
+    for got, want in zip(grad_of_grad_norm(ours), grad_of_grad_norm(theirs)):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    assert bound_layers
+
+
+def test_a_bound_layers_first_derivatives_dispatch_nothing(bound_layers, monkeypatch):
+    """A layer's formulations are chosen when it is routed; its later calls and their backward run them
+    with no per-call choice (the custom ops would choose on every call)."""
+    x, w, b = _operands((2, 4, 6, 6), (4, 2, 3, 3), 4)
+    GF.conv2d(x, w, b, groups=2)  # routed now
+    monkeypatch.setattr(dispatch, "choose", lambda *args: pytest.fail(f"a per-call choice: {args[0]}"))
+    torch.autograd.grad(GF.conv2d(x, w, b, groups=2), (x, w, b), torch.randn(2, 4, 4, 4, dtype=torch.float64))
+    assert bound_layers[-3:] in (["forward", "input_grad", "weight_grad"], ["forward", "weight_grad", "input_grad"])
+
+
+def test_vmap_runs_a_bound_layer_through_the_custom_ops(bound_layers):
+    x, w, b = (t.detach() for t in _operands((3, 2, 4, 6, 6), (4, 2, 3, 3), 4))
+    batched = torch.func.vmap(lambda x: GF.conv2d(x, w, b, groups=2))(x)
+    torch.testing.assert_close(batched, torch.stack([F.conv2d(xi, w, b, groups=2) for xi in x]))
+
+
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 
 SPLIT_CASES = [  # (dims, transposed, groups, in channels, out channels, keyword arguments)

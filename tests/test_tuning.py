@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from cases import spy_on_formulations
 
 import groupconv
 from groupconv import ConvSpec, GroupConvError, dispatch, formulations, routing, timing, tuning
@@ -282,9 +283,7 @@ def test_an_untuned_transposed_layer_runs_whole_through_pytorch_unless_large_and
     oracle = torch.nn.ConvTranspose2d(8, 12, 4, stride=2, padding=1, output_padding=1, groups=2).double()
     oracle.load_state_dict(layer.state_dict())
     x = torch.randn(input_shape, dtype=torch.float64, requires_grad=gradients)
-    ops_calls = []
-    compute = dispatch.compute
-    monkeypatch.setattr(dispatch, "compute", lambda *args: ops_calls.append(args[0]) or compute(*args))
+    ops_calls = spy_on_formulations(monkeypatch)
     for _ in range(2):  # the second call takes the remembered route
         with torch.set_grad_enabled(gradients):
             y, expected = layer(x), oracle(x)

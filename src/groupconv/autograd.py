@@ -8,13 +8,20 @@ Convolution is bilinear, and its two gradients are convolutions of the same geom
 :mod:`groupconv.ops`; this module registers each op's backward, built from the other
 two ops, so the gradient of a gradient (and so on) is again these ops: double
 backward comes free, eagerly and under ``torch.compile``.
+
+:func:`bound` runs an eager layer on formulations chosen once for its calls, skipping the
+ops' per-call dispatch (docs/design.md, "Bound layers"); its double backward is the ops'.
 """
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import NamedTuple
+
 import torch
 
-from . import ops
+from . import dispatch, ops
+from .layouts import memory_format
 from .spec import ConvSpec
 
 
@@ -71,6 +78,76 @@ def _conv_weight_grad_backward(ctx, grad_grad_w):
     d_x = ops.conv_input_grad(grad_y, grad_grad_w, *ctx.geometry, list(x.shape[2:])) if need_x else None
     d_grad_y = _conv_cropped(x, grad_grad_w, ctx.geometry, grad_y) if need_y else None
     return _gradients(ctx, d_x, d_grad_y)
+
+
+class Chosen(NamedTuple):
+    """The formulation :mod:`groupconv.dispatch` chose for each direction of one layer's calls (None: one the
+    layer does not run), and the layout (:func:`groupconv.dispatch.layout`) of the output gradient it chose for."""
+
+    forward: ModuleType | None
+    input_grad: ModuleType | None
+    weight_grad: ModuleType | None
+    grad_layout: str | None
+
+
+def bound(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, chosen: Chosen, output_size=None) -> torch.Tensor:
+    """conv(x, weight), or with ``output_size`` the transposed convolution (its input gradient), by the
+    formulations ``chosen`` for calls like this one: what :func:`conv` computes, with one dispatch per layer
+    instead of one per call."""
+    if torch._C._are_functorch_transforms_active():  # vmap, grad: only the custom ops run under them
+        return conv(x, weight, spec) if output_size is None else conv_input_grad(x, weight, spec, output_size)
+    return _Bound.apply(x, weight, spec, chosen, output_size)
+
+
+class _Bound(torch.autograd.Function):
+    """A layer on its chosen formulations. Its backward takes the custom ops where it must itself be
+    differentiable (double backward) or meets an output gradient unlike the one chosen for (another
+    layout, a broadcast one): they dispatch per call. (A ``setup_context`` would let functorch run it, and
+    cost every call an ``inspect.signature``.)"""
+
+    @staticmethod
+    def forward(ctx, a, weight, spec, chosen, output_size):
+        ctx.save_for_backward(a, weight)
+        ctx.spec, ctx.chosen, ctx.transposed = spec, chosen, output_size is not None
+        if output_size is None:
+            y = chosen.forward.forward(a, weight, spec)
+        else:
+            y = chosen.input_grad.input_grad(a, weight, spec, tuple(output_size))
+        return y.contiguous(memory_format=memory_format(a))
+
+    @staticmethod
+    def backward(ctx, grad):
+        if not _runs_bound(ctx, grad):
+            ctx.geometry = ops.encode(ctx.spec)
+            return (_conv_input_grad_backward if ctx.transposed else _conv_backward)(ctx, grad)
+        a, weight = ctx.saved_tensors
+        need_a, need_w = ctx.needs_input_grad[:2]
+        spec, chosen = ctx.spec, ctx.chosen
+        grad_w = chosen.weight_grad.weight_grad(*((grad, a) if ctx.transposed else (a, grad)), spec) if need_w else None
+        if not need_a:
+            grad_a = None
+        elif ctx.transposed:
+            grad_a = chosen.forward.forward(grad, weight, spec)[(..., *map(slice, a.shape[2:]))]
+        else:
+            grad_a = chosen.input_grad.input_grad(grad, weight, spec, tuple(a.shape[2:]))
+        return _gradients(ctx, _in_layout_of(grad_a, grad), None if grad_w is None else grad_w.contiguous())
+
+
+def _runs_bound(ctx, grad: torch.Tensor) -> bool:
+    """Whether the chosen formulations give this backward: it is not itself differentiated, the output
+    gradient is in the layout they were chosen for, and one was chosen for each gradient asked."""
+    chosen, (need_a, need_w) = ctx.chosen, ctx.needs_input_grad[:2]
+    for_a = chosen.forward if ctx.transposed else chosen.input_grad
+    return (
+        not torch.is_grad_enabled()
+        and dispatch.layout(grad) == chosen.grad_layout
+        and (for_a is not None or not need_a)
+        and (chosen.weight_grad is not None or not need_w)
+    )
+
+
+def _in_layout_of(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    return None if t is None else t.contiguous(memory_format=memory_format(like))
 
 
 torch.library.register_autograd("groupconv::conv_forward", _conv_backward, setup_context=_save_operands)

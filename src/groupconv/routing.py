@@ -2,8 +2,9 @@
 
 A route (:data:`groupconv.tuning.ROUTES`) is an engine and a layout: PyTorch's own convolution
 (and autograd: one fused backward, no custom-op overhead) or groupconv's ops (a formulation per
-direction, :mod:`groupconv.dispatch`), computing channels-first or channels-last, the input
-converted at the layer's boundary and the answer given back in the input's layout.
+direction, :mod:`groupconv.dispatch`, chosen once as the layer is routed: :func:`groupconv.autograd.bound`),
+computing channels-first or channels-last, the input converted at the layer's boundary and the answer
+given back in the input's layout.
 
 When tuning (``GROUPCONV_TUNE=1`` or inside :func:`groupconv.tune`), every route is timed on the
 layer, forward and then the backward autograd will ask of it, and the choice is cached under the
@@ -19,6 +20,7 @@ module above them, :mod:`groupconv.functional` (the frontends) on top.
 from __future__ import annotations
 
 import functools
+from types import ModuleType
 
 import torch
 
@@ -33,17 +35,18 @@ def route(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor):
     """How calls like this one run, as a function of (x, weight, bias)."""
     if torch.compiler.is_compiling() or dispatch.forced() is not None:
         return functools.partial(run_ops, spec)
-    return _runner(_layer_route(spec, x, weight), spec, x)
+    return _runner(_layer_route(spec, x, weight), spec, x, weight)
 
 
-def _runner(name: str, spec: ConvSpec, x: torch.Tensor):
+def _runner(name: str, spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor):
     """The route ``name`` for calls like ``x``, as a function of (x, weight, bias), answering in x's layout."""
     engine, _, layout_name = name.partition("_")
     layout = named(layout_name, spec.dims)
     if engine == "groupconv":
+        layer = _ops_runner(spec, x, weight, layout)
         if layout is memory_format(x):
-            return functools.partial(run_ops, spec)
-        return lambda x, weight, bias: _in_layout(run_ops, layout, spec, x, weight, bias)
+            return layer
+        return lambda x, weight, bias: relayout(layer(relayout(x, layout), weight, bias), memory_format(x))
     if layout is not memory_format(x) or any(lo != hi for lo, hi in spec.padding_pairs) or spec.transposed:
         return lambda x, weight, bias: run_pytorch(spec, x, weight, bias, layout)
     geometry = ops.convolution_arguments(spec)  # x is in the layout it computes in: one call, worked out once
@@ -52,14 +55,26 @@ def _runner(name: str, spec: ConvSpec, x: torch.Tensor):
     )
 
 
+def _ops_runner(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor, layout: torch.memory_format):
+    """groupconv's ops computing the layer on input like x but in ``layout``, as a function of (x, weight, bias):
+    on the formulations chosen now for its calls (:func:`groupconv.autograd.bound`), or, in half precision
+    (computed in float32, :func:`run_ops`), choosing per call."""
+    if x.dtype in HALF:
+        return functools.partial(run_ops, spec)
+    like = x if layout is memory_format(x) else relayout(x.detach(), layout).requires_grad_(x.requires_grad)
+    conv_spec = convolution(spec, weight)
+    chosen = _chosen(conv_spec, *_layer_calls(like, weight, spec))
+    output_size = spec.output_size(x.shape[2:]) if spec.transposed else None
+
+    def run(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return _add_bias(autograd.bound(x, weight, conv_spec, chosen, output_size), bias, spec)
+
+    return run
+
+
 def _as(weight: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
     """The weight in ``layout``: PyTorch computes channels-last when either operand is (a no-op when it is already)."""
     return weight.contiguous(memory_format=layout)
-
-
-def _in_layout(layer, layout: torch.memory_format, spec: ConvSpec, x: torch.Tensor, weight, bias) -> torch.Tensor:
-    """``layer`` computed on x converted to ``layout``, answered in x's layout."""
-    return relayout(layer(spec, relayout(x, layout), weight, bias), memory_format(x))
 
 
 def run_pytorch(
@@ -124,16 +139,25 @@ def _untuned(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor, calls: list[
     output is PyTorch's input gradient, not its transposed convolution: it runs on PyTorch only when
     gradients are needed or the input is small, on the ops' input gradient otherwise (docs/design.md)."""
     conv_spec = convolution(spec, weight)
-    chosen = {
-        dispatch.choose(direction, a, b, conv_spec, *rest).__name__.rpartition(".")[2]
-        for direction, a, b, *rest in calls
-    }
+    chosen = {module.__name__.rpartition(".")[2] for module in _choices(conv_spec, calls).values()}
     own = tuning.layout_name(x)
     pytorch = {"native": own, "native_channels_last": "channels_last"}.get(chosen.pop()) if len(chosen) == 1 else None
     if spec.transposed and pytorch is not None:
         whole = len(calls) > 1 or x.numel() < dispatch.OPS_MIN_ELEMENTS
         pytorch = pytorch if whole and formulations.load("native").supports(conv_spec, x) else None
     return f"groupconv_{own}" if pytorch is None else f"pytorch_{pytorch}"
+
+
+def _choices(conv_spec: ConvSpec, calls: list[tuple]) -> dict[str, ModuleType]:
+    """The formulation :mod:`groupconv.dispatch` chooses for each of the layer's ``calls``, by direction."""
+    return {direction: dispatch.choose(direction, a, b, conv_spec, *rest) for direction, a, b, *rest in calls}
+
+
+def _chosen(conv_spec: ConvSpec, calls: list[tuple], grad_y: torch.Tensor | None) -> autograd.Chosen:
+    """The layer's :class:`~groupconv.autograd.Chosen` formulations for ``calls``, which take ``grad_y``."""
+    choices = _choices(conv_spec, calls)
+    grad_layout = None if grad_y is None else dispatch.layout(grad_y)
+    return autograd.Chosen(*map(choices.get, ("forward", "input_grad", "weight_grad")), grad_layout)
 
 
 def convolution(spec: ConvSpec, weight: torch.Tensor) -> ConvSpec:
@@ -168,8 +192,12 @@ def _layer_runs(x, weight, spec: ConvSpec, grad_y) -> dict:
     x, weight = x.detach().requires_grad_(x.requires_grad), weight.detach().requires_grad_(weight.requires_grad)
     wrt = [t for t in (x, weight) if t.requires_grad]
 
+    @functools.cache  # built on the first (untimed) run: a route's choices are made once, as in use
+    def runner(name: str):
+        return _runner(name, spec, x, weight)
+
     def run(name: str):
-        y = _runner(name, spec, x)(x, weight, None)
+        y = runner(name)(x, weight, None)
         return y if grad_y is None else torch.autograd.grad(y, wrt, grad_y)
 
     return {name: functools.partial(run, name) for name in tuning.ROUTES if named(name.partition("_")[2], spec.dims)}
