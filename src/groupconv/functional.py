@@ -124,6 +124,8 @@ def _widened(spec: ConvSpec, input: torch.Tensor) -> bool:
 
 def _autocast_dtype(input) -> torch.dtype | None:
     """The dtype an enabled ``torch.autocast`` casts convolutions to on ``input``'s device, else None."""
+    if not torch._C._is_any_autocast_enabled():  # one C call for every call outside autocast (torch.nn's RNNs ask it)
+        return None
     if not isinstance(input, torch.Tensor):
         return None  # the full path's checks say what is wrong
     device = input.device.type
