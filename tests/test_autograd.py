@@ -114,6 +114,18 @@ def test_bound_layers_match_pytorch_to_second_derivatives(
     assert bound_layers
 
 
+@pytest.mark.parametrize("name, input_shape, weight_shape, kwargs", FINITE_DIFFERENCE_CASES)
+def test_bound_layers_infer_without_autograd(bound_layers, name, input_shape, weight_shape, kwargs):
+    """Under no_grad a bound layer's output is PyTorch's, with no autograd node, on its first and later calls."""
+    operands = _operands(input_shape, weight_shape, _out_channels(name, weight_shape, kwargs))
+    with torch.no_grad():
+        for _ in range(2):
+            y = getattr(GF, name)(*operands, **kwargs)
+            torch.testing.assert_close(y, getattr(F, name)(*operands, **kwargs), rtol=1e-10, atol=1e-10)
+            assert y.grad_fn is None
+    assert set(bound_layers) <= {"forward", "input_grad"} and bound_layers
+
+
 def test_a_bound_layers_first_derivatives_dispatch_nothing(bound_layers, monkeypatch):
     """A layer's formulations are chosen when it is routed; its later calls and their backward run them
     with no per-call choice (the custom ops would choose on every call)."""

@@ -96,7 +96,17 @@ def bound(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, chosen: Chosen,
     instead of one per call."""
     if torch._C._are_functorch_transforms_active():  # vmap, grad: only the custom ops run under them
         return conv(x, weight, spec) if output_size is None else conv_input_grad(x, weight, spec, output_size)
+    if chosen.grad_layout is None and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)):
+        return _output(x, weight, spec, chosen, output_size)  # nothing to differentiate: no autograd node
     return _Bound.apply(x, weight, spec, chosen, output_size)
+
+
+def _output(a: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, chosen: Chosen, output_size) -> torch.Tensor:
+    if output_size is None:
+        y = chosen.forward.forward(a, weight, spec)
+    else:
+        y = chosen.input_grad.input_grad(a, weight, spec, tuple(output_size))
+    return y.contiguous(memory_format=memory_format(a))
 
 
 class _Bound(torch.autograd.Function):
@@ -109,11 +119,7 @@ class _Bound(torch.autograd.Function):
     def forward(ctx, a, weight, spec, chosen, output_size):
         ctx.save_for_backward(a, weight)
         ctx.spec, ctx.chosen, ctx.transposed = spec, chosen, output_size is not None
-        if output_size is None:
-            y = chosen.forward.forward(a, weight, spec)
-        else:
-            y = chosen.input_grad.input_grad(a, weight, spec, tuple(output_size))
-        return y.contiguous(memory_format=memory_format(a))
+        return _output(a, weight, spec, chosen, output_size)
 
     @staticmethod
     def backward(ctx, grad):
