@@ -221,3 +221,19 @@ def test_flop_counter_counts_groupconv_layers():
     macs = (2 * 16 * 5 * 5) * (2 * 3 * 3)  # output elements x (in channels per group x taps)
     assert flops(groupconv.nn, backward=False) == flops(torch.nn, backward=False) == 2 * macs
     assert flops(groupconv.nn, backward=True) == 3 * 2 * macs  # forward, input and weight gradients
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_flop_counter_counts_a_layer_on_groupconvs_own_kernels(channels_last):
+    """A narrow layer untuned runs groupconv's kernels, its formulations bound when it is routed (no
+    custom op per call): the counter sees the kernels' operators, each direction once, calls remembered too."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    layer = groupconv.nn.Conv2d(16, 16, 3, groups=8, padding=1, bias=False)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, 16, 100, 100).contiguous(memory_format=memory_format).requires_grad_()
+    with FlopCounterMode(display=False) as counter:
+        for _ in range(2):  # the second call takes the remembered route
+            layer(x).backward(torch.randn(2, 16, 100, 100).contiguous(memory_format=memory_format))
+    macs = (2 * 16 * 100 * 100) * (2 * 3 * 3)
+    assert counter.get_total_flops() == 2 * 3 * 2 * macs

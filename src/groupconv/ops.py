@@ -52,6 +52,7 @@ from torch.utils.flop_counter import register_flop_formula
 
 from . import dispatch
 from .errors import GroupConvError
+from .formulations import _native as native
 from .layouts import empty, memory_format
 from .spec import ConvSpec
 
@@ -216,20 +217,26 @@ def _conv_weight_grad_fake(x, grad_y, kernel_size, stride, padding, dilation, gr
 # FlopCounterMode counts aten's convolutions; it counts these alike: 2 x MACs, and each direction
 # has the forward's MACs, (elements of y or grad_y) x (Cg x kernel taps). (A layer that PyTorch runs
 # whole, see groupconv.routing, is counted by PyTorch's formulas, which may count a grouped weight
-# gradient `groups` times over: docs/design.md, "Custom ops, compile and ONNX".)
-@register_flop_formula(torch.ops.groupconv.conv_forward)
+# gradient `groups` times over: docs/design.md, "Custom ops, compile and ONNX".) The native kernels'
+# operators, which a bound layer (groupconv.autograd.bound) calls directly, have the same operands first
+# and are counted alike; inside a custom op the counter sees only the custom op.
 def _forward_flops(x_shape, weight_shape, *geometry, out_shape, **_) -> int:
     return 2 * math.prod(out_shape) * math.prod(weight_shape[1:])
 
 
-@register_flop_formula(torch.ops.groupconv.conv_input_grad)
 def _input_grad_flops(grad_y_shape, weight_shape, *geometry, out_shape, **_) -> int:
     return 2 * math.prod(grad_y_shape) * math.prod(weight_shape[1:])
 
 
-@register_flop_formula(torch.ops.groupconv.conv_weight_grad)
 def _weight_grad_flops(x_shape, grad_y_shape, *geometry, out_shape, **_) -> int:
     return 2 * math.prod(grad_y_shape) * math.prod(out_shape[1:])
+
+
+for _library in (torch.ops.groupconv, native.ops):
+    if _library is not None:  # no native kernels built: only the custom ops
+        register_flop_formula(_library.conv_forward)(_forward_flops)
+        register_flop_formula(_library.conv_input_grad)(_input_grad_flops)
+        register_flop_formula(_library.conv_weight_grad)(_weight_grad_flops)
 
 
 def spec_of_weight(geometry: Geometry, weight: torch.Tensor) -> ConvSpec:
