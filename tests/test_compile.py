@@ -170,3 +170,19 @@ def test_jit_script_says_to_use_compile_or_export():
     model = torch.nn.Sequential(groupconv.nn.Conv2d(4, 8, 3, groups=2))
     with pytest.raises(TypeError, match=r"torch\.jit\.script cannot compile groupconv\.nn\.Conv2d .*torch\.compile"):
         torch.jit.script(model)
+
+
+def test_jit_trace_records_groupconvs_op_and_the_saved_trace_computes_the_layer(tmp_path):
+    """A layer that runs groupconv's kernels (2 channels per group, a large input) traces as its custom op,
+    which chooses its formulation per call, so the trace saves, loads, and gives PyTorch's results."""
+    layer = groupconv.nn.Conv2d(16, 16, 3, groups=8, padding=1).double()
+    oracle = torch.nn.Conv2d(16, 16, 3, groups=8, padding=1).double()
+    oracle.load_state_dict(layer.state_dict())
+    traced = torch.jit.trace(layer, torch.randn(2, 16, 100, 100, dtype=torch.float64))
+    assert "groupconv::conv_forward" in {node.kind() for node in traced.graph.nodes()}
+    torch.jit.save(traced, tmp_path / "layer.pt")
+    loaded = torch.jit.load(tmp_path / "layer.pt")
+    x = torch.randn(3, 16, 60, 60, dtype=torch.float64, requires_grad=True)
+    y, expected = loaded(x), oracle(x)
+    torch.testing.assert_close(y, expected)
+    torch.testing.assert_close(torch.autograd.grad(y.sum(), x), torch.autograd.grad(expected.sum(), x))

@@ -33,8 +33,8 @@ from .spec import ConvSpec
 
 def route(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor):
     """How calls like this one run, as a function of (x, weight, bias)."""
-    if torch.compiler.is_compiling() or dispatch.forced() is not None:
-        return functools.partial(run_ops, spec)
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or dispatch.forced() is not None:
+        return functools.partial(run_ops, spec)  # a graph records the custom ops, which choose per call
     return _runner(_layer_route(spec, x, weight), spec, x, weight)
 
 
