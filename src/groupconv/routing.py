@@ -61,7 +61,7 @@ def _ops_runner(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor, layout: t
     (computed in float32, :func:`run_ops`), choosing per call."""
     if x.dtype in HALF:
         return functools.partial(run_ops, spec)
-    like = x if layout is memory_format(x) else relayout(x.detach(), layout).requires_grad_(x.requires_grad)
+    like = x if layout is memory_format(x) else _stand_in(x.shape, x, layout).requires_grad_(x.requires_grad)
     conv_spec = convolution(spec, weight)
     chosen = _chosen(conv_spec, *_layer_calls(like, weight, spec))
     output_size = spec.output_size(x.shape[2:]) if spec.transposed else None
@@ -203,7 +203,8 @@ def _layer_runs(x, weight, spec: ConvSpec, grad_y) -> dict:
     return {name: functools.partial(run, name) for name in tuning.ROUTES if named(name.partition("_")[2], spec.dims)}
 
 
-def _stand_in(size, like: torch.Tensor) -> torch.Tensor:
-    """A gradient's stand-in for choosing its formulation: random values only when it may be timed."""
-    stand_in = empty(size, like=like)
+def _stand_in(size, like: torch.Tensor, layout: torch.memory_format | None = None) -> torch.Tensor:
+    """An operand's stand-in for choosing its formulation (in like's layout unless ``layout``): random values
+    only when it may be timed."""
+    stand_in = empty(size, like=like, layout=layout)
     return stand_in.normal_() if tuning.enabled() else stand_in
