@@ -8,6 +8,7 @@ from cases import spy_on_formulations
 
 import groupconv.functional as GF
 from groupconv import dispatch, formulations, tuning
+from groupconv.layouts import CHANNELS_LAST
 
 # (function, input shape, weight shape, keyword arguments): small float64 layers
 FINITE_DIFFERENCE_CASES = [
@@ -92,7 +93,7 @@ def test_bound_layers_match_pytorch_to_second_derivatives(
     another layout, or broadcast) through the custom ops: all as PyTorch's, in either layout."""
     x, w, b = _operands(input_shape, weight_shape, _out_channels(name, weight_shape, kwargs))
     if channels_last:
-        x = x.detach().contiguous(memory_format=_CHANNELS_LAST[x.dim()]).requires_grad_()
+        x = x.detach().contiguous(memory_format=CHANNELS_LAST[x.dim() - 2]).requires_grad_()
     operands = x, w, b
     ours, theirs = getattr(GF, name), getattr(F, name)
     for _ in range(2):  # the second call takes the remembered route
@@ -140,9 +141,6 @@ def test_vmap_runs_a_bound_layer_through_the_custom_ops(bound_layers):
     x, w, b = (t.detach() for t in _operands((3, 2, 4, 6, 6), (4, 2, 3, 3), 4))
     batched = torch.func.vmap(lambda x: GF.conv2d(x, w, b, groups=2))(x)
     torch.testing.assert_close(batched, torch.stack([F.conv2d(xi, w, b, groups=2) for xi in x]))
-
-
-_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 
 SPLIT_CASES = [  # (dims, transposed, groups, in channels, out channels, keyword arguments)

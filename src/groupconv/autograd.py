@@ -21,7 +21,6 @@ from typing import NamedTuple
 import torch
 
 from . import dispatch, ops
-from .layouts import memory_format
 from .spec import ConvSpec
 
 
@@ -40,44 +39,19 @@ def conv_weight_grad(x: torch.Tensor, grad_y: torch.Tensor, spec: ConvSpec) -> t
     return ops.conv_weight_grad(x, grad_y, *ops.encode(spec))
 
 
-def _save_operands(ctx, inputs, output) -> None:
-    ctx.save_for_backward(*inputs[:2])
-    ctx.geometry = ops.geometry_of(inputs)
+class _CustomOps(NamedTuple):
+    """A layer's three directions as the custom ops: differentiable, each choosing its formulation per call."""
 
+    geometry: ops.Geometry
 
-def _conv_cropped(x: torch.Tensor, weight: torch.Tensor, geometry: ops.Geometry, like: torch.Tensor) -> torch.Tensor:
-    """conv(x, weight) cut to ``like``'s size: a transposed convolution's output_padding
-    can give x rows that no output position of ``like`` reads."""
-    return ops.conv_forward(x, weight, *geometry)[(..., *map(slice, like.shape[2:]))]
+    def forward(self, x, weight):
+        return ops.conv_forward(x, weight, *self.geometry)
 
+    def input_grad(self, grad_y, weight, input_size):
+        return ops.conv_input_grad(grad_y, weight, *self.geometry, list(input_size))
 
-def _gradients(ctx, grad_a, grad_b) -> tuple:
-    """The two tensor operands' gradients, and None for each of the op's other inputs."""
-    return grad_a, grad_b, *[None] * (len(ctx.needs_input_grad) - 2)
-
-
-def _conv_backward(ctx, grad_y):
-    x, weight = ctx.saved_tensors
-    need_x, need_w = ctx.needs_input_grad[:2]
-    grad_x = ops.conv_input_grad(grad_y, weight, *ctx.geometry, list(x.shape[2:])) if need_x else None
-    grad_w = ops.conv_weight_grad(x, grad_y, *ctx.geometry) if need_w else None
-    return _gradients(ctx, grad_x, grad_w)
-
-
-def _conv_input_grad_backward(ctx, grad_grad_x):
-    grad_y, weight = ctx.saved_tensors
-    need_y, need_w = ctx.needs_input_grad[:2]
-    d_grad_y = _conv_cropped(grad_grad_x, weight, ctx.geometry, grad_y) if need_y else None
-    d_weight = ops.conv_weight_grad(grad_grad_x, grad_y, *ctx.geometry) if need_w else None
-    return _gradients(ctx, d_grad_y, d_weight)
-
-
-def _conv_weight_grad_backward(ctx, grad_grad_w):
-    x, grad_y = ctx.saved_tensors
-    need_x, need_y = ctx.needs_input_grad[:2]
-    d_x = ops.conv_input_grad(grad_y, grad_grad_w, *ctx.geometry, list(x.shape[2:])) if need_x else None
-    d_grad_y = _conv_cropped(x, grad_grad_w, ctx.geometry, grad_y) if need_y else None
-    return _gradients(ctx, d_x, d_grad_y)
+    def weight_grad(self, x, grad_y):
+        return ops.conv_weight_grad(x, grad_y, *self.geometry)
 
 
 class Chosen(NamedTuple):
@@ -90,23 +64,78 @@ class Chosen(NamedTuple):
     grad_layout: str | None
 
 
+class _Formulations(NamedTuple):
+    """A layer's three directions by the formulations ``chosen`` for them (not differentiable)."""
+
+    chosen: Chosen
+    spec: ConvSpec
+
+    def forward(self, x, weight):
+        return ops.answer("forward", x, weight, self.spec, formulation=self.chosen.forward)
+
+    def input_grad(self, grad_y, weight, input_size):
+        formulation = self.chosen.input_grad
+        return ops.answer("input_grad", grad_y, weight, self.spec, tuple(input_size), formulation=formulation)
+
+    def weight_grad(self, x, grad_y):
+        return ops.answer("weight_grad", x, grad_y, self.spec, formulation=self.chosen.weight_grad)
+
+
+def _save_operands(ctx, inputs, output) -> None:
+    ctx.save_for_backward(*inputs[:2])
+    ctx.directions = _CustomOps(ops.geometry_of(inputs))
+
+
+def _cropped(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``t`` cut to ``like``'s size: a transposed convolution's output_padding can give conv(x) rows
+    that no output position of ``like`` reads."""
+    return t[(..., *map(slice, like.shape[2:]))]
+
+
+def _gradients(ctx, grad_a, grad_b) -> tuple:
+    """The two tensor operands' gradients, and None for each of the op's other inputs."""
+    return grad_a, grad_b, *[None] * (len(ctx.needs_input_grad) - 2)
+
+
+# Each op's backward, by the layer's ``ctx.directions``: the custom ops, or a bound layer's formulations.
+def _conv_backward(ctx, grad_y):
+    x, weight = ctx.saved_tensors
+    need_x, need_w = ctx.needs_input_grad[:2]
+    grad_x = ctx.directions.input_grad(grad_y, weight, x.shape[2:]) if need_x else None
+    grad_w = ctx.directions.weight_grad(x, grad_y) if need_w else None
+    return _gradients(ctx, grad_x, grad_w)
+
+
+def _conv_input_grad_backward(ctx, grad_grad_x):
+    grad_y, weight = ctx.saved_tensors
+    need_y, need_w = ctx.needs_input_grad[:2]
+    d_grad_y = _cropped(ctx.directions.forward(grad_grad_x, weight), grad_y) if need_y else None
+    d_weight = ctx.directions.weight_grad(grad_grad_x, grad_y) if need_w else None
+    return _gradients(ctx, d_grad_y, d_weight)
+
+
+def _conv_weight_grad_backward(ctx, grad_grad_w):
+    x, grad_y = ctx.saved_tensors
+    need_x, need_y = ctx.needs_input_grad[:2]
+    d_x = ctx.directions.input_grad(grad_y, grad_grad_w, x.shape[2:]) if need_x else None
+    d_grad_y = _cropped(ctx.directions.forward(x, grad_grad_w), grad_y) if need_y else None
+    return _gradients(ctx, d_x, d_grad_y)
+
+
 def bound(x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, chosen: Chosen, output_size=None) -> torch.Tensor:
     """conv(x, weight), or with ``output_size`` the transposed convolution (its input gradient), by the
     formulations ``chosen`` for calls like this one: what :func:`conv` computes, with one dispatch per layer
     instead of one per call."""
     if torch._C._are_functorch_transforms_active():  # vmap, grad: only the custom ops run under them
-        return conv(x, weight, spec) if output_size is None else conv_input_grad(x, weight, spec, output_size)
+        return _output(_CustomOps(ops.encode(spec)), x, weight, output_size)
     if chosen.grad_layout is None and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)):
-        return _output(x, weight, spec, chosen, output_size)  # nothing to differentiate: no autograd node
+        return _output(_Formulations(chosen, spec), x, weight, output_size)  # nothing to differentiate: no node
     return _Bound.apply(x, weight, spec, chosen, output_size)
 
 
-def _output(a: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, chosen: Chosen, output_size) -> torch.Tensor:
-    if output_size is None:
-        y = chosen.forward.forward(a, weight, spec)
-    else:
-        y = chosen.input_grad.input_grad(a, weight, spec, tuple(output_size))
-    return y.contiguous(memory_format=memory_format(a))
+def _output(directions, a: torch.Tensor, weight: torch.Tensor, output_size) -> torch.Tensor:
+    """The layer's output: conv(a, weight), or its input gradient of ``output_size`` (a transposed layer)."""
+    return directions.forward(a, weight) if output_size is None else directions.input_grad(a, weight, output_size)
 
 
 class _Bound(torch.autograd.Function):
@@ -119,24 +148,13 @@ class _Bound(torch.autograd.Function):
     def forward(ctx, a, weight, spec, chosen, output_size):
         ctx.save_for_backward(a, weight)
         ctx.spec, ctx.chosen, ctx.transposed = spec, chosen, output_size is not None
-        return _output(a, weight, spec, chosen, output_size)
+        return _output(_Formulations(chosen, spec), a, weight, output_size)
 
     @staticmethod
     def backward(ctx, grad):
-        if not _runs_bound(ctx, grad):
-            ctx.geometry = ops.encode(ctx.spec)
-            return (_conv_input_grad_backward if ctx.transposed else _conv_backward)(ctx, grad)
-        a, weight = ctx.saved_tensors
-        need_a, need_w = ctx.needs_input_grad[:2]
-        spec, chosen = ctx.spec, ctx.chosen
-        grad_w = chosen.weight_grad.weight_grad(*((grad, a) if ctx.transposed else (a, grad)), spec) if need_w else None
-        if not need_a:
-            grad_a = None
-        elif ctx.transposed:
-            grad_a = chosen.forward.forward(grad, weight, spec)[(..., *map(slice, a.shape[2:]))]
-        else:
-            grad_a = chosen.input_grad.input_grad(grad, weight, spec, tuple(a.shape[2:]))
-        return _gradients(ctx, _in_layout_of(grad_a, grad), None if grad_w is None else grad_w.contiguous())
+        bound_here = _runs_bound(ctx, grad)
+        ctx.directions = _Formulations(ctx.chosen, ctx.spec) if bound_here else _CustomOps(ops.encode(ctx.spec))
+        return (_conv_input_grad_backward if ctx.transposed else _conv_backward)(ctx, grad)
 
 
 def _runs_bound(ctx, grad: torch.Tensor) -> bool:
@@ -150,10 +168,6 @@ def _runs_bound(ctx, grad: torch.Tensor) -> bool:
         and (for_a is not None or not need_a)
         and (chosen.weight_grad is not None or not need_w)
     )
-
-
-def _in_layout_of(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
-    return None if t is None else t.contiguous(memory_format=memory_format(like))
 
 
 torch.library.register_autograd("groupconv::conv_forward", _conv_backward, setup_context=_save_operands)

@@ -160,7 +160,7 @@ def conv_forward(
 ) -> torch.Tensor:
     """y = conv(x, weight): (N, C, *S) x (O, Cg, *K) -> (N, O, *L)."""
     spec = spec_of_weight(Geometry(kernel_size, stride, padding, dilation, groups), weight)
-    return dispatch.compute("forward", x, weight, spec).contiguous(memory_format=memory_format(x))
+    return answer("forward", x, weight, spec)
 
 
 @_op
@@ -176,8 +176,7 @@ def conv_input_grad(
 ) -> torch.Tensor:
     """dL/dx of conv(x, weight), also the transposed convolution: (N, O, *L) -> (N, C, *input_size)."""
     spec = spec_of_weight(Geometry(kernel_size, stride, padding, dilation, groups), weight)
-    grad_x = dispatch.compute("input_grad", grad_y, weight, spec, tuple(input_size))
-    return grad_x.contiguous(memory_format=memory_format(grad_y))
+    return answer("input_grad", grad_y, weight, spec, tuple(input_size))
 
 
 @_op
@@ -192,7 +191,15 @@ def conv_weight_grad(
 ) -> torch.Tensor:
     """dL/dweight of conv(x, weight): (N, C, *S), (N, O, *L) -> (O, Cg, *K)."""
     spec = decode(Geometry(kernel_size, stride, padding, dilation, groups), x.shape[1], grad_y.shape[1])
-    return dispatch.compute("weight_grad", x, grad_y, spec).contiguous()
+    return answer("weight_grad", x, grad_y, spec)
+
+
+def answer(direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *rest, formulation=None) -> torch.Tensor:
+    """``direction`` of ``spec`` by ``formulation`` (default: the dispatcher's choice for this call), in the
+    layout its op answers in: the first operand's, the weight gradient contiguous."""
+    formulation = formulation or dispatch.choose(direction, a, b, spec, *rest)
+    result = getattr(formulation, direction)(a, b, spec, *rest)
+    return result.contiguous(memory_format=torch.contiguous_format if direction == "weight_grad" else memory_format(a))
 
 
 @torch.library.register_fake("groupconv::conv_forward")
