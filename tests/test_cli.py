@@ -138,7 +138,7 @@ def test_every_documented_object_requires_every_field_it_lists():
             assert set(node["required"]) == set(node["properties"]) and node["additionalProperties"] is False
     assert set(SCHEMAS) == {
         "groupconv.spec/1", "groupconv.explain/1", "groupconv.diagram/1", "groupconv.summary/1", "groupconv.demo/1",
-        "groupconv.tune/2", "groupconv.bench/4",
+        "groupconv.tune/3", "groupconv.bench/5",
     }  # fmt: skip
 
 
@@ -202,7 +202,7 @@ def test_tune_json_follows_its_schema_and_fills_the_cache(user_models, monkeypat
     monkeypatch.setenv("GROUPCONV_CACHE", str(user_models / "tune.json"))
     status, out, err = run(["tune", "cli_models:build", "--input", "2,4,4,4", "--json"], capsys)
     assert (status, err) == (0, "")
-    data = check(out, "groupconv.tune/2")
+    data = check(out, "groupconv.tune/3")
     assert data["cache"] == str(user_models / "tune.json")
     (section,) = json.loads((user_models / "tune.json").read_text())["sections"].values()
     assert section["entries"] == {call["key"]: call["chosen"] for call in data["calls"]} and section["entries"]

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "groupconv"
-CORE = ("spec", "errors", "layouts", "precision", "tables", "formulations", "timing", "machine", "tuning", "dispatch",
-        "ops", "autograd", "routing", "functional", "nn", "numpy")  # fmt: skip
+CORE = ("spec", "errors", "layouts", "precision", "tables", "formulations", "timing", "memory", "machine", "tuning",
+        "dispatch", "ops", "autograd", "routing", "functional", "nn", "numpy")  # fmt: skip
 WINGS = ("reports", "training", "models", "parallel", "bench", "cli")
 
 

@@ -24,6 +24,7 @@ _SUBMODULES = ("functional", "nn", "numpy")
 _NAMES = {  # name: the module that defines it
     "diagram": "reports.diagram",
     "explain": "reports.explain",
+    "keep_freed_memory": "memory",
     "summary": "reports.summary",
     "tune": "tuning",
 }

@@ -10,15 +10,18 @@ import platform
 
 import torch
 
+from . import memory
+
 _LIBRARIES = ("torch", "numpy", "onnxruntime", "openvino", "groupconv")
 
 
 def describe() -> dict[str, object]:
-    """CPU model, cores, ``torch.get_num_threads()``, versions and the UTC date, as plain values."""
+    """CPU model, cores, ``torch.get_num_threads()``, the malloc policy, versions and the UTC date, as plain values."""
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "allocator": memory.policy(),
         "python": platform.python_version(),
         "versions": {name: version(name) for name in _LIBRARIES},
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

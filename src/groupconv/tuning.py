@@ -40,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from . import formulations, machine, timing
+from . import formulations, machine, memory, timing
 from .errors import GroupConvError
 from .layouts import CHANNELS_LAST, memory_format
 from .spec import ConvSpec
@@ -50,6 +50,7 @@ from .timing import Timing
 FORMAT = 2
 LAYOUTS = ("channels_first", "channels_last")
 ROUTES = tuple(f"{engine}_{layout}" for engine in ("pytorch", "groupconv") for layout in LAYOUTS)  # a layer's route
+_FAULTING_STEP = 1024  # page faults per training step (4 MiB of fresh pages) worth a warning
 _ROUTES_NOTED = 4096  # layers whose route :func:`note_route` keeps (ever-new shapes must not grow it forever)
 _session: contextvars.ContextVar[_Session | None] = contextvars.ContextVar("groupconv_tuning", default=None)
 _routes_taken: dict[str, dict[str, object]] = {}
@@ -83,7 +84,7 @@ class Tuned:
         return None if best is None or chosen is None else self.timings[best].median_s / chosen.median_s
 
     def to_dict(self) -> dict:
-        """The JSON form (docs/cli-json.md, ``groupconv.tune/2``): timings as a list, in the order timed."""
+        """The JSON form (docs/cli-json.md, ``groupconv.tune/3``): timings as a list, in the order timed."""
         timings = [{"candidate": name, **_timing_dict(t)} for name, t in self.timings.items()]
         names = ("key", "direction", "layout", "operands", "groups", "chosen")
         fields = {name: getattr(self, name) for name in names}
@@ -104,6 +105,7 @@ class ModelLayout:
     chosen: str
     timings: dict[str, Timing]
     applied: bool
+    page_faults: float | None = None  # per training step: fresh pages the allocator mapped in (None: unknown)
 
     def __str__(self) -> str:
         times = ", ".join(f"{name} {_ms(t)}" for name, t in self.timings.items())
@@ -111,11 +113,15 @@ class ModelLayout:
             " (convert the model with model.to(memory_format=torch.channels_last) and its input alike"
             if self.chosen == "channels_last" else " (give the model channels-first input and parameters"
         ) + (", done for the parameters)" if self.applied else ")")  # fmt: skip
-        return f"model layout: {self.chosen}{advice}; training step {times}"
+        faults = "" if self.page_faults is None else f"; {self.page_faults:,.0f} page faults per step"
+        return f"model layout: {self.chosen}{advice}; training step {times}{faults}"
 
     def to_dict(self) -> dict:
         timings = [{"layout": name, **_timing_dict(t)} for name, t in self.timings.items()]
-        return {"input_layout": self.input_layout, "chosen": self.chosen, "applied": self.applied, "timings": timings}
+        return {
+            "input_layout": self.input_layout, "chosen": self.chosen, "applied": self.applied, "timings": timings,
+            "page_faults_per_step": self.page_faults,
+        }  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -321,9 +327,35 @@ def _model_layout(model, twin, x: torch.Tensor, other: torch.memory_format) -> M
         layout_name(x): functools.partial(_forward_backward, model, x),
         other_name: functools.partial(_forward_backward, twin, x_other),
     }
-    timings = timing.interleaved(dict(sorted(steps.items())), timing.TUNING)
+    runs, faults = [], memory.page_faults()
+    timings = timing.interleaved({name: _counted(steps[name], runs) for name in sorted(steps)}, timing.TUNING)
+    faults = None if faults is None else (memory.page_faults() - faults) / len(runs)
+    _warn_if_faulting(faults)
     incumbent = layout_name(x)
-    return ModelLayout(incumbent, decide(timings, incumbent), timings, applied=False)
+    return ModelLayout(incumbent, decide(timings, incumbent), timings, applied=False, page_faults=faults)
+
+
+def _counted(step: Callable[[], None], runs: list) -> Callable[[], None]:
+    """``step``, noting each run in ``runs``."""
+
+    def run() -> None:
+        runs.append(step)
+        step()
+
+    return run
+
+
+def _warn_if_faulting(faults_per_step: float | None) -> None:
+    """Say how to stop the allocator faulting fresh pages in, where a step takes more than a few MB of them."""
+    if faults_per_step is None or faults_per_step < _FAULTING_STEP or memory.kept():
+        return
+    warnings.warn(
+        f"groupconv: each training step mapped in {faults_per_step * memory.PAGE_BYTES / 2**20:,.0f} MB of fresh "
+        f"pages ({faults_per_step:,.0f} page faults): the C library gives freed tensors' memory back to the OS and "
+        "faults it in again, which can cost more than the convolutions; call groupconv.keep_freed_memory() once "
+        "before training (see groupconv.memory)",
+        stacklevel=4,
+    )
 
 
 def decide(timings: Mapping[str, Timing | None], incumbent: str) -> str:

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import sys
 
+from ..memory import keep_freed_memory
 from ..tables import markdown_table
 from ..timing import FULL, TimerSettings
 from . import floors, layers
@@ -49,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m groupconv.bench.outside", description=__doc__.split("\n\n")[1])
     parser.add_argument("runs", nargs="?", type=int, choices=range(1, 11), default=2, metavar="RUNS",
                         help="runs per layer, each tuned afresh, 1 to 10 (default: %(default)s)")  # fmt: skip
-    print(table(check(layers.outside(), parser.parse_args(argv).runs)))
+    runs = parser.parse_args(argv).runs
+    keep_freed_memory()  # as groupconv bench runs
+    print(table(check(layers.outside(), runs)))
     return 0
 
 

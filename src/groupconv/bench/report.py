@@ -93,6 +93,7 @@ float32, bias-free unless named;
 | CPU | {machine["cpu"]} |
 | cores | {machine["cores"]} |
 | `torch.get_num_threads()` (ONNX Runtime's intra-op threads too) | {machine["torch_threads"]} |
+| allocator | {machine["allocator"]} |
 | Python | {machine["python"]} |
 | versions | {versions} |
 | command | `{results.command}` |

@@ -12,6 +12,7 @@ import os
 import sys
 
 from ..errors import GroupConvError
+from ..memory import keep_freed_memory
 from . import bench, demo, layers, models, parallel, training
 from .common import check_arguments
 
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
+        keep_freed_memory()  # fresh tensors reuse freed memory rather than fault pages in (groupconv.memory)
         args.run(args)
     except KeyboardInterrupt:
         parser.exit(130, "groupconv: interrupted\n")

@@ -97,7 +97,7 @@ def _tune(args: argparse.Namespace) -> None:
     with model_failures_in_one_line(input_shape):
         report = tuning.tune(nn.convert(model), torch.randn(input_shape), retune=args.retune)
     if args.json:
-        document = {"schema": "groupconv.tune/2", "model": args.model, "input_shape": list(input_shape)}
+        document = {"schema": "groupconv.tune/3", "model": args.model, "input_shape": list(input_shape)}
         print(json.dumps({**document, "cache": str(tuning.cache_path()), **report.to_dict()}, indent=2))
     else:
         counts = f"{len(report.calls)} calls tuned ({len(report.layers)} layers)"
