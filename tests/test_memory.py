@@ -12,19 +12,19 @@ from test_tuning import fake_timer, small_model
 import groupconv
 from groupconv import memory, tuning
 
-# A training step's pattern: ten 4 MiB activations made, then all freed; the share of their pages that
-# fault in again on the fourth step.
+# A training step's pattern: ten activations made, then all freed, each a little larger than the step
+# before's (a varying batch's are), which glibc maps afresh; the share of their pages faulted on the fourth.
 STEPS = """
 import sys, torch
 from groupconv import memory
 if sys.argv[1] == "keep":
     assert memory.keep_freed_memory()
-def step():
-    activations = [torch.empty(1 << 20).fill_(1) for _ in range(10)]
-for _ in range(3):
-    step()
+def step(k):
+    activations = [torch.empty((1 << 20) + k * 4096).fill_(1) for _ in range(10)]
+for k in range(3):
+    step(k)
 before = memory.page_faults()
-step()
+step(3)
 print((memory.page_faults() - before) / (10 * (4 << 20) // memory.PAGE_BYTES))
 """
 
