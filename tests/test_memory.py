@@ -42,6 +42,28 @@ def test_kept_memory_is_reused_without_page_faults():
     assert faulted_share("keep") < 0.05
 
 
+# Rounds of a 200 MB and a 100 MB tensor, the larger a little larger each round; the peak memory (MiB) after each.
+LARGE = """
+import resource, torch
+from groupconv import memory
+assert memory.keep_freed_memory()
+peaks = []
+for k in range(6):
+    first, second = torch.empty((50 << 20) + k * 1024).fill_(1), torch.empty(25 << 20).fill_(2)
+    del first, second
+    peaks.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10)
+print(peaks[0], peaks[-1])
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_kept_memory_does_not_grow_the_peak():
+    """Blocks above 32 MiB are still mapped and unmapped: with none mapped (M_MMAP_MAX=0) this peak doubled."""
+    run = subprocess.run([sys.executable, "-c", LARGE], capture_output=True, text=True, check=True)
+    first, last = map(int, run.stdout.split())
+    assert last <= first * 1.1
+
+
 def test_tune_counts_page_faults_and_says_how_to_stop_them(monkeypatch):
     fake_timer(monkeypatch, lambda name: 1.0)
     faults = itertools.count(step=5000)  # every count is 5000 faults after the last: thousands per step
