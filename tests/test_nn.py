@@ -237,3 +237,28 @@ def test_flop_counter_counts_a_layer_on_groupconvs_own_kernels(channels_last):
             layer(x).backward(torch.randn(2, 16, 100, 100).contiguous(memory_format=memory_format))
     macs = (2 * 16 * 100 * 100) * (2 * 3 * 3)
     assert counter.get_total_flops() == 2 * 3 * 2 * macs
+
+
+@pytest.mark.parametrize("padding_mode", ["reflect", "replicate", "circular", "zeros"])
+@pytest.mark.parametrize("groups", [2, 8])  # PyTorch's route and groupconv's kernels
+@pytest.mark.parametrize("input_shape", [(2, 8, 7, 6), (8, 7, 6)], ids=["batched", "unbatched"])
+def test_later_calls_with_padding_modes_and_unbatched_input_match_pytorch(
+    monkeypatch, padding_mode, groups, input_shape
+):
+    """Such a call is routed once, as any other: its remembered route pads and batches each new input alike."""
+    from groupconv import functional, routing
+
+    reference, ours = both("Conv2d", (8, 8, 3), dict(groups=groups, padding=1, padding_mode=padding_mode, bias=True))
+    reference, ours = reference.double(), ours.double()
+    functional.tuning.remembered.clear()
+    routed = []
+    monkeypatch.setattr(routing, "route", lambda *args, route=routing.route: routed.append(args) or route(*args))
+    for _ in range(3):
+        x = torch.randn(input_shape, dtype=torch.float64, requires_grad=True)
+        y, expected = ours(x), reference(x)
+        torch.testing.assert_close(y, expected, rtol=1e-10, atol=1e-10)
+        grad_y = torch.randn_like(expected)
+        got = torch.autograd.grad(y, (x, ours.weight), grad_y)
+        want = torch.autograd.grad(expected, (x, reference.weight), grad_y)
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    assert len(routed) == 1

@@ -98,18 +98,29 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
     if _widened(spec, input):
         return in_float32(functools.partial(apply, spec), input, weight, bias)
     batched = input.dim() == spec.dims + 2
-    x = input if batched else input.unsqueeze(0)
-    if spec.padding_mode != "zeros":
-        x = F.pad(x, [p for pair in reversed(spec.padding_pairs) for p in pair], mode=spec.padding_mode)
-        spec = dataclasses.replace(spec, padding=0, padding_mode="zeros")
+    x = _batched_and_padded(spec, input)
+    inner = dataclasses.replace(spec, padding=0, padding_mode="zeros") if spec.padding_mode != "zeros" else spec
     if torch.onnx.is_in_onnx_export():  # standard ONNX Conv/ConvTranspose nodes: see groupconv.ops
-        return _unbatched(ops.torch_convolution(x, weight, spec, bias), batched)
-    route = routing.route(spec, x, weight)
-    if key is not None and batched and x is input:  # no padding mode, no upcast: later calls may skip to the route
+        return _unbatched(ops.torch_convolution(x, weight, inner, bias), batched)
+    route = routing.route(inner, x, weight)
+    if key is not None:  # later calls skip to the route, through the same padding and batching
         if len(tuning.remembered) >= _REMEMBERED_CALLS:  # ever-new shapes (a varying length, say) must not grow it
             tuning.remembered.clear()
-        tuning.remembered[key] = route
+        tuning.remembered[key] = route if x is input else functools.partial(_through, spec, route)
     return _unbatched(route(x, weight, bias), batched)
+
+
+def _batched_and_padded(spec: ConvSpec, input: torch.Tensor) -> torch.Tensor:
+    """``input`` as the layer's route takes it: batched, and padded by ``spec``'s ``padding_mode`` (not zeros)."""
+    x = input if input.dim() == spec.dims + 2 else input.unsqueeze(0)
+    if spec.padding_mode == "zeros":
+        return x
+    return F.pad(x, [p for pair in reversed(spec.padding_pairs) for p in pair], mode=spec.padding_mode)
+
+
+def _through(spec: ConvSpec, route, input: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
+    """A remembered ``route`` of the batched, zero-padded layer run on ``input`` as ``spec`` takes it."""
+    return _unbatched(route(_batched_and_padded(spec, input), weight, bias), input.dim() == spec.dims + 2)
 
 
 def _widened(spec: ConvSpec, input: torch.Tensor) -> bool:
