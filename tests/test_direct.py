@@ -209,9 +209,11 @@ def test_channels_first_rows_strided_along_w(stride, dilation, kernel, padding, 
     [(3, 1, 1), (5, 1, 2), (7, 1, 3), (3, 2, 1), (5, 2, 2), (3, 1, 0), (3, 2, 0)],
 )
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_depthwise_rows_wide_enough_for_register_blocks(kernel, stride, padding, layout, dtype):
+@pytest.mark.parametrize("per_group", [1, 2, 4])
+def test_rows_wide_enough_for_register_blocks(kernel, stride, padding, layout, dtype, per_group):
     """Rows of 41 and 70 pixels (interior runs in blocks of 8 and 2, border pixels alone, more than one span)
-    over 40 channels (a partial SIMD block of channels)."""
+    over 40 channels (a partial SIMD block of channels), in bands of rows cut at each plane's end; depthwise,
+    and 2 or 4 per group (channels-last: lanes rotated within each group)."""
     for size in ((5, 41), (3, 70)):
         case = {
             "dims": 2,
@@ -219,9 +221,9 @@ def test_depthwise_rows_wide_enough_for_register_blocks(kernel, stride, padding,
             "stride": (stride, stride),
             "dilation": (1, 1),
             "padding": ((padding, padding), (padding, padding)),
-            "groups": 40,
-            "in_per_group": 1,
-            "out_per_group": 1,
+            "groups": 40 // per_group,
+            "in_per_group": per_group,
+            "out_per_group": per_group,
             "batch": 2,
             "size": size,
             "dtype": dtype,

@@ -290,58 +290,68 @@ inline void block_pixels(const ChannelMap<T>& m, int64_t b, const T* src, const 
 template <int MODE>
 constexpr int block_width = rotations<MODE> > 0 ? std::max(1, MAX_ACC / rotations<MODE>) : 4;
 
-// Depthwise, channels-last, unit dilation along W: P dst pixels of one full channel block, every src column
-// first + p * S + kw inside the row. Each src pixel is loaded once per row for every (pixel, tap) pair that
-// reads it; REV (the input gradient) takes the taps right to left.
-template <typename T, int KW, int S, int P, bool REV>
-inline void dw_pixels(const T* src, const T* wp, int64_t Cpad, const RowTerm* rows, int64_t nrows, int64_t C,
-                      int64_t first, int64_t d0, T* dst) {
-  AccT<T> acc[P];
-  unroll<P>([&](auto p) __attribute__((always_inline)) { acc[p] = Vectorized<T>(T(0)); });
+// Channels-last, unit dilation along W, one full channel block of IDENTITY (R = 1: depthwise) or ROTATE<R>:
+// P dst pixels, every src column first + p * S + kw inside the row. Each src pixel is loaded once per row
+// for every (pixel, tap) pair that reads it; REV (the input gradient) takes the taps right to left.
+template <typename T, int KW, int S, int P, int R, bool REV>
+inline void shared_pixels(const ChannelMap<T>& m, const T* src, const T* wp, int64_t Cpad, const RowTerm* rows,
+                          int64_t nrows, int64_t C, int64_t first, int64_t d0, T* dst) {
+  AccT<T> acc[P][R];
+  unroll<P>([&](auto p) __attribute__((always_inline)) {
+    unroll<R>([&](auto s) __attribute__((always_inline)) { acc[p][s] = Vectorized<T>(T(0)); });
+  });
   for (int64_t r = 0; r < nrows; ++r) {
     const T* row = src + rows[r].src_offset + first * C + d0;
-    const T* wt = wp + rows[r].tap * Cpad + d0;
-    AccT<T> wv[KW];
+    const T* wt = wp + rows[r].tap * R * Cpad + d0;
+    AccT<T> wv[KW][R];
     unroll<KW>([&](auto kw) __attribute__((always_inline)) {
-      wv[kw] = Vectorized<T>::loadu(wt + (REV ? KW - 1 - kw : kw) * Cpad);
+      unroll<R>([&](auto s) __attribute__((always_inline)) {
+        wv[kw][s] = Vectorized<T>::loadu(wt + ((REV ? KW - 1 - kw : kw) * R + s) * Cpad);
+      });
     });
     unroll<S*(P - 1) + KW>([&](auto j) __attribute__((always_inline)) {
       const Vectorized<T> xv = Vectorized<T>::loadu(row + j * C);
       unroll<KW>([&](auto kw) __attribute__((always_inline)) {
         constexpr int d = decltype(j)::value - decltype(kw)::value;  // S * pixel when this pair meets
         if constexpr (d >= 0 && d % S == 0 && d / S < P)
-          acc[d / S] = at::vec::fmadd(xv, Vectorized<T>(wv[kw]), Vectorized<T>(acc[d / S]));
+          unroll<R>([&](auto s) __attribute__((always_inline)) {
+            acc[d / S][s] = at::vec::fmadd(xv, Vectorized<T>(wv[kw][s]), Vectorized<T>(acc[d / S][s]));
+          });
       });
     });
   }
-  unroll<P>([&](auto p) __attribute__((always_inline)) { Vectorized<T>(acc[p]).store(dst + p * C + d0); });
+  unroll<P>([&](auto p) __attribute__((always_inline)) {
+    Vectorized<T> out = acc[p][0];
+    unroll<R - 1>([&](auto s) __attribute__((always_inline)) { out = out + m.perm[s + 1](Vectorized<T>(acc[p][s + 1])); });
+    out.store(dst + p * C + d0);
+  });
 }
 
-// The depthwise pixels of [w, end) from dst pixel w on that dw_pixels takes in one call (dst pixel w reads src column
-// origin + w * S at its first tap), or 0 where it takes none: KW == 0 is no depthwise kernel.
-template <typename T, int KW, int S, bool REV>
-inline int64_t dw_block(const ChannelMap<T>& m, int64_t b, int64_t w, const T* src, const T* wp, int64_t Cpad,
-                        const RowTerm* rows, int64_t nrows, int64_t C, int64_t end, const std::vector<char>& full,
-                        int64_t origin, T* dst_row) {
+// The pixels of [w, end) from dst pixel w on that shared_pixels takes in one call (dst pixel w reads src
+// column origin + w * S at its first tap), or 0 where it takes none: KW == 0 is no shared-load kernel.
+template <typename T, int MODE, int KW, int S, bool REV>
+inline int64_t shared_block(const ChannelMap<T>& m, int64_t b, int64_t w, const T* src, const T* wp, int64_t Cpad,
+                            const RowTerm* rows, int64_t nrows, int64_t C, int64_t end, const std::vector<char>& full,
+                            int64_t origin, T* dst_row) {
   if constexpr (KW == 0) {
     return 0;
   } else {
-    constexpr int V = Vectorized<T>::size(), P = MAX_ACC / 2;
+    constexpr int V = Vectorized<T>::size(), R = std::max(1, rotations<MODE>), P = MAX_ACC / std::max(2, R);
     if (m.count[b] != V) return 0;
     const int64_t first = origin + w * S;
     if (w + P <= end && full[w] && full[w + P - 1]) {
-      dw_pixels<T, KW, S, P, REV>(src, wp, Cpad, rows, nrows, C, first, b * V, dst_row + w * C);
+      shared_pixels<T, KW, S, P, R, REV>(m, src, wp, Cpad, rows, nrows, C, first, b * V, dst_row + w * C);
       return P;
     }
     if (w + 2 <= end && full[w] && full[w + 1]) {
-      dw_pixels<T, KW, S, 2, REV>(src, wp, Cpad, rows, nrows, C, first, b * V, dst_row + w * C);
+      shared_pixels<T, KW, S, 2, R, REV>(m, src, wp, Cpad, rows, nrows, C, first, b * V, dst_row + w * C);
       return 2;
     }
     return 0;
   }
 }
 
-// f(KW, S) as compile-time constants for the depthwise shapes dw_pixels is built for; false for the others.
+// f(KW, S) as compile-time constants for the depthwise shapes shared_pixels is built for; false for the others.
 template <typename F>
 inline bool with_depthwise_shape(int64_t KW, int64_t S, F&& f) {
   using std::integral_constant;
@@ -353,6 +363,24 @@ inline bool with_depthwise_shape(int64_t KW, int64_t S, F&& f) {
     case 5 * 4 + 2: f(integral_constant<int, 5>{}, integral_constant<int, 2>{}); return true;
     default: return false;
   }
+}
+
+// f(MODE, KW, S) as compile-time constants where shared_pixels is built for the layer: every depthwise
+// shape above, and 3 wide at stride 1 or 2 under a rotation (ResNeXt's and RegNet's grouped layers).
+template <typename F>
+inline bool with_shared_shape(int mode, int64_t KW, int64_t S, F&& f) {
+  using std::integral_constant;
+  if (mode == IDENTITY)
+    return with_depthwise_shape(KW, S, [&](auto kw, auto s) { f(integral_constant<int, IDENTITY>{}, kw, s); });
+  auto three_wide = [&](auto rotate) {
+    if (KW != 3 || S < 1 || S > 2) return false;
+    if (S == 1) f(rotate, integral_constant<int, 3>{}, integral_constant<int, 1>{});
+    else f(rotate, integral_constant<int, 3>{}, integral_constant<int, 2>{});
+    return true;
+  };
+  if (mode == ROTATE2) return three_wide(integral_constant<int, ROTATE2>{});
+  if (mode == ROTATE4) return three_wide(integral_constant<int, ROTATE4>{});
+  return false;
 }
 
 // The taps a channels-last row of dst pixels reads: dst pixel w reads, at tap j (kernel column idx[j]),
@@ -370,34 +398,59 @@ struct RowTaps {
   }
 };
 
-// One channels-last row of Wdst dst pixels, pixel w at dst_row + w * pixel_stride. `fast(b, w, end, full)` runs
-// the pixels of [w, end) from w on that a specialised kernel takes, and says how many.
+// f(kd, kh, src row) for each (kd, kh) whose src row exists under output row t = (n, od, oh), the src row
+// counted in rows of the whole input: (n * ID + id) * IH + ih.
+template <typename F>
+inline void for_each_src_row(const Geometry& g, int64_t t, F&& f) {
+  const int64_t OD = g.out[0], OH = g.out[1], ID = g.in[0], IH = g.in[1];
+  const int64_t n = t / (OD * OH), od = t / OH % OD, oh = t % OH;
+  for (int64_t kd = 0; kd < g.k[0]; ++kd) {
+    const int64_t id = od * g.stride[0] + kd * g.dil[0] - g.pad[0];
+    if (id < 0 || id >= ID) continue;
+    for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+      const int64_t ih = oh * g.stride[1] + kh * g.dil[1] - g.pad[1];
+      if (ih >= 0 && ih < IH) f(kd, kh, (n * ID + id) * IH + ih);
+    }
+  }
+}
+
+// One dst row of a band: the src rows it reads and where its pixel 0 goes.
+template <typename T>
+struct BandRow {
+  const RowTerm* rows;
+  int64_t nrows;
+  T* dst;
+};
+
+// A band of channels-last dst rows that read the same src rows' taps, Wdst pixels each, pixel w at
+// dst + w * pixel_stride. `fast(row, b, w, end, full)` runs the pixels of [w, end) from w on that a
+// specialised kernel takes, and says how many.
 template <typename T, int MODE, typename Fast>
-void cl_row(const ChannelMap<T>& m, const T* src_row_base, const T* wp, int64_t Cpad, int64_t KW, const RowTaps& taps,
-            const RowTerm* rows, int64_t nrows, int64_t Wdst, int64_t pixel_stride, Fast fast, T* dst_row) {
+void cl_band(const ChannelMap<T>& m, const T* src_row_base, const T* wp, int64_t Cpad, int64_t KW, const RowTaps& taps,
+             const BandRow<T>* band, int64_t nband, int64_t Wdst, int64_t pixel_stride, Fast fast) {
   constexpr int P = block_width<MODE>, HALF = std::max(1, P / 2), QUARTER = std::max(1, P / 4);
   const int64_t ntaps = static_cast<int64_t>(taps.idx.size());
   const std::vector<char> full = taps.full(Wdst);
   std::vector<int64_t> kw_idx(ntaps), kw_off(ntaps);
   // Q full pixels from w (full[] is contiguous runs: its ends suffice), blocked if they are
-  auto blocked = [&](auto n, int64_t b, int64_t w, int64_t end) {
+  auto blocked = [&](auto n, const BandRow<T>& r, int64_t b, int64_t w, int64_t end) {
     constexpr int Q = decltype(n)::value;
     if (Q < 2 || w + Q > end || !full[w] || !full[w + Q - 1]) return false;
     int64_t first[Q];
     for (int p = 0; p < Q; ++p) first[p] = taps.origin + (w + p) * taps.step;
-    block_pixels<T, MODE, Q>(m, b, src_row_base, wp, Cpad, KW, rows, nrows, taps.idx.data(), taps.off.data(), ntaps,
-                             first, dst_row + w * pixel_stride, pixel_stride);
+    block_pixels<T, MODE, Q>(m, b, src_row_base, wp, Cpad, KW, r.rows, r.nrows, taps.idx.data(), taps.off.data(), ntaps,
+                             first, r.dst + w * pixel_stride, pixel_stride);
     return true;
   };
-  auto span = [&](int64_t b, int64_t w, int64_t end) {
+  auto span = [&](const BandRow<T>& r, int64_t b, int64_t w, int64_t end) {
     while (w < end) {
-      if (const int64_t done = fast(b, w, end, full)) {
+      if (const int64_t done = fast(r, b, w, end, full)) {
         w += done;
-      } else if (blocked(std::integral_constant<int, P>{}, b, w, end)) {
+      } else if (blocked(std::integral_constant<int, P>{}, r, b, w, end)) {
         w += P;
-      } else if (blocked(std::integral_constant<int, HALF>{}, b, w, end)) {
+      } else if (blocked(std::integral_constant<int, HALF>{}, r, b, w, end)) {
         w += HALF;
-      } else if (blocked(std::integral_constant<int, QUARTER>{}, b, w, end)) {  // a run's last few pixels
+      } else if (blocked(std::integral_constant<int, QUARTER>{}, r, b, w, end)) {  // a run's last few pixels
         w += QUARTER;
       } else {
         int64_t n = 0;
@@ -406,19 +459,30 @@ void cl_row(const ChannelMap<T>& m, const T* src_row_base, const T* wp, int64_t 
           if (c >= 0 && c < taps.Wsrc) kw_idx[n] = taps.idx[j], kw_off[n] = c, ++n;
         }
         const int64_t zero = 0;
-        block_pixels<T, MODE, 1>(m, b, src_row_base, wp, Cpad, KW, rows, nrows, kw_idx.data(), kw_off.data(), n, &zero,
-                                 dst_row + w * pixel_stride, pixel_stride);
+        block_pixels<T, MODE, 1>(m, b, src_row_base, wp, Cpad, KW, r.rows, r.nrows, kw_idx.data(), kw_off.data(), n,
+                                 &zero, r.dst + w * pixel_stride, pixel_stride);
         ++w;
       }
     }
   };
-  // Spans of pixels outer, channel blocks inner, so consecutive work reads consecutive memory.
+  // Spans of pixels outer, then channel blocks, then the band's rows: one block's src pixels stay in L1
+  // from one dst row to the next, which reads most of the same src rows.
   constexpr int64_t SPAN = 32;
   const int64_t lead = std::find(full.begin(), full.end(), char(1)) - full.begin();  // spans start there
   for (int64_t w0 = 0, w1; w0 < Wdst; w0 = w1) {
     w1 = std::min(Wdst, std::max(w0, lead) + SPAN);
-    for (int64_t b = 0; b < m.blocks; ++b) span(b, w0, w1);
+    for (int64_t b = 0; b < m.blocks; ++b)
+      for (int64_t r = 0; r < nband; ++r) span(band[r], b, w0, w1);
   }
+}
+
+// Consecutive tasks of one plane taken together as a band: few enough rows that a channel block's src
+// rows fit in L1 (measured: docs/design.md).
+constexpr int64_t CL_BAND_ROWS = 4;
+
+// The end of the band of tasks that starts at `t`: at most CL_BAND_ROWS, all in the plane of `t`.
+inline int64_t band_end(int64_t t, int64_t end, int64_t rows_per_plane) {
+  return std::min({end, t + CL_BAND_ROWS, (t / rows_per_plane + 1) * rows_per_plane});
 }
 
 // The taps of every column kw: src column origin + w * step + kw * dil.
@@ -429,37 +493,34 @@ inline RowTaps every_tap(int64_t KW, int64_t dil, int64_t origin, int64_t step, 
 }
 
 // Forward, channels-last: a task is an output row (n, od, oh). w_packed: [K taps][Cg][O padded to V].
-template <typename T, int MODE, int DW_KW = 0, int DW_S = 0>
+template <typename T, int MODE, int SHARED_KW = 0, int SHARED_S = 0>
 void forward_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* x, const T* wp, T* y, int64_t begin,
                      int64_t end) {
-  const int64_t C = g.C(), O = g.O(), Cpad = padded_channels<T>(m.blocks * Vectorized<T>::size());
+  const int64_t O = g.O(), Cpad = padded_channels<T>(m.blocks * Vectorized<T>::size());
   const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2];
-  const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
+  const int64_t OH = g.out[1], OW = g.out[2], IW = g.in[2];
   const RowTaps taps = every_tap(KW, g.dil[2], -g.pad[2], g.stride[2], IW);
-  std::vector<RowTerm> rows(KD * KH);
-  for (int64_t t = begin; t < end; ++t) {
-    const int64_t n = t / (OD * OH), od = t / OH % OD, oh = t % OH;
-    int64_t nrows = 0;
-    for (int64_t kd = 0; kd < KD; ++kd) {
-      const int64_t id = od * g.stride[0] + kd * g.dil[0] - g.pad[0];
-      if (id < 0 || id >= ID) continue;
-      for (int64_t kh = 0; kh < KH; ++kh) {
-        const int64_t ih = oh * g.stride[1] + kh * g.dil[1] - g.pad[1];
-        if (ih < 0 || ih >= IH) continue;
-        rows[nrows++] = {(kd * KH + kh) * KW, ((n * ID + id) * IH + ih) * IW * C};
-      }
+  std::vector<RowTerm> rows(CL_BAND_ROWS * KD * KH);
+  BandRow<T> band[CL_BAND_ROWS];
+  auto fast = [&](const BandRow<T>& r, int64_t b, int64_t w, int64_t span_end, const std::vector<char>& full) {
+    return shared_block<T, MODE, SHARED_KW, SHARED_S, false>(m, b, w, x, wp, Cpad, r.rows, r.nrows, O, span_end, full, -g.pad[2], r.dst);
+  };
+  for (int64_t t0 = begin, t1; t0 < end; t0 = t1) {
+    t1 = band_end(t0, end, OH);
+    for (int64_t t = t0; t < t1; ++t) {
+      RowTerm* terms = &rows[(t - t0) * KD * KH];
+      int64_t nrows = 0;
+      for_each_src_row(g, t, [&](int64_t kd, int64_t kh, int64_t src_row) {
+        terms[nrows++] = {(kd * KH + kh) * KW, src_row * IW * g.C()};
+      });
+      band[t - t0] = {terms, nrows, y + t * OW * O};
     }
-    T* dst = y + ((n * OD + od) * OH + oh) * OW * O;
-    auto fast = [&](int64_t b, int64_t w, int64_t span_end, const std::vector<char>& full) {
-      return dw_block<T, DW_KW, DW_S, false>(m, b, w, x, wp, Cpad, rows.data(), nrows, O, span_end, full, -g.pad[2],
-                                             dst);
-    };
-    cl_row<T, MODE>(m, x, wp, Cpad, KW, taps, rows.data(), nrows, OW, O, fast, dst);
+    cl_band<T, MODE>(m, x, wp, Cpad, KW, taps, band, t1 - t0, OW, O, fast);
   }
 }
 
 // Input gradient, channels-last: a task is an input row (n, id, ih). w_packed: [K][Og][C padded].
-template <typename T, int MODE, int DW_KW = 0, int DW_S = 0>
+template <typename T, int MODE, int SHARED_KW = 0, int SHARED_S = 0>
 void input_grad_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* gy, const T* wp, T* gx, int64_t begin,
                         int64_t end) {
   const int64_t C = g.C(), O = g.O(), Cpad = padded_channels<T>(m.blocks * Vectorized<T>::size());
@@ -477,32 +538,36 @@ void input_grad_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* gy, 
     }
     phases.push_back(taps);
   }
-  std::vector<RowTerm> rows(KD * KH);
-  for (int64_t t = begin; t < end; ++t) {
-    const int64_t n = t / (ID * IH), id = t / IH % ID, ih = t % IH;
-    int64_t nrows = 0;
-    for (int64_t kd = 0; kd < KD; ++kd) {
-      const int64_t num_d = id + g.pad[0] - kd * g.dil[0];
-      if (num_d < 0 || num_d % g.stride[0] != 0 || num_d / g.stride[0] >= OD) continue;
-      for (int64_t kh = 0; kh < KH; ++kh) {
-        const int64_t num_h = ih + g.pad[1] - kh * g.dil[1];
-        if (num_h < 0 || num_h % g.stride[1] != 0 || num_h / g.stride[1] >= OH) continue;
-        rows[nrows++] = {(kd * KH + kh) * KW, ((n * OD + num_d / g.stride[0]) * OH + num_h / g.stride[1]) * OW * O};
+  std::vector<RowTerm> rows(CL_BAND_ROWS * KD * KH);
+  BandRow<T> band[CL_BAND_ROWS], phase_band[CL_BAND_ROWS];
+  auto fast = [&](const BandRow<T>& r, int64_t b, int64_t w, int64_t span_end, const std::vector<char>& full) {
+    const int64_t origin = g.pad[2] - (KW - 1);  // dst pixel w's last tap reads src column w + origin
+    return shared_block<T, MODE, SHARED_KW, SHARED_S, true>(m, b, w, gy, wp, Cpad, r.rows, r.nrows, C, span_end, full, origin, r.dst);
+  };
+  for (int64_t t0 = begin, t1; t0 < end; t0 = t1) {
+    t1 = band_end(t0, end, IH);
+    int64_t nband = 0;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n = t / (ID * IH), id = t / IH % ID, ih = t % IH;
+      RowTerm* terms = &rows[(t - t0) * KD * KH];
+      int64_t nrows = 0;
+      for (int64_t kd = 0; kd < KD; ++kd) {
+        const int64_t num_d = id + g.pad[0] - kd * g.dil[0];
+        if (num_d < 0 || num_d % g.stride[0] != 0 || num_d / g.stride[0] >= OD) continue;
+        for (int64_t kh = 0; kh < KH; ++kh) {
+          const int64_t num_h = ih + g.pad[1] - kh * g.dil[1];
+          if (num_h < 0 || num_h % g.stride[1] != 0 || num_h / g.stride[1] >= OH) continue;
+          terms[nrows++] = {(kd * KH + kh) * KW, ((n * OD + num_d / g.stride[0]) * OH + num_h / g.stride[1]) * OW * O};
+        }
       }
+      T* dst = gx + t * IW * C;
+      if (nrows == 0) std::memset(dst, 0, sizeof(T) * IW * C);
+      else band[nband++] = {terms, nrows, dst};
     }
-    T* dst = gx + ((n * ID + id) * IH + ih) * IW * C;
-    if (nrows == 0) {
-      std::memset(dst, 0, sizeof(T) * IW * C);
-      continue;
+    for (int64_t ph = 0; ph < sw; ++ph) {
+      for (int64_t r = 0; r < nband; ++r) phase_band[r] = {band[r].rows, band[r].nrows, band[r].dst + ph * C};
+      cl_band<T, MODE>(m, gy, wp, Cpad, KW, phases[ph], phase_band, nband, (IW - ph + sw - 1) / sw, sw * C, fast);
     }
-    auto fast = [&](int64_t b, int64_t w, int64_t span_end, const std::vector<char>& full) {
-      const int64_t origin = g.pad[2] - (KW - 1);  // dst pixel w's last tap reads src column w + origin
-      return dw_block<T, DW_KW, DW_S, true>(m, b, w, gy, wp, Cpad, rows.data(), nrows, C, span_end, full, origin,
-                                            dst);
-    };
-    for (int64_t ph = 0; ph < sw; ++ph)
-      cl_row<T, MODE>(m, gy, wp, Cpad, KW, phases[ph], rows.data(), nrows, (IW - ph + sw - 1) / sw, sw * C, fast,
-                      dst + ph * C);
   }
 }
 
@@ -617,28 +682,21 @@ template <typename T, int MODE>
 void weight_grad_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* x, const T* gy, T* partial,
                          int64_t begin, int64_t end) {
   const int64_t C = g.C(), O = g.O(), Cg = g.Cg, Opad = padded_channels<T>(O);
-  const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2], s = g.stride[2];
-  const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
+  const int64_t KH = g.k[1], KW = g.k[2], s = g.stride[2];
+  const int64_t OW = g.out[2], IW = g.in[2];
   std::vector<TapCols> taps(g.taps());
   for (int64_t t = begin; t < end; ++t) {
-    const int64_t n = t / (OD * OH), od = t / OH % OD, oh = t % OH;
     int64_t ntaps = 0;
-    for (int64_t kd = 0; kd < KD; ++kd) {
-      const int64_t id = od * g.stride[0] + kd * g.dil[0] - g.pad[0];
-      if (id < 0 || id >= ID) continue;
-      for (int64_t kh = 0; kh < KH; ++kh) {
-        const int64_t ih = oh * g.stride[1] + kh * g.dil[1] - g.pad[1];
-        if (ih < 0 || ih >= IH) continue;
-        for (int64_t kw = 0; kw < KW; ++kw) {
-          // output columns whose src column ow * s + off lies inside [0, IW)
-          const int64_t off = kw * g.dil[2] - g.pad[2];
-          const int64_t lo = off >= 0 ? 0 : (-off + s - 1) / s;
-          const int64_t hi = std::min<int64_t>(OW, IW - 1 - off < 0 ? 0 : (IW - 1 - off) / s + 1);
-          if (lo < hi) taps[ntaps++] = {x + ((n * ID + id) * IH + ih) * IW * C, off, lo, hi, (kd * KH + kh) * KW + kw};
-        }
+    for_each_src_row(g, t, [&](int64_t kd, int64_t kh, int64_t src_row) {
+      for (int64_t kw = 0; kw < KW; ++kw) {
+        // output columns whose src column ow * s + off lies inside [0, IW)
+        const int64_t off = kw * g.dil[2] - g.pad[2];
+        const int64_t lo = off >= 0 ? 0 : (-off + s - 1) / s;
+        const int64_t hi = std::min<int64_t>(OW, IW - 1 - off < 0 ? 0 : (IW - 1 - off) / s + 1);
+        if (lo < hi) taps[ntaps++] = {x + src_row * IW * C, off, lo, hi, (kd * KH + kh) * KW + kw};
       }
-    }
-    const T* gy_row = gy + ((n * OD + od) * OH + oh) * OW * O;
+    });
+    const T* gy_row = gy + t * OW * O;
     for (int64_t b = 0; b < m.blocks; ++b) {
       if constexpr (rotations<MODE> > 0) {
         wg_cl_taps<T, MODE, rotations<MODE>>(m, b, 0, Cg, taps.data(), ntaps, gy_row, O, C, s, partial, Opad);
@@ -667,20 +725,25 @@ void weight_grad_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* x, 
 template <typename T>
 void forward_cl(const Geometry& g, const T* x, const T* wp, T* y, int64_t begin, int64_t end) {
   const ChannelMap<T> m(g.G, g.Og, g.Cg, true);
-  auto depthwise = [&](auto kw, auto s) { forward_cl_mode<T, IDENTITY, decltype(kw)::value, decltype(s)::value>(g, m, x, wp, y, begin, end); };
-  if (m.mode == IDENTITY && g.dil[2] == 1 && with_depthwise_shape(g.k[2], g.stride[2], depthwise)) return;
   const std::vector<T> rotated = m.mode >= ROTATE2 ? rotate_weights(wp, g.taps(), g.Cg, g.C(), padded_channels<T>(g.O())) : std::vector<T>();
-  GROUPCONV_BY_MODE(forward_cl_mode, m, g, m, x, rotated.empty() ? wp : rotated.data(), y, begin, end)
+  const T* w = rotated.empty() ? wp : rotated.data();
+  auto shared = [&](auto mode, auto kw, auto s) {
+    forward_cl_mode<T, decltype(mode)::value, decltype(kw)::value, decltype(s)::value>(g, m, x, w, y, begin, end);
+  };
+  if (g.dil[2] == 1 && with_shared_shape(m.mode, g.k[2], g.stride[2], shared)) return;
+  GROUPCONV_BY_MODE(forward_cl_mode, m, g, m, x, w, y, begin, end)
 }
 
 template <typename T>
 void input_grad_cl(const Geometry& g, const T* gy, const T* wp, T* gx, int64_t begin, int64_t end) {
   const ChannelMap<T> m(g.G, g.Cg, g.Og, true);
-  auto depthwise = [&](auto kw, auto s) { input_grad_cl_mode<T, IDENTITY, decltype(kw)::value, decltype(s)::value>(g, m, gy, wp, gx, begin, end); };
-  const bool unit_w = g.dil[2] == 1 && g.stride[2] == 1;
-  if (m.mode == IDENTITY && unit_w && with_depthwise_shape(g.k[2], 1, depthwise)) return;
   const std::vector<T> rotated = m.mode >= ROTATE2 ? rotate_weights(wp, g.taps(), g.Og, g.C(), padded_channels<T>(g.C())) : std::vector<T>();
-  GROUPCONV_BY_MODE(input_grad_cl_mode, m, g, m, gy, rotated.empty() ? wp : rotated.data(), gx, begin, end)
+  const T* w = rotated.empty() ? wp : rotated.data();
+  auto shared = [&](auto mode, auto kw, auto s) {
+    input_grad_cl_mode<T, decltype(mode)::value, decltype(kw)::value, decltype(s)::value>(g, m, gy, w, gx, begin, end);
+  };
+  if (g.dil[2] == 1 && g.stride[2] == 1 && with_shared_shape(m.mode, g.k[2], 1, shared)) return;
+  GROUPCONV_BY_MODE(input_grad_cl_mode, m, g, m, gy, w, gx, begin, end)
 }
 
 template <typename T>
