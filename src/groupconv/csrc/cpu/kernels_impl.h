@@ -291,11 +291,13 @@ template <int MODE>
 constexpr int block_width = rotations<MODE> > 0 ? std::max(1, MAX_ACC / rotations<MODE>) : 4;
 
 // Channels-last, unit dilation along W, one full channel block of IDENTITY (R = 1: depthwise) or ROTATE<R>:
-// P dst pixels, every src column first + p * S + kw inside the row. Each src pixel is loaded once per row
-// for every (pixel, tap) pair that reads it; REV (the input gradient) takes the taps right to left.
+// P dst pixels, pixel p reading src columns first + p * S + kw, those in [0, Wsrc) (the others are padding).
+// Each src pixel is loaded once per row for every (pixel, tap) pair that reads it; REV (the input gradient)
+// takes the taps right to left.
 template <typename T, int KW, int S, int P, int R, bool REV>
 inline void shared_pixels(const ChannelMap<T>& m, const T* src, const T* wp, int64_t Cpad, const RowTerm* rows,
-                          int64_t nrows, int64_t C, int64_t first, int64_t d0, T* dst) {
+                          int64_t nrows, int64_t C, int64_t first, int64_t Wsrc, int64_t d0, T* dst) {
+  const int64_t j_lo = -first, j_hi = Wsrc - first;  // the columns j of this call inside the row
   AccT<T> acc[P][R];
   unroll<P>([&](auto p) __attribute__((always_inline)) {
     unroll<R>([&](auto s) __attribute__((always_inline)) { acc[p][s] = Vectorized<T>(T(0)); });
@@ -310,6 +312,7 @@ inline void shared_pixels(const ChannelMap<T>& m, const T* src, const T* wp, int
       });
     });
     unroll<S*(P - 1) + KW>([&](auto j) __attribute__((always_inline)) {
+      if (j < j_lo || j >= j_hi) return;
       const Vectorized<T> xv = Vectorized<T>::loadu(row + j * C);
       unroll<KW>([&](auto kw) __attribute__((always_inline)) {
         constexpr int d = decltype(j)::value - decltype(kw)::value;  // S * pixel when this pair meets
@@ -331,23 +334,25 @@ inline void shared_pixels(const ChannelMap<T>& m, const T* src, const T* wp, int
 // column origin + w * S at its first tap), or 0 where it takes none: KW == 0 is no shared-load kernel.
 template <typename T, int MODE, int KW, int S, bool REV>
 inline int64_t shared_block(const ChannelMap<T>& m, int64_t b, int64_t w, const T* src, const T* wp, int64_t Cpad,
-                            const RowTerm* rows, int64_t nrows, int64_t C, int64_t end, const std::vector<char>& full,
-                            int64_t origin, T* dst_row) {
+                            const RowTerm* rows, int64_t nrows, int64_t C, int64_t end, int64_t origin, int64_t Wsrc,
+                            T* dst_row) {
   if constexpr (KW == 0) {
     return 0;
   } else {
     constexpr int V = Vectorized<T>::size(), R = std::max(1, rotations<MODE>), P = MAX_ACC / std::max(2, R);
     if (m.count[b] != V) return 0;
-    const int64_t first = origin + w * S;
-    if (w + P <= end && full[w] && full[w + P - 1]) {
-      shared_pixels<T, KW, S, P, R, REV>(m, src, wp, Cpad, rows, nrows, C, first, b * V, dst_row + w * C);
-      return P;
-    }
-    if (w + 2 <= end && full[w] && full[w + 1]) {
-      shared_pixels<T, KW, S, 2, R, REV>(m, src, wp, Cpad, rows, nrows, C, first, b * V, dst_row + w * C);
-      return 2;
-    }
-    return 0;
+    int64_t taken = 0;
+    auto take = [&](auto n) {
+      constexpr int Q = decltype(n)::value;
+      if (taken != 0 || w + Q > end) return;
+      shared_pixels<T, KW, S, Q, R, REV>(m, src, wp, Cpad, rows, nrows, C, origin + w * S, Wsrc, b * V, dst_row + w * C);
+      taken = Q;
+    };
+    take(std::integral_constant<int, P>{});
+    take(std::integral_constant<int, std::max(1, P / 2)>{});
+    take(std::integral_constant<int, std::max(1, P / 4)>{});
+    take(std::integral_constant<int, 1>{});
+    return taken;
   }
 }
 
@@ -423,7 +428,7 @@ struct BandRow {
 };
 
 // A band of channels-last dst rows that read the same src rows' taps, Wdst pixels each, pixel w at
-// dst + w * pixel_stride. `fast(row, b, w, end, full)` runs the pixels of [w, end) from w on that a
+// dst + w * pixel_stride. `fast(row, b, w, end)` runs the pixels of [w, end) from w on that a
 // specialised kernel takes, and says how many.
 template <typename T, int MODE, typename Fast>
 void cl_band(const ChannelMap<T>& m, const T* src_row_base, const T* wp, int64_t Cpad, int64_t KW, const RowTaps& taps,
@@ -444,7 +449,7 @@ void cl_band(const ChannelMap<T>& m, const T* src_row_base, const T* wp, int64_t
   };
   auto span = [&](const BandRow<T>& r, int64_t b, int64_t w, int64_t end) {
     while (w < end) {
-      if (const int64_t done = fast(r, b, w, end, full)) {
+      if (const int64_t done = fast(r, b, w, end)) {
         w += done;
       } else if (blocked(std::integral_constant<int, P>{}, r, b, w, end)) {
         w += P;
@@ -502,8 +507,9 @@ void forward_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* x, cons
   const RowTaps taps = every_tap(KW, g.dil[2], -g.pad[2], g.stride[2], IW);
   std::vector<RowTerm> rows(CL_BAND_ROWS * KD * KH);
   BandRow<T> band[CL_BAND_ROWS];
-  auto fast = [&](const BandRow<T>& r, int64_t b, int64_t w, int64_t span_end, const std::vector<char>& full) {
-    return shared_block<T, MODE, SHARED_KW, SHARED_S, false>(m, b, w, x, wp, Cpad, r.rows, r.nrows, O, span_end, full, -g.pad[2], r.dst);
+  auto fast = [&](const BandRow<T>& r, int64_t b, int64_t w, int64_t span_end) {
+    return shared_block<T, MODE, SHARED_KW, SHARED_S, false>(m, b, w, x, wp, Cpad, r.rows, r.nrows, O, span_end,
+                                                             -g.pad[2], IW, r.dst);
   };
   for (int64_t t0 = begin, t1; t0 < end; t0 = t1) {
     t1 = band_end(t0, end, OH);
@@ -540,9 +546,10 @@ void input_grad_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* gy, 
   }
   std::vector<RowTerm> rows(CL_BAND_ROWS * KD * KH);
   BandRow<T> band[CL_BAND_ROWS], phase_band[CL_BAND_ROWS];
-  auto fast = [&](const BandRow<T>& r, int64_t b, int64_t w, int64_t span_end, const std::vector<char>& full) {
+  auto fast = [&](const BandRow<T>& r, int64_t b, int64_t w, int64_t span_end) {
     const int64_t origin = g.pad[2] - (KW - 1);  // dst pixel w's last tap reads src column w + origin
-    return shared_block<T, MODE, SHARED_KW, SHARED_S, true>(m, b, w, gy, wp, Cpad, r.rows, r.nrows, C, span_end, full, origin, r.dst);
+    return shared_block<T, MODE, SHARED_KW, SHARED_S, true>(m, b, w, gy, wp, Cpad, r.rows, r.nrows, C, span_end, origin,
+                                                            OW, r.dst);
   };
   for (int64_t t0 = begin, t1; t0 < end; t0 = t1) {
     t1 = band_end(t0, end, IH);
