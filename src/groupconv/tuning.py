@@ -327,9 +327,9 @@ def _model_layout(model, twin, x: torch.Tensor, other: torch.memory_format) -> M
         layout_name(x): functools.partial(_forward_backward, model, x),
         other_name: functools.partial(_forward_backward, twin, x_other),
     }
-    runs, faults = [], memory.page_faults()
+    runs, faults_before = [], memory.page_faults()
     timings = timing.interleaved({name: _counted(steps[name], runs) for name in sorted(steps)}, timing.TUNING)
-    faults = None if faults is None else (memory.page_faults() - faults) / len(runs)
+    faults = None if faults_before is None else (memory.page_faults() - faults_before) / len(runs)
     _warn_if_faulting(faults)
     incumbent = layout_name(x)
     return ModelLayout(incumbent, decide(timings, incumbent), timings, applied=False, page_faults=faults)

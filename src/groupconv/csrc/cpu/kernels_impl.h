@@ -378,7 +378,7 @@ inline bool with_shared_shape(int mode, int64_t KW, int64_t S, F&& f) {
   if (mode == IDENTITY)
     return with_depthwise_shape(KW, S, [&](auto kw, auto s) { f(integral_constant<int, IDENTITY>{}, kw, s); });
   auto three_wide = [&](auto rotate) {
-    if (KW != 3 || S < 1 || S > 2) return false;
+    if (KW != 3 || S > 2) return false;
     if (S == 1) f(rotate, integral_constant<int, 3>{}, integral_constant<int, 1>{});
     else f(rotate, integral_constant<int, 3>{}, integral_constant<int, 2>{});
     return true;
