@@ -126,6 +126,20 @@ def test_a_faster_median_within_the_spread_does_not_win():
     assert tuning.decide({"native": steady(1.0), "split": noisy}, "native") == "native"
 
 
+def test_timed_in_the_same_rounds_a_drift_does_not_hide_a_steady_gain():
+    """The load rises round by round, so the two spreads overlap; 10% faster in every round still wins."""
+    load = [1.0, 1.3, 1.7, 2.2, 2.8, 3.5, 4.3]
+    incumbent = Timing.of([ms * 1e-3 for ms in load])
+    assert incumbent.q25_s < 0.9 * incumbent.q75_s
+    assert tuning.decide({"native": incumbent, "direct": Timing.of([ms * 0.9e-3 for ms in load])}, "native") == "direct"
+
+
+def test_timed_in_the_same_rounds_a_gain_in_some_rounds_only_does_not_win():
+    incumbent = Timing.of([1e-3] * 8)
+    sometimes = Timing.of([0.5e-3, 1.1e-3] * 4)  # median 20% faster, slower every other round
+    assert tuning.decide({"native": incumbent, "direct": sometimes}, "native") == "native"
+
+
 def test_repeated_tuning_with_jittered_timings_chooses_the_same_routes(monkeypatch):
     """Timings that move by up to 4% between runs (within the margin) leave every choice where it was."""
     base = {CF: 1.0, CL: 0.6, OPS: 0.62}

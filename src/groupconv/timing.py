@@ -6,8 +6,8 @@ all of them alike; each round also starts with a different contender, so none al
 runs on caches the previous one warmed. Each contender's time is the median of its
 rounds, with the interquartile range as its spread. A spread larger than the settings
 allow means the machine was busy: every contender is timed again, and if the spread stays
-large the timer warns. :func:`beats` is the margin every decision uses: faster beyond the
-measured spread. Threads are whatever ``torch.get_num_threads()`` says: the timer never
+large the timer warns. :func:`beats` is the margin every decision uses: faster round by
+round, beyond the noise. Threads are whatever ``torch.get_num_threads()`` says: the timer never
 changes them.
 """
 
@@ -56,7 +56,8 @@ MARGIN = 0.05  # the least relative gain that :func:`beats` counts, however stea
 
 @dataclasses.dataclass(frozen=True)
 class Timing:
-    """One contender's seconds per call: the median, the quartiles around it and the fastest round.
+    """One contender's seconds per call: the median, the quartiles around it and the fastest round;
+    ``rounds``, every round's time in order, pair it with the others timed in the same rounds.
 
     Example:
         >>> Timing.of([0.3, 0.1, 0.2, 0.9, 0.2]).median_s
@@ -68,13 +69,12 @@ class Timing:
     q75_s: float
     best_s: float
     repeats: int
+    rounds: tuple[float, ...] = dataclasses.field(default=(), compare=False, repr=False)
 
     @classmethod
     def of(cls, samples: list[float]) -> Timing:
-        if len(samples) == 1:
-            return cls(samples[0], samples[0], samples[0], samples[0], 1)
-        q25, _, q75 = statistics.quantiles(samples, n=4, method="inclusive")
-        return cls(statistics.median(samples), q25, q75, min(samples), len(samples))
+        median, q25, q75 = _quartiles(samples)
+        return cls(median, q25, q75, min(samples), len(samples), tuple(samples))
 
     @property
     def spread(self) -> float:
@@ -128,7 +128,9 @@ def worst_spread(timings: Mapping[str, Timing]) -> float:
 
 
 def beats(candidate: Timing, incumbent: Timing, margin: float = MARGIN) -> bool:
-    """Whether ``candidate`` is faster than ``incumbent`` beyond the measured spread: its upper quartile
+    """Whether ``candidate`` is faster than ``incumbent`` beyond the noise. Timed in the same rounds, by
+    their ratio round by round (a load drift slows both alike, so it cancels): its upper quartile below 1
+    and its median at least ``margin`` below. Otherwise by their spreads: the candidate's upper quartile
     below the incumbent's lower one, and its median at least ``margin`` below the incumbent's.
 
     Example:
@@ -136,8 +138,21 @@ def beats(candidate: Timing, incumbent: Timing, margin: float = MARGIN) -> bool:
         True
         >>> beats(Timing.of([1.0, 1.5, 2.4]), Timing.of([1.6, 1.7, 1.8]))
         False
+        >>> beats(Timing.of([1.0, 2.0, 3.0, 1.5]), Timing.of([1.2, 2.4, 3.6, 1.8]))  # 17% faster in each round
+        True
     """
+    if len(candidate.rounds) == len(incumbent.rounds) >= 3:
+        median, _, q75 = _quartiles([c / i for c, i in zip(candidate.rounds, incumbent.rounds)])
+        return q75 < 1 and median <= 1 - margin
     return candidate.q75_s < incumbent.q25_s and candidate.median_s <= (1 - margin) * incumbent.median_s
+
+
+def _quartiles(samples: list[float]) -> tuple[float, float, float]:
+    """(median, lower quartile, upper quartile) of ``samples``."""
+    if len(samples) == 1:
+        return samples[0], samples[0], samples[0]
+    q25, median, q75 = statistics.quantiles(samples, n=4, method="inclusive")
+    return median, q25, q75
 
 
 def _rounds(calls: list, settings: TimerSettings, clock: Callable[[], float]) -> dict[str, Timing]:
