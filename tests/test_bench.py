@@ -82,7 +82,7 @@ def test_json_output_names_its_schema(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(endtoend, "networks", lambda quick: [])
     assert main(["bench", "--quick", "--json", "--out", str(tmp_path / "b.md")]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert schema_errors(document, SCHEMAS["groupconv.bench/5"], SCHEMAS["groupconv.bench/5"]) == []
+    assert schema_errors(document, SCHEMAS["groupconv.bench/6"], SCHEMAS["groupconv.bench/6"]) == []
     assert document["machine"]["torch_threads"] == torch.get_num_threads()
     assert (tmp_path / "images" / "bench-groups.png").is_file()
 
@@ -91,7 +91,7 @@ def test_json_output_names_its_schema(tmp_path, monkeypatch, capsys):
 def test_quick_run_json_follows_its_documented_schema(quick_run):
     results, _, _ = quick_run
     document = json.loads(to_json(results.to_dict()))
-    assert schema_errors(document, SCHEMAS["groupconv.bench/5"], SCHEMAS["groupconv.bench/5"]) == []
+    assert schema_errors(document, SCHEMAS["groupconv.bench/6"], SCHEMAS["groupconv.bench/6"]) == []
     one_d = next(layer for layer in document["zoo"] if "1-D" in layer["name"])
     assert one_d["timings"]["forward"]["torch_cl"] is None and one_d["timings"]["forward"]["groupconv_cl"] is None
     assert one_d["timings"]["forward_backward"]["onnxruntime"] is None

@@ -92,9 +92,9 @@ class Results:
     runs: int = 1  # of the zoo and the training steps, each tuned afresh
 
     def to_dict(self) -> dict:
-        """Plain JSON types (schema ``groupconv.bench/5`` in docs/cli-json.md): every contender is
+        """Plain JSON types (schema ``groupconv.bench/6`` in docs/cli-json.md): every contender is
         listed per layer and mode, None where it was not timed or did not mismatch."""
-        document = {"schema": "groupconv.bench/5", **dataclasses.asdict(self)}
+        document = {"schema": "groupconv.bench/6", **dataclasses.asdict(self)}
         for result in document["sweep"] + document["zoo"]:
             result["timings"] = {
                 mode: {name: got.get(name) for name in NAMES} for mode, got in result["timings"].items()
