@@ -56,8 +56,8 @@ MARGIN = 0.05  # the least relative gain that :func:`beats` counts, however stea
 
 @dataclasses.dataclass(frozen=True)
 class Timing:
-    """One contender's seconds per call: the median, the quartiles around it and the fastest round;
-    ``rounds``, every round's time in order, pair it with the others timed in the same rounds.
+    """One contender's seconds per call: the median, the quartiles around it and the fastest round,
+    and ``rounds``, every round's time in order (round i of contenders timed together is one round).
 
     Example:
         >>> Timing.of([0.3, 0.1, 0.2, 0.9, 0.2]).median_s
