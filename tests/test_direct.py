@@ -3,6 +3,7 @@ convolutions: every direction, both layouts, 1-3 D, asymmetric padding; operand 
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import subprocess
@@ -28,7 +29,7 @@ def random_case(rng: random.Random) -> dict:
     dims = rng.choice((1, 2, 2, 3))
     kernel = tuple(rng.randint(1, 5 if dims < 3 else 3) for _ in range(dims))
     dilation = tuple(rng.randint(1, 3) for _ in range(dims))
-    stride = tuple(rng.randint(1, 3) for _ in range(dims)) if rng.random() < 0.5 else (1,) * dims
+    stride = tuple(rng.randint(1, 6) for _ in range(dims)) if rng.random() < 0.5 else (1,) * dims
     padding = tuple((rng.randint(0, 3), rng.randint(0, 3)) for _ in range(dims))
     reach = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
     size = tuple(max(1, r - lo - hi) + rng.randint(0, 19 if dims < 3 else 5) for r, (lo, hi) in zip(reach, padding))
@@ -140,6 +141,28 @@ def test_random_layers_match_pytorch(seed):
 @pytest.mark.parametrize("seed", range(40, 400))
 def test_many_random_layers_match_pytorch(seed):
     run_case(random_case(random.Random(seed)), seed)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_channels_last_depthwise_at_every_width_and_stride(dtype):
+    """Channels-last depthwise rows go to a kernel built for their (kernel width, stride) where there is one:
+    every pair up to 7 x 6 must reach its own or the general one."""
+    for kernel, stride in itertools.product(range(1, 8), range(1, 7)):
+        case = {
+            "dims": 2,
+            "kernel": (1, kernel),
+            "stride": (1, stride),
+            "dilation": (1, 1),
+            "padding": ((0, 0), (1, 1)),
+            "groups": 16,
+            "in_per_group": 1,
+            "out_per_group": 1,
+            "batch": 1,
+            "size": (2, 29),
+            "dtype": dtype,
+            "layout": "channels_last",
+        }
+        run_case(case, 10 * kernel + stride)
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])

@@ -360,6 +360,7 @@ inline int64_t shared_block(const ChannelMap<T>& m, int64_t b, int64_t w, const 
 template <typename F>
 inline bool with_depthwise_shape(int64_t KW, int64_t S, F&& f) {
   using std::integral_constant;
+  if (S != 1 && S != 2) return false;  // the key below is unique for S < 4 only
   switch (KW * 4 + S) {
     case 3 * 4 + 1: f(integral_constant<int, 3>{}, integral_constant<int, 1>{}); return true;
     case 5 * 4 + 1: f(integral_constant<int, 5>{}, integral_constant<int, 1>{}); return true;
