@@ -77,6 +77,24 @@ def test_channels_last_in_channels_last_out():
     torch.testing.assert_close(y, F.conv2d(x.detach(), w, b, groups=3), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("route", [None, "direct", "native_channels_last"])
+def test_strides_that_only_look_channels_last_run_as_pytorch_reads_them(route):
+    """A (1, C, 1, W) transposed view passes is_contiguous(channels_last), but PyTorch reads it as
+    channels-first; computing it channels-last (a channels-last weight) gets torch 2.13's float64 grouped
+    weight gradient wrong."""
+    sequence = torch.randn(7, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x = sequence.t()[None, :, None, :].requires_grad_()
+    w = torch.randn(12, 4, 1, 2, dtype=torch.float64, requires_grad=True)
+    with dispatch.use(route) if route else contextlib.nullcontext():
+        y = GF.conv2d(x, w, groups=3)
+        grads = torch.autograd.grad(y.sum(), (x, w))
+    x_first, w_first = (t.detach().contiguous().requires_grad_() for t in (x, w))
+    y_ref = F.conv2d(x_first, w_first, groups=3)
+    torch.testing.assert_close(y, y_ref)
+    for grad, expected in zip(grads, torch.autograd.grad(y_ref.sum(), (x_first, w_first))):
+        torch.testing.assert_close(grad, expected)
+
+
 def test_unbatched_input_gives_unbatched_output():
     x, w, _ = operands()
     transposed_weight = torch.randn(6, 3, 3, 3)

@@ -1,8 +1,8 @@
 """Memory layouts: which one a tensor is in, and tensors made in it.
 
 A convolution's output follows PyTorch's rule: channels-last when the input is
-channels-last (and not also contiguous, as tensors with one channel or pixel are),
-contiguous otherwise.
+channels-last (and not also contiguous, as tensors with one channel or pixel are, and
+not one whose strides PyTorch reads as channels-first), contiguous otherwise.
 
     >>> import torch
     >>> memory_format(torch.zeros(2, 3, 4, 5).contiguous(memory_format=torch.channels_last))
@@ -19,11 +19,31 @@ CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}  # by spatia
 
 
 def memory_format(t: torch.Tensor) -> torch.memory_format:
-    """``t``'s channels-last format if it is channels-last and not also contiguous, else contiguous."""
+    """``t``'s channels-last format if it is channels-last, not also contiguous, and PyTorch's
+    ``suggest_memory_format`` agrees; else contiguous."""
     channels_last = CHANNELS_LAST.get(t.dim() - 2)
-    if channels_last is not None and not t.is_contiguous() and t.is_contiguous(memory_format=channels_last):
+    if (
+        channels_last is not None
+        and not t.is_contiguous()
+        and t.is_contiguous(memory_format=channels_last)
+        and _strides_like_channels_last(t.shape, t.stride())
+    ):
         return channels_last
     return torch.contiguous_format
+
+
+def _strides_like_channels_last(sizes, strides) -> bool:
+    """c10's ``is_channels_last_strides_2d/3d``: strides rising from the channels through W, H (D) to the
+    batch. Where size-1 dims make it ambiguous it says channels-first, as PyTorch does: a channels-last
+    weight with such an input sends its kernels down another path (float64 weight gradients wrong in 2.13)."""
+    if strides[1] == 0:
+        return False
+    least = 0
+    for d in (1, *range(len(sizes) - 1, 1, -1), 0):
+        if sizes[d] == 0 or strides[d] < least or (d == 0 and least == strides[1]):
+            return False
+        least = strides[d] * sizes[d] if sizes[d] > 1 else strides[d]
+    return True
 
 
 def named(layout: str, dims: int) -> torch.memory_format | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..layouts import CHANNELS_LAST
+from ..layouts import CHANNELS_LAST, memory_format
 
 ops = None
 reason: str | None = None
@@ -32,14 +32,6 @@ def _conv_size(size: int, before: int, after: int, dilation: int, kernel: int, s
     return (size + before + after - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def _memory_format(t: torch.Tensor) -> torch.memory_format:
-    """The kernels' rule (csrc/cpu/direct.cpp): channels-last when ``t`` is that and not also contiguous."""
-    channels_last = CHANNELS_LAST.get(t.dim() - 2)
-    if channels_last is not None and not t.is_contiguous() and t.is_contiguous(memory_format=channels_last):
-        return channels_last
-    return torch.contiguous_format
-
-
 if ops is not None:
 
     @torch.library.register_fake("groupconv_native::conv_forward")
@@ -50,13 +42,13 @@ if ops is not None:
             _conv_size(*args)
             for args in zip(x.shape[2:], padding_before, padding_after, dilation, weight.shape[2:], stride)
         ]
-        return x.new_empty((x.shape[0], weight.shape[0], *size)).contiguous(memory_format=_memory_format(x))
+        return x.new_empty((x.shape[0], weight.shape[0], *size)).contiguous(memory_format=memory_format(x))
 
     @torch.library.register_fake("groupconv_native::conv_input_grad")
     def _input_grad_fake(grad_y, weight, input_size, stride, padding_before, padding_after, dilation, groups):
         torch._check(grad_y.dim() == weight.dim(), lambda: "conv_input_grad: grad_output and weight ranks differ")
         shape = (grad_y.shape[0], weight.shape[1] * groups, *input_size)
-        return grad_y.new_empty(shape).contiguous(memory_format=_memory_format(grad_y))
+        return grad_y.new_empty(shape).contiguous(memory_format=memory_format(grad_y))
 
     @torch.library.register_fake("groupconv_native::relayout")
     def _relayout_fake(x, channels_last):

@@ -57,12 +57,12 @@ const Kernels<double>& kernels<double>() {
   }
 }
 
-// The layout kernels read and write: channels-last when the tensor is that and not also contiguous
-// (groupconv.layouts.memory_format's rule, which the fake implementations repeat).
+// The layout kernels read and write: channels-last when the tensor is that, not also contiguous, and
+// PyTorch's strides rule agrees (groupconv.layouts.memory_format's rule, which the fake implementations use).
 bool channels_last(const Tensor& t) {
-  if (t.dim() == 4) return !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
-  if (t.dim() == 5) return !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast3d);
-  return false;
+  if (t.dim() != 4 && t.dim() != 5) return false;
+  const at::MemoryFormat cl = t.dim() == 4 ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::ChannelsLast3d;
+  return !t.is_contiguous() && t.is_contiguous(cl) && t.suggest_memory_format() == cl;
 }
 
 at::MemoryFormat format_of(int64_t dim, bool cl) {
