@@ -1,7 +1,7 @@
 """Seeded random convolution layers for oracle tests, each checked against PyTorch.
 
 ``random_case(seed)`` draws one valid layer and input: 1/2/3-D, convolution or
-transposed, groups from 1 to depthwise, stride and dilation 1-3 (one int or one per
+transposed, groups from 1 to depthwise, stride 1-5 and dilation 1-3 (one int or one per
 dimension), every padding form and mode, output_padding, bias on or off, batch 0-4 or
 an unbatched input, float32 or float64, and a contiguous, channels-last or sliced input.
 ``make_operands`` and ``make_grad_output`` draw its tensors from the same seed;
@@ -132,7 +132,7 @@ def random_case(seed: int) -> Case:
         groups, in_per_group, out_per_group = rng.choice([1, 1, 2, 3, 4]), rng.choice([1, 2, 3]), rng.choice([1, 2, 3])
     max_kernel = {1: 5, 2: 3, 3: 2}[dims]
     kernel_size = tuple(rng.randint(1, max_kernel) for _ in range(dims))
-    stride = _int_or_tuple(rng, 1, 3, dims)
+    stride = _int_or_tuple(rng, 1, 5, dims)
     dilation = _int_or_tuple(rng, 1, 3, dims)
     reach = [d * (k - 1) + 1 for d, k in zip(per_dim(dilation, dims), kernel_size)]
     padding_form = rng.choice(["int", "tuple", "tuple"] if transposed else ["int", "tuple", "same", "valid"])

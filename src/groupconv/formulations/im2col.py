@@ -84,7 +84,8 @@ def _crop(t: torch.Tensor, starts, sizes) -> torch.Tensor:
     """t[..., start:start+size] per spatial dim, zero-filled where that runs past t's end."""
     pads = []
     for start, size, have in reversed(list(zip(starts, sizes, t.shape[2:]))):
-        pads += [-start, start + size - have]
+        cut = min(start, have)  # a start past the end (padding wider than what the windows reach) cuts it all
+        pads += [-cut, size - (have - cut)]
     return F.pad(t, pads)
 
 
