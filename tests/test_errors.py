@@ -132,7 +132,6 @@ ARGUMENT_CASES = [
         GroupConvError,
         "dilation=(1, 1, 1) has 3 entries; a 2-D convolution needs one int or 2 ints",
     ),
-    ("padding-too-short", dict(padding=(1,)), GroupConvError, "padding=(1,) has 1 entries; a 2-D convolution needs"),
     ("stride-empty", dict(stride=()), GroupConvError, "stride=() has 0 entries; a 2-D convolution needs"),
 ]
 CONV_ARGUMENT_CASES = [
@@ -239,6 +238,19 @@ def test_tuple_of_the_wrong_length_names_the_dims(dims, frontend):
         call(frontend, dims=dims, stride=(1, 1), size=6)
     with pytest.raises(GroupConvError, match=message(f"padding=(1, 1) has 2 entries; a {dims}-D convolution needs")):
         call(frontend, dims=dims, transposed=True, padding=(1, 1), size=6)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("argument", ["stride", "padding", "dilation"])
+def test_a_one_entry_sequence_stands_for_every_dim_as_in_pytorch(argument, transposed):
+    x, w = torch.randn(1, 4, 9, 9), torch.randn(4, 2, 3, 3)
+    kwargs = {argument: [2], "groups": 2}
+    ours, theirs = FUNCTIONS[2, transposed], TORCH_FUNCTIONS[2, transposed]
+    torch.testing.assert_close(ours(x, w, **kwargs), theirs(x, w, **kwargs))
+    reference = TORCH_MODULES[2, transposed](4, 4, 3, **{argument: (2,)}, groups=2)
+    layer = MODULES[2, transposed](4, 4, 3, **{argument: (2,)}, groups=2)
+    layer.load_state_dict(reference.state_dict())
+    torch.testing.assert_close(layer(x), reference(x))
 
 
 @pytest.mark.parametrize("frontend", ["spec", "nn"])

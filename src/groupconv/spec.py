@@ -150,8 +150,11 @@ def check_int(name: str, value: object, minimum: int) -> int:
 
 
 def _ints(name: str, value: object, dims: int, minimum: int) -> tuple[int, ...]:
-    """An int or a sequence of ``dims`` ints, as a ``dims``-tuple (PyTorch's _pair/_triple)."""
+    """An int or a sequence of ``dims`` ints, as a ``dims``-tuple (PyTorch's _pair/_triple); a sequence of one
+    int stands for it, as ATen expands one."""
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray)):
+        if len(value) == 1:
+            return (check_int(name, value[0], minimum),) * dims
         if len(value) != dims:
             raise GroupConvError(
                 f"{name}={tuple(value)!r} has {len(value)} entries; a {dims}-D convolution needs one int or {dims} ints"
