@@ -171,15 +171,67 @@ def test_a_format_1_file_of_another_version_is_kept(tmp_path, monkeypatch):
     assert old in list(sections) and len(sections) == 2
 
 
-@pytest.mark.parametrize("content", ["{not json", "[]", '{"fingerprint": {}}', "\x00\x01", '{"sections": 3}'])
-def test_a_corrupt_cache_is_ignored_with_a_warning_and_rebuilt(tmp_path, monkeypatch, content):
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("{not json", "not JSON"),
+        ("\x00\x01", "not JSON"),
+        ("[]", "not a tuning cache"),
+        ("null", "not a tuning cache"),
+        ('{"fingerprint": {}}', "not a tuning cache"),
+        ('{"sections": 3}', "not a tuning cache"),
+        ("[" * 5000 + "]" * 5000, "not a tuning cache"),  # deeper than json's recursion allows
+    ],
+)
+def test_a_file_that_is_no_tuning_cache_is_left_as_it_is(tmp_path, monkeypatch, content, reason):
+    """It may be anything the user pointed GROUPCONV_CACHE at by mistake: never rebuilt over."""
     path = tmp_path / "tune.json"
-    path.write_bytes(content.encode() + b"\xff")
+    path.write_text(content)
     use_cache(monkeypatch, path)
-    with pytest.warns(UserWarning, match="not a tuning cache"):
-        assert tuning.cache().entries == {}
+    assert_one_warning(forward_backward_works(tune=True), reason)
+    assert path.read_text() == content
+
+
+def test_a_file_too_large_for_a_tuning_cache_is_not_read(tmp_path, monkeypatch):
+    path = tmp_path / "tune.json"
+    with path.open("wb") as sparse:
+        sparse.truncate(65 << 20)
+    use_cache(monkeypatch, path)
+    assert_one_warning(forward_backward_works(tune=True), "65 MiB")
+    assert path.stat().st_size == 65 << 20
+
+
+def test_a_read_only_cache_is_not_replaced(tmp_path, monkeypatch):
+    """Renaming over a read-only file succeeds (the directory is writable); its mode says not to."""
+    path = tmp_path / "tune.json"
+    tuning._replace(path, {"format": tuning.FORMAT, "sections": {}})
+    path.chmod(0o444)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda file, mode: mode != os.W_OK and real_access(file, mode))  # not root
+    use_cache(monkeypatch, path)
+    assert_one_warning(forward_backward_works(tune=True), "read-only")
+    assert json.loads(path.read_text())["sections"] == {} and stat.S_IMODE(path.stat().st_mode) == 0o444
+
+
+def test_a_symlinked_cache_is_written_through_and_keeps_its_permissions(tmp_path, monkeypatch):
+    target, link = tmp_path / "dotfiles" / "tune.json", tmp_path / "tune.json"
+    target.parent.mkdir()
+    tuning._replace(target, {"format": tuning.FORMAT, "sections": {}})
+    target.chmod(0o640)
+    link.symlink_to(target)
+    use_cache(monkeypatch, link)
     tuning.cache().put("k", "native")
-    assert tuning.cache().entries == {"k": "native"} and "sections" in json.loads(path.read_text())
+    assert link.is_symlink() and stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert [s["entries"] for s in json.loads(target.read_text())["sections"].values()] == [{"k": "native"}]
+
+
+def test_a_cached_name_of_the_wrong_kind_is_not_used(tmp_path, monkeypatch):
+    """A call's entry names a formulation, a layer's a route; a hand-edited file may swap them."""
+    use_cache(monkeypatch, tmp_path / "tune.json")
+    x, weight, spec = torch.randn(1, 4, 6, 6), torch.randn(4, 2, 3, 3), groupconv.ConvSpec(4, 4, 3, groups=2)
+    tuning.cache().put(dispatch.call_key("forward", x, weight, spec), "groupconv_channels_first")
+    tuning._cache_at.cache_clear()  # read back from the file
+    assert dispatch.choose("forward", x, weight, spec) is dispatch.default(spec, x)
 
 
 def test_unknown_names_in_the_cache_are_ignored(tmp_path, monkeypatch):

@@ -70,7 +70,7 @@ def _tuned(direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *re
     if not tuning_on and not tuning.cache().entries:
         return None  # nothing to look up: spare every call of an untuned process building its key
     key = call_key(direction, a, b, spec, *rest)
-    name = tuning.cached(key)
+    name = tuning.cached(key, formulations.NAMES)
     if name is None and tuning_on:
         name = tuning.tune_call(key, direction, a, b, spec, *rest)
     module = None if name is None else formulations.load(name)

@@ -120,7 +120,7 @@ def _layer_route(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor) -> str:
     calls, grad_y = _layer_calls(x, weight, spec)
     directions = tuple(direction for direction, *_ in calls)
     key = dispatch.call_key("layer", x, weight, spec, *directions)
-    name = tuning.cached(key)
+    name = tuning.cached(key, tuning.ROUTES)
     if name is None and tuning.enabled():
         runs = _layer_runs(x, weight, spec, grad_y)
         operands = f"{tuple(x.shape)} x {tuple(weight.shape)}"

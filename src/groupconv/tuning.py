@@ -14,9 +14,11 @@ process's first convolution) of sections, one per fingerprint of the machine and
 versions (CPU model, groupconv, torch): every virtual environment of a user shares
 the file and keeps its own section. A section maps a call's key
 (:func:`groupconv.dispatch.call_key`) to a formulation's or route's name. Writers merge their
-own section under an exclusive lock and replace the file atomically. A cache location that
-cannot be used (not a regular file, unreadable, unwritable) gives one warning, and the
-process runs untuned: choices made in it last only as long as the process.
+own section under an exclusive lock and replace the file atomically, keeping its permissions
+(a symbolic link is written through, not replaced). A cache location that cannot be used (not a
+regular file, unreadable, read-only, unwritable, not a tuning cache, too large) gives one warning,
+and the process runs untuned, leaving the file as it is: choices made in it last only as long as
+the process.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import os
 import stat
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -52,6 +54,7 @@ LAYOUTS = ("channels_first", "channels_last")
 ROUTES = tuple(f"{engine}_{layout}" for engine in ("pytorch", "groupconv") for layout in LAYOUTS)  # a layer's route
 _FAULTING_STEP = 1024  # page faults per training step (4 MiB of fresh pages) worth a warning
 _ROUTES_NOTED = 4096  # layers whose route :func:`note_route` keeps (ever-new shapes must not grow it forever)
+_LARGEST_CACHE = 64 << 20  # bytes: ~300,000 entries; a larger file is no tuning cache, and is never read whole
 _session: contextvars.ContextVar[_Session | None] = contextvars.ContextVar("groupconv_tuning", default=None)
 _routes_taken: dict[str, dict[str, object]] = {}
 _SHORT = {"forward": "fwd", "input_grad": "dx", "weight_grad": "dw"}  # a layer's directions in the report's table
@@ -166,14 +169,16 @@ class _Session:
     tuning: bool = True
 
 
-def cached(key: str) -> str | None:
-    """The cached choice for ``key``: the running :func:`tune`'s own first, then (unless it retunes) the cache's."""
+def cached(key: str, choices: Collection[str]) -> str | None:
+    """The cached choice for ``key``: the running :func:`tune`'s own first, then (unless it retunes) the cache's;
+    None where the cache holds a name that is not one of ``choices`` (a hand-edited file)."""
     session = _session.get()
     if session is not None and key in session.pending:
         return session.pending[key]
     if session is not None and session.retune and session.tuning:
         return None
-    return cache().get(key)
+    name = cache().get(key)
+    return name if name in choices else None
 
 
 def session_active() -> bool:
@@ -490,12 +495,13 @@ class Cache:
         self.entries = self._own_entries(self._read(), warn=True)
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(self.path.with_name(self.path.name + ".lock")):
+        target = Path(os.path.realpath(self.path))  # a symbolic link is written through, never replaced
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(target.with_name(target.name + ".lock")):
             document = self._read() or {"sections": {}}
             self.entries = {**self._own_entries(document, warn=False), **self.entries}
             own = {"fingerprint": fingerprint(), "entries": self.entries}
-            self._replace({"format": FORMAT, "sections": {**document["sections"], _section_id(): own}})
+            _replace(target, {"format": FORMAT, "sections": {**document["sections"], _section_id(): own}})
 
     def _attempt(self, action: Callable[[], None]) -> None:
         """Run ``action`` unless the location is known unusable; an OSError in it makes it so, with one warning."""
@@ -507,13 +513,13 @@ class Cache:
             self.problem = str(error) if isinstance(error, _Unusable) else f"{error.strerror or error}"
             warnings.warn(
                 f"groupconv: the tuning cache {self.path} cannot be used ({self.problem}); running untuned. "
-                "Set GROUPCONV_CACHE to a regular file in a writable directory",
+                "Move it away, or set GROUPCONV_CACHE to a regular file in a writable directory",
                 stacklevel=4,
             )
 
     def _read(self) -> dict | None:
-        """The file's document with its sections (a format-1 file: one section); None when there is no file,
-        or it is corrupt (warned). Raises _Unusable when the path is no regular file."""
+        """The file's document with its sections (a format-1 file: one section); None when there is no file.
+        Raises _Unusable when the path is no regular file or holds something else: never rebuilt over."""
         content = _read_regular(self.path)
         if content is None:
             return None
@@ -525,10 +531,10 @@ class Cache:
                 if not (isinstance(section["fingerprint"], dict) and isinstance(section["entries"], dict)):
                     raise TypeError("a section's fingerprint and entries must be objects")
             return document
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
-            message = f"groupconv: ignoring the tuning cache {self.path}: it is not a tuning cache "
-            warnings.warn(f"{message}({type(error).__name__}: {error}); it will be rebuilt", stacklevel=5)
-            return None
+        except json.JSONDecodeError as error:
+            raise _Unusable(f"it is not JSON: {error.msg} at line {error.lineno}") from None
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            raise _Unusable("it is not a tuning cache: no sections of fingerprints and entries") from None
 
     def _own_entries(self, document: dict | None, *, warn: bool) -> dict[str, str]:
         """This environment's entries in ``document``; none (with a warning) if some are unknown."""
@@ -541,27 +547,45 @@ class Cache:
             warnings.warn(f"groupconv: ignoring the tuning cache {self.path}: it holds unknown entries", stacklevel=5)
         return {}
 
-    def _replace(self, document: dict) -> None:
-        """Write ``document`` to a temporary file beside the path and rename it over the path."""
-        with tempfile.NamedTemporaryFile("w", dir=self.path.parent, prefix=".tune-", delete=False) as temp:
-            try:
-                json.dump(document, temp, indent=1, sort_keys=True)
-                temp.flush()
-                os.fsync(temp.fileno())
-            except BaseException:
-                os.unlink(temp.name)
-                raise
-        os.replace(temp.name, self.path)
+
+def _replace(path: Path, document: dict) -> None:
+    """Write ``document`` to a temporary file beside ``path`` and rename it over ``path``, with its permissions."""
+    mode = _permissions(path)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".tune-", delete=False) as temp:
+        try:
+            os.fchmod(temp.fileno(), mode)
+            json.dump(document, temp, indent=1, sort_keys=True)
+            temp.flush()
+            os.fsync(temp.fileno())
+        except BaseException:
+            os.unlink(temp.name)
+            raise
+    os.replace(temp.name, path)
+
+
+def _permissions(path: Path) -> int:
+    """The permissions the file at ``path`` keeps when replaced (rw-r--r-- for a new one). Raises _Unusable for
+    a file this process may not write: renaming over it would succeed, and drop what its mode says."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return 0o644
+    if not os.access(path, os.W_OK):
+        raise _Unusable("it is read-only")
+    return mode
 
 
 def _read_regular(path: Path) -> bytes | None:
     """The bytes of ``path`` if it is a regular file; None when there is nothing there. Raises _Unusable
     for anything else: a FIFO is never opened (no hang), a device never read nor replaced."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise _Unusable("it is not a regular file")
+        status = os.stat(path)
     except FileNotFoundError:
         return None
+    if not stat.S_ISREG(status.st_mode):
+        raise _Unusable("it is not a regular file")
+    if status.st_size > _LARGEST_CACHE:
+        raise _Unusable(f"it holds {status.st_size >> 20} MiB, more than any tuning cache")
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # NONBLOCK: a FIFO swapped in since
     with os.fdopen(descriptor, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
