@@ -225,6 +225,12 @@ def test_a_symlinked_cache_is_written_through_and_keeps_its_permissions(tmp_path
     assert [s["entries"] for s in json.loads(target.read_text())["sections"].values()] == [{"k": "native"}]
 
 
+def test_a_cache_path_ending_in_a_separator_names_a_folder(tmp_path, monkeypatch):
+    use_cache(monkeypatch, f"{tmp_path / 'new'}{os.sep}")
+    tuning.cache().put("k", "native")
+    assert (tmp_path / "new").is_dir() and (tmp_path / "new" / "tune.json").is_file()
+
+
 def test_a_cached_name_of_the_wrong_kind_is_not_used(tmp_path, monkeypatch):
     """A call's entry names a formulation, a layer's a route; a hand-edited file may swap them."""
     use_cache(monkeypatch, tmp_path / "tune.json")

@@ -8,9 +8,9 @@ what autograd will ask of the layer. Groupconv's ops pick a formulation per dire
 PyTorch in the input's layout is the incumbent: another route replaces it only when
 :func:`groupconv.timing.beats` it, so a near-tie resolves to PyTorch's own route.
 
-The cache is one JSON file (``$GROUPCONV_CACHE``, else ``$XDG_CACHE_HOME/groupconv/tune.json``,
-else ``~/.cache/groupconv/tune.json``; read as a call is first routed, so set it before a
-process's first convolution) of sections, one per fingerprint of the machine and
+The cache is one JSON file (``$GROUPCONV_CACHE``, or ``tune.json`` inside it if it ends in ``/``;
+else ``$XDG_CACHE_HOME/groupconv/tune.json``, else ``~/.cache/groupconv/tune.json``; read as a call
+is first routed, so set it before a process's first convolution) of sections, one per fingerprint of the machine and
 versions (CPU model, groupconv, torch): every virtual environment of a user shares
 the file and keeps its own section. A section maps a call's key
 (:func:`groupconv.dispatch.call_key`) to a formulation's or route's name. Writers merge their
@@ -636,8 +636,10 @@ def scratch_cache() -> Iterator[Path]:
 
 @functools.cache
 def _cache_at(explicit: str | None, cache_home: str | None) -> Cache:
+    if explicit:  # a trailing separator names a folder: the file goes inside it, not in its place
+        return Cache(Path(explicit) / "tune.json" if explicit.endswith(os.sep) else Path(explicit))
     base = Path(cache_home) if cache_home else Path.home() / ".cache"
-    return Cache(Path(explicit) if explicit else base / "groupconv" / "tune.json")
+    return Cache(base / "groupconv" / "tune.json")
 
 
 @functools.cache
