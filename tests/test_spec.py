@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -352,6 +353,20 @@ def test_macs_and_flops_by_hand():
     assert ConvSpec(4, 4, 2, stride=2, groups=2, transposed=True, dims=1).macs((2, 4, 5)) == 160
     # depthwise 3-D: N * O * prod(L) * 1 * prod(K) = 1 * 3 * (2*2*2) * 1 * 27
     assert ConvSpec(3, 3, 3, groups=3, dims=3).macs((1, 3, 4, 4, 4)) == 648
+
+
+def test_numpy_sizes_count_exactly():
+    """NumPy's int64 wraps at 2**63; the counts are Python ints."""
+    huge = (1, 1, np.int64(2**32), np.int64(2**32))
+    assert ConvSpec(1, 1, 1, bias=False).macs(huge) == 2**64
+    shape = ConvSpec(4, 8, 3, groups=2).output_shape(np.array([1, 4, 32, 32]))
+    assert shape == (1, 8, 30, 30) and all(type(size) is int for size in shape)
+
+
+@pytest.mark.parametrize("input_shape", [5, "1,4,32,32", None])
+def test_an_input_shape_that_is_no_sequence_is_named(input_shape):
+    with pytest.raises(TypeError, match="input_shape must be a sequence of ints"):
+        ConvSpec(4, 8, 3).output_shape(input_shape)
 
 
 def test_document_alexnet_grouping_cuts_macs():

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Union
 
 from .errors import GroupConvError
@@ -292,19 +292,19 @@ class ConvSpec:
         Raises:
             GroupConvError: wrong number of dims, wrong channels, or an empty output.
         """
-        *batch, _, _ = self._split_input(input_shape)
-        return (*batch, self.out_channels, *self._checked_output_size(input_shape))
+        shape = self._checked_input(input_shape)
+        return (*shape[: -self.dims - 1], self.out_channels, *self._checked_output_size(shape))
 
     def macs(self, input_shape: Shape) -> int:
         """Multiply-accumulates of one forward pass: N * O * prod(L) * Cg * prod(K) for a
         convolution, N * C * prod(S) * Og * prod(K) for a transposed one (each input
         element meets each of its group's filters once), as ``torch.utils.flop_counter``."""
-        *batch, _, input_size = self._split_input(input_shape)
-        output_size = self._checked_output_size(input_shape)
-        n = math.prod(batch)
+        shape = self._checked_input(input_shape)
+        output_size = self._checked_output_size(shape)
+        n = math.prod(shape[: -self.dims - 1])
         kernel = math.prod(self.kernel_size)
         if self.transposed:
-            return n * self.in_channels * math.prod(input_size) * self.out_per_group * kernel
+            return n * self.in_channels * math.prod(shape[-self.dims :]) * self.out_per_group * kernel
         return n * self.out_channels * math.prod(output_size) * self.in_per_group * kernel
 
     def flops(self, input_shape: Shape) -> int:
@@ -313,8 +313,11 @@ class ConvSpec:
         bias_adds = math.prod(self.output_shape(input_shape)) if self.bias else 0
         return 2 * self.macs(input_shape) + bias_adds
 
-    def _split_input(self, input_shape: Shape) -> tuple:
-        """(*batch, C, S) of an input shape, checking its rank and channels."""
+    def _checked_input(self, input_shape: Shape) -> tuple[int, ...]:
+        """An input shape, (N, C, *S) or unbatched (C, *S), as Python ints (NumPy's would overflow the
+        counts), its rank and channels checked."""
+        if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Iterable):
+            raise TypeError(f"input_shape must be a sequence of ints such as (1, 4, 32, 32), got {input_shape!r}")
         shape = tuple(check_int(f"input_shape[{i}]", s, minimum=0) for i, s in enumerate(input_shape))
         spatial = ", ".join(SPATIAL_NAMES[self.dims])
         if len(shape) not in (self.dims + 1, self.dims + 2):
@@ -322,16 +325,16 @@ class ConvSpec:
                 f"input of size {list(shape)} has {len(shape)} dimensions; a {self.dims}-D convolution "
                 f"expects {self.dims + 2} (N, C, {spatial}) or {self.dims + 1} unbatched (C, {spatial})"
             )
-        *batch, channels = shape[: -self.dims]
+        channels = shape[-self.dims - 1]
         if channels != self.in_channels:
             raise GroupConvError(
                 f"Given groups={self.groups}, weight of size {list(self.weight_shape)}, expected "
                 f"input{list(shape)} to have {self.in_channels} channels, but got {channels} channels instead"
             )
-        return (*batch, channels, shape[-self.dims :])
+        return shape
 
-    def _checked_output_size(self, input_shape: Shape) -> tuple[int, ...]:
-        input_size = tuple(input_shape)[-self.dims :]
+    def _checked_output_size(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        input_size = input_shape[-self.dims :]
         for dim, (size, (lo, hi)) in enumerate(zip(input_size, self.padding_pairs)):
             if size < 1:
                 raise GroupConvError(f"input of size {list(input_shape)} is empty in spatial dim {dim}")
