@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import random
 import subprocess
 import sys
@@ -482,6 +483,28 @@ def test_relayout_copies_a_strided_input_and_refuses_a_1d_one():
     assert torch.equal(_native.ops.relayout(sliced, True), sliced)
     with pytest.raises(RuntimeError, match="4 or 5 dims"):
         _native.ops.relayout(torch.randn(2, 3, 4), True)
+
+
+_RELAYOUT_ROUND_TRIP = """
+import sys, torch
+from groupconv.formulations import _native
+for shape in [(3, 70, 19, 21), (2, 16, 8, 8), (2, 32, 4, 4, 4)]:
+    x = torch.randn(shape)
+    there = _native.ops.relayout(x, True)
+    assert torch.equal(there, x) and torch.equal(_native.ops.relayout(there, False), x), shape
+print(_native.isa)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("capability", "isa"), [("avx2", "AVX2"), ("default", "DEFAULT")])
+def test_relayout_under_each_instruction_set(capability, isa):
+    """Each build has its own register transposes: run the ones this machine would not pick by itself."""
+    if capability == "avx2" and torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("this CPU has no AVX2")
+    environment = {**os.environ, "ATEN_CPU_CAPABILITY": capability}
+    done = subprocess.run([sys.executable, "-c", _RELAYOUT_ROUND_TRIP], env=environment, capture_output=True, text=True)
+    assert (done.returncode, done.stdout.strip()) == (0, isa), done.stderr
 
 
 @pytest.mark.slow

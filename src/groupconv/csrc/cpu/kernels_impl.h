@@ -1370,18 +1370,82 @@ void weight_grad_cf(const Geometry& g, const T* x, const T* gy, T* partial, int6
   run(forward_lanes<T, false>(g));
 }
 
-// ---- layout change: a tile of one (rows x cols) matrix at a time, ATen's 16 x 16 register transposes ----
+// ---- layout change: a tile of one (rows x cols) matrix at a time, in register transposes ----
+// A full V x V float block through registers: ATen's transpose_mxn takes every block through an out-of-line
+// call whose runtime sizes keep the block on the stack (load-bound, at a third of a copy's rate).
+#if defined(CPU_CAPABILITY_AVX512)
+inline void transpose_full(const float* src, int64_t ld_src, float* dst, int64_t ld_dst) {
+  __m512 a[16], b[16];
+  unroll<16>([&](auto i) __attribute__((always_inline)) { a[i] = _mm512_loadu_ps(src + i * ld_src); });
+  unroll<8>([&](auto i) __attribute__((always_inline)) {  // pairs of rows, 32-bit lanes interleaved
+    b[2 * i] = _mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]);
+    b[2 * i + 1] = _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]);
+  });
+  unroll<4>([&](auto i) __attribute__((always_inline)) {  // quads, 64-bit lanes interleaved
+    const auto pd = [&](int k) { return _mm512_castps_pd(b[4 * i + k]); };
+    a[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(0), pd(2)));
+    a[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(0), pd(2)));
+    a[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(1), pd(3)));
+    a[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(1), pd(3)));
+  });
+  unroll<2>([&](auto i) __attribute__((always_inline)) {  // octets, 128-bit lanes
+    unroll<4>([&](auto k) __attribute__((always_inline)) {
+      b[8 * i + k] = _mm512_shuffle_f32x4(a[8 * i + k], a[8 * i + k + 4], 0x88);
+      b[8 * i + k + 4] = _mm512_shuffle_f32x4(a[8 * i + k], a[8 * i + k + 4], 0xdd);
+    });
+  });
+  unroll<8>([&](auto i) __attribute__((always_inline)) {
+    _mm512_storeu_ps(dst + i * ld_dst, _mm512_shuffle_f32x4(b[i], b[i + 8], 0x88));
+    _mm512_storeu_ps(dst + (i + 8) * ld_dst, _mm512_shuffle_f32x4(b[i], b[i + 8], 0xdd));
+  });
+}
+#elif defined(CPU_CAPABILITY_AVX2)
+inline void transpose_full(const float* src, int64_t ld_src, float* dst, int64_t ld_dst) {
+  __m256 a[8], b[8];
+  unroll<8>([&](auto i) __attribute__((always_inline)) { a[i] = _mm256_loadu_ps(src + i * ld_src); });
+  unroll<4>([&](auto i) __attribute__((always_inline)) {  // pairs of rows, 32-bit lanes interleaved
+    b[2 * i] = _mm256_unpacklo_ps(a[2 * i], a[2 * i + 1]);
+    b[2 * i + 1] = _mm256_unpackhi_ps(a[2 * i], a[2 * i + 1]);
+  });
+  unroll<2>([&](auto i) __attribute__((always_inline)) {  // quads: column j of 4 rows in each 128-bit half
+    a[4 * i] = _mm256_shuffle_ps(b[4 * i], b[4 * i + 2], 0x44);
+    a[4 * i + 1] = _mm256_shuffle_ps(b[4 * i], b[4 * i + 2], 0xee);
+    a[4 * i + 2] = _mm256_shuffle_ps(b[4 * i + 1], b[4 * i + 3], 0x44);
+    a[4 * i + 3] = _mm256_shuffle_ps(b[4 * i + 1], b[4 * i + 3], 0xee);
+  });
+  unroll<4>([&](auto i) __attribute__((always_inline)) {
+    _mm256_storeu_ps(dst + i * ld_dst, _mm256_permute2f128_ps(a[i], a[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * ld_dst, _mm256_permute2f128_ps(a[i], a[i + 4], 0x31));
+  });
+}
+#endif
+
+// One (m x n) block, m and n at most the float lanes: dst[j * ld_dst + i] = src[i * ld_src + j].
+template <typename T>
+inline void transpose_block(const T* src, int64_t ld_src, T* dst, int64_t ld_dst, int64_t m, int64_t n) {
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+  if constexpr (std::is_same_v<T, float>) {
+    if (m == Vectorized<float>::size() && n == Vectorized<float>::size())
+      return transpose_full(src, ld_src, dst, ld_dst);
+  }
+#endif
+  at::vec::transpose_mxn<T>(src, ld_src, dst, ld_dst, static_cast<int>(m), static_cast<int>(n));
+}
+
 template <typename T>
 void transpose(const T* src, T* dst, int64_t rows, int64_t cols, int64_t begin, int64_t end) {
+  constexpr int64_t B = Vectorized<float>::size();
   const int64_t row_tiles = (rows + TRANSPOSE_TILE - 1) / TRANSPOSE_TILE;
   const int64_t col_tiles = (cols + TRANSPOSE_TILE - 1) / TRANSPOSE_TILE;
   for (int64_t t = begin; t < end; ++t) {
     const int64_t n = t / (row_tiles * col_tiles);
-    const int64_t r = t / col_tiles % row_tiles * TRANSPOSE_TILE, c = t % col_tiles * TRANSPOSE_TILE;
-    const int64_t matrix = n * rows * cols;
-    at::vec::transpose_mxn<T>(src + matrix + r * cols + c, cols, dst + matrix + c * rows + r, rows,
-                              static_cast<int>(std::min(TRANSPOSE_TILE, rows - r)),
-                              static_cast<int>(std::min(TRANSPOSE_TILE, cols - c)));
+    const int64_t r0 = t / col_tiles % row_tiles * TRANSPOSE_TILE, c0 = t % col_tiles * TRANSPOSE_TILE;
+    const T* from = src + n * rows * cols;
+    T* to = dst + n * rows * cols;
+    for (int64_t r = r0; r < std::min(rows, r0 + TRANSPOSE_TILE); r += B)
+      for (int64_t c = c0; c < std::min(cols, c0 + TRANSPOSE_TILE); c += B)
+        transpose_block(from + r * cols + c, cols, to + c * rows + r, rows, std::min(B, rows - r),
+                        std::min(B, cols - c));
   }
 }
 
