@@ -7,6 +7,7 @@ import argparse
 import doctest
 import importlib
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -138,7 +139,7 @@ def test_every_documented_object_requires_every_field_it_lists():
             assert set(node["required"]) == set(node["properties"]) and node["additionalProperties"] is False
     assert set(SCHEMAS) == {
         "groupconv.spec/1", "groupconv.explain/1", "groupconv.diagram/1", "groupconv.summary/1", "groupconv.demo/1",
-        "groupconv.tune/3", "groupconv.bench/6",
+        "groupconv.tune/4", "groupconv.bench/6",
     }  # fmt: skip
 
 
@@ -202,12 +203,21 @@ def test_tune_json_follows_its_schema_and_fills_the_cache(user_models, monkeypat
     monkeypatch.setenv("GROUPCONV_CACHE", str(user_models / "tune.json"))
     status, out, err = run(["tune", "cli_models:build", "--input", "2,4,4,4", "--json"], capsys)
     assert (status, err) == (0, "")
-    data = check(out, "groupconv.tune/3")
-    assert data["cache"] == str(user_models / "tune.json")
+    data = check(out, "groupconv.tune/4")
+    assert data["cache"] == str(user_models / "tune.json") and data["cached"]
     (section,) = json.loads((user_models / "tune.json").read_text())["sections"].values()
     assert section["entries"] == {call["key"]: call["chosen"] for call in data["calls"]} and section["entries"]
     status, out, _ = run(["tune", "cli_models:build", "--input", "2,4,4,4"], capsys)
     assert status == 0 and out.endswith(f"0 calls tuned (0 layers); cached in {user_models / 'tune.json'}\n")
+
+
+@pytest.mark.slow
+def test_tune_says_when_nothing_could_be_cached(user_models, monkeypatch, capsys):
+    monkeypatch.setenv("GROUPCONV_CACHE", os.devnull)
+    status, out, _ = run(["tune", "cli_models:build", "--input", "2,4,4,4", "--json"], capsys)
+    assert status == 0 and check(out, "groupconv.tune/4")["cached"] is False
+    status, out, _ = run(["tune", "cli_models:build", "--input", "2,4,4,4"], capsys)
+    assert status == 0 and out.endswith(f"; not cached: {os.devnull} cannot be used (it is not a regular file)\n")
 
 
 def test_demo_json_follows_its_schema(capsys):
@@ -256,6 +266,18 @@ def test_each_new_subcommand_has_help_with_examples(command, capsys):
     assert "--json" in out and "examples:" in out
     examples = out.split("examples:\n")[1].splitlines()
     assert examples and all(line.startswith(f"  groupconv {command} ") for line in examples)
+
+
+@pytest.mark.parametrize("action", ["plan", "bytes", "measure"])
+def test_each_parallel_action_has_help_for_every_option_and_an_example(action, capsys):
+    from groupconv.cli.main import _build_parser
+
+    commands = next(a for a in _build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    actions = next(a for a in commands.choices["parallel"]._actions if isinstance(a, argparse._SubParsersAction))
+    assert all(option.help for option in actions.choices[action]._actions)
+    status, out, _ = run(["parallel", action, "--help"], capsys)
+    assert status == 0 and out.startswith(f"usage: groupconv parallel {action} ")
+    assert out.split("examples:\n")[1].startswith(f"  groupconv parallel {action} --model ")
 
 
 def test_top_level_help_lists_every_command(capsys):

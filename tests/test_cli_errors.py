@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ BROKEN = "import torch\nraise RuntimeError('the GPU cluster is down')\n"
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """The current directory for a test: user modules (one that builds, one whose import raises) and
-    checkpoints (a good one, a crafted one, one that is not a checkpoint)."""
+    checkpoints (a good one, crafted ones, files that are not checkpoints)."""
     (tmp_path / "cli_models.py").write_text(textwrap.dedent(BUILDER) + "NOT_CALLABLE = 3\n")
     (tmp_path / "broken_models.py").write_text(BROKEN)
     for name in ("cli_models", "broken_models"):
@@ -40,6 +41,8 @@ def workdir(tmp_path, monkeypatch):
     torch.save({"config": _Crafted(), "state_dict": {}}, tmp_path / "crafted.pt")
     torch.save([1, 2, 3], tmp_path / "list.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "some.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(16))
+    (tmp_path / "code.pkl").write_bytes(pickle.dumps(_Crafted(), protocol=2))  # a plain pickle, not torch.save's
     (tmp_path / "empty").mkdir()
     (tmp_path / "a_file").write_text("")
     monkeypatch.chdir(tmp_path)
@@ -72,10 +75,17 @@ BAD_ARGUMENTS = [
     (["explain", "--in", "4", "--out", "8", "--kernel", "3,x"], "groupconv explain: error: argument "
      "--kernel/--kernel-size: expected an int or comma-separated ints, got '3,x' (see groupconv explain --help)"),
     (["explain", "--in", "4", "--out", "8", "--kernel", "0"], "groupconv explain: error: kernel_size=0 is invalid"),
-    (["explain", *LAYER, "--input", "1,5,32,32"], "groupconv explain: error: Given groups=1, weight of size "
-     "[8, 4, 3, 3], expected input[1, 5, 32, 32] to have 4 channels, but got 5 channels instead"),
-    (["explain", *LAYER, "--dims", "2", "--input", "1,4,32"], "groupconv explain: error: --input 1,4,32 has 3 "
-     "sizes; a 2-D convolution takes N,C,H,W (4 sizes)"),
+    (["explain", *LAYER, "--input", "1,5,32,32"], "groupconv explain: error: --input 1,5,32,32 gives C = 5 input "
+     "channels, but --in is 4: a 2-D layer takes N,C,H,W or unbatched C,H,W, with C = 4\n"),
+    (["explain", *LAYER, "--input", "4,32,32"], "groupconv explain: error: --input 4,32,32 gives C = 32 input "
+     "channels, but --in is 4: a 1-D layer takes N,C,L or unbatched C,L, with C = 4 (3 sizes made the layer 1-D; a "
+     "2-D layer takes N,C,H,W or unbatched C,H,W: give 1,4,32,32, or add --dims 2)\n"),
+    (["explain", *LAYER, "--dims", "2", "--input", "1,4,32"], "groupconv explain: error: --input 1,4,32 gives C = 1 "
+     "input channels, but --in is 4: a 2-D layer takes N,C,H,W or unbatched C,H,W, with C = 4\n"),
+    (["explain", *LAYER, "--dims", "2", "--input", "4,32"], "groupconv explain: error: --input 4,32 has 2 sizes; a "
+     "2-D layer takes N,C,H,W or unbatched C,H,W\n"),
+    (["explain", *LAYER, "--input", "1,2,3,4,5,6"], "groupconv explain: error: --input 1,2,3,4,5,6 has 6 sizes; a "
+     "2-D layer takes N,C,H,W or unbatched C,H,W\n"),
     (["explain", *LAYER, "--input", "1,4,a,b"], "groupconv explain: error: argument --input: expected a shape such "
      "as 1,4,32,32, got '1,4,a,b' (see groupconv explain --help)"),
     (["explain", *LAYER, "--input", "1,4,0,32"], "groupconv explain: error: argument --input: expected sizes >= 1"),
@@ -108,8 +118,11 @@ BAD_ARGUMENTS = [
     (["demo", "--size", "2"], "groupconv demo: error: input of size [1, 4, 2, 2] gives an output of size 0"),
     (["demo", "--in-channels", "0"], "groupconv demo: error: in_channels=0 is invalid"),
     (["demo", "--kernel", "0"], "groupconv demo: error: kernel_size=0 is invalid"),
-    (["demo", "--in-channels", "100000000"], "groupconv demo: error: the example's input would hold "
-     "102,400,000,000 numbers"),
+    (["demo", "--in-channels", "100000000"], "groupconv demo: error: the example's input needs 381.5 GiB, "
+     "over the 0.5 GiB allowed; use fewer channels or a smaller --size\n"),
+    (["demo", "--in-channels", "-4"], "groupconv demo: error: in_channels=-4 is invalid"),
+    (["demo", "--in-channels", "100000000", "--out-channels", "0"], "groupconv demo: error: out_channels=0 is "
+     "invalid"),  # the layer is checked before its sizes
     # summary and tune: models
     (["summary"], "groupconv summary: error: the following arguments are required: MODEL"),
     (["summary", "resnet"], "groupconv summary: error: unknown model 'resnet': use a built-in name"),
@@ -131,7 +144,13 @@ BAD_ARGUMENTS = [
      "no width"),
     (["summary", "cli_models:build", "--width", "1"], "groupconv summary: error: --width applies to the built-in "
      "models only"),
+    (["summary", "alexnet", "--input", "100000000,1,28,28"], "groupconv summary: error: --input 100000000,1,28,28 "
+     "(with alexnet's activations) needs 28,"),
+    (["summary", "alexnet", "--input", "1,1,28,99999999999999999999"], "groupconv summary: error: --input "
+     "1,1,28,99999999999999999999 (with alexnet's activations) needs"),
     (["tune"], "groupconv tune: error: the following arguments are required: MODEL"),
+    (["tune", "alexnet", "--input", "100000000,1,28,28"], "groupconv tune: error: --input 100000000,1,28,28 (with "
+     "alexnet's activations) needs 147,"),
     (["tune", "cli_models:build"], "groupconv tune: error: model 'cli_models:build' has no default input shape"),
     (["tune", "broken_models:build"], "groupconv tune: error: cannot import 'broken_models': RuntimeError"),
     (["tune", "cli_models:build", "--input", "2,4,6,6"], "groupconv tune: error: the model failed on an input of "
@@ -144,6 +163,14 @@ BAD_ARGUMENTS = [
     (["train", "--epochs", "0"], "groupconv train: error: argument --epochs: expected an int >= 1, got 0"),
     (["train", "--epochs", "1.5"], "groupconv train: error: argument --epochs: expected an int >= 1, got '1.5'"),
     ([*TRAIN, "--batch-size", "0"], "groupconv train: error: argument --batch-size: expected an int >= 1, got 0"),
+    ([*TRAIN, "--batch-size", str(10**23)], "groupconv train: error: argument --batch-size: expected an int >= 1 and "
+     "<= 1,048,576, got 100000000000000000000000 (see groupconv train --help)"),
+    ([*TRAIN, "--seed", str(2**64)], "groupconv train: error: argument --seed: expected an int >= 0 and <= "
+     "18,446,744,073,709,551,615, got 18446744073709551616"),
+    ([*TRAIN, "--seed", "-1"], "groupconv train: error: argument --seed: expected an int >= 0, got -1"),
+    ([*TRAIN, "--epochs", str(2**63)], "groupconv train: error: argument --epochs: expected an int >= 1 and <= "
+     "9,223,372,036,854,775,807"),
+    ([*TRAIN, "--json"], "groupconv train: error: unrecognized arguments: --json (see groupconv train --help)\n"),
     ([*TRAIN, "--train-subset", "0"], "groupconv train: error: argument --train-subset: expected an int >= 1"),
     ([*TRAIN, "--train-subset", "-5"], "groupconv train: error: argument --train-subset: expected an int >= 1"),
     ([*TRAIN, "--test-subset", "0"], "groupconv train: error: argument --test-subset: expected an int >= 1"),
@@ -165,12 +192,18 @@ BAD_ARGUMENTS = [
     ([*GROUPS, "--train-subset", "-1"], "groupconv experiment groups: error: argument --train-subset: expected an "
      "int >= 1"),
     ([*GROUPS, "--seeds", "-1"], "groupconv experiment groups: error: argument --seeds: expected an int >= 0"),
+    ([*GROUPS, "--seeds", "0", str(2**64)], "groupconv experiment groups: error: argument --seeds: expected an int "
+     ">= 0 and <= 18,446,744,073,709,551,615"),
     ([*GROUPS, "--out", "a_file"], "groupconv experiment groups: error: argument --out: 'a_file' is a file"),
     # filters: checkpoints
     (["filters", "missing.pt", "-o", "f.png"], "groupconv filters: error: no checkpoint at missing.pt"),
     (["filters", "empty", "-o", "f.png"], "groupconv filters: error: no checkpoint at empty/checkpoint.pt"),
-    (["filters", "junk.pt", "-o", "f.png"], "groupconv filters: error: refused to load junk.pt: it is not only "
-     "tensors and plain values (Unsupported operand"),
+    (["filters", "junk.pt", "-o", "f.png"], "groupconv filters: error: junk.pt is not a groupconv checkpoint (nor "
+     "any file torch.save writes)"),
+    (["filters", "some.png", "-o", "f2.png"], "groupconv filters: error: some.png is not a groupconv checkpoint (nor "
+     "any file torch.save writes)"),
+    (["filters", "code.pkl", "-o", "f.png"], "groupconv filters: error: refused to load code.pkl: it is not only "
+     "tensors and plain values (Trying to load unsupported GLOBAL posix.system"),
     (["filters", "list.pt", "-o", "f.png"], "groupconv filters: error: list.pt is not a groupconv checkpoint"),
     (["filters", "crafted.pt", "-o", "f.png"], "groupconv filters: error: refused to load crafted.pt: it is not only "
      "tensors and plain values (Trying to load unsupported GLOBAL posix.system"),
@@ -182,15 +215,25 @@ BAD_ARGUMENTS = [
     (["filters", "good.pt", "--layer", "features.conv9", "-o", "f.png"], "groupconv filters: error:"),
     # group-parallel
     ([*PLAN, "--ranks", "0"], "groupconv parallel plan: error: argument --ranks: expected an int >= 1, got 0"),
-    ([*PLAN, "--ranks", "4"], "groupconv parallel: error: cannot split features.conv2 (Conv2d 16->32, groups=2) "
-     "across 4 ranks"),
+    ([*PLAN, "--ranks", "4"], "groupconv parallel plan: error: cannot split features.conv2 (Conv2d 16->32, "
+     "groups=2) across 4 ranks: each rank keeps whole groups, and 2 groups do not divide among 4. Use a multiple of 4 "
+     "groups, or 1 or 2 ranks\n"),  # not the Python API's replicate=[...], which the command line cannot pass
+    ([*TRAIN, "--groups", "2", "--procs", "3"], "groupconv train: error: cannot split features.conv2 (Conv2d 16->32, "
+     "groups=2) across 3 ranks: each rank keeps whole groups, and 2 groups do not divide among 3. Use a multiple of 3 "
+     "groups, or 1 or 2 ranks\n"),
+    ([*PLAN, "--json"], "groupconv parallel plan: error: unrecognized arguments: --json (see groupconv parallel plan "
+     "--help)\n"),
     ([*PLAN, "--width", "40"], "groupconv parallel plan: error: argument --width: expected a number > 0 and <= 4"),
     ([*PLAN, "--batch-size", "0"], "groupconv parallel plan: error: argument --batch-size: expected an int >= 1"),
+    (["parallel", "bytes", "--batch-size", "10000000"], "groupconv parallel bytes: error: argument --batch-size: "
+     "expected an int >= 1 and <= 1,048,576, got 10000000"),
+    (["parallel", "bytes", "--batch-size", str(10**26)], "groupconv parallel bytes: error: argument --batch-size: "
+     "expected an int >= 1 and <= 1,048,576, got 100000000000000000000000000 (see groupconv parallel bytes --help)\n"),
     ([*PLAN, "--model", "vgg"], "groupconv parallel plan: error: argument --model: invalid choice: 'vgg'"),
     (["parallel", "bytes", "--widths", "0.5", "0"], "groupconv parallel bytes: error: argument --widths: expected "
      "a number > 0"),
-    (["parallel", "measure", "--steps", "0"], "groupconv parallel measure: error: argument --steps: expected an "
-     "int >= 1"),
+    (["parallel", "measure", "--steps", "1"], "groupconv parallel measure: error: argument --steps: expected an "
+     "int >= 2, got 1"),
     (["parallel", "measure", "--warmup", "-1"], "groupconv parallel measure: error: argument --warmup: expected an "
      "int >= 0"),
     # bench
@@ -209,6 +252,78 @@ def test_bad_arguments_are_one_clear_line_and_exit_2(argv, message, workdir, cap
     assert err.endswith("\n") and err.count("\n") == 1, err
     assert err.startswith(message), err
     assert sorted(path.name for path in workdir.iterdir()) == before  # nothing written
+
+
+TOO_BIG = [  # (argv needing a few GiB, the fix its message gives)
+    (["summary", "alexnet", "--input", "10000,1,28,28"], "use a smaller batch N or image"),
+    (["tune", "alexnet", "--input", "2000,1,28,28"], "use a smaller batch N or image"),
+    (["parallel", "measure", "--batch-size", "10000"], "use a smaller --batch-size"),
+]
+
+
+@pytest.mark.parametrize("argv, fix", TOO_BIG, ids=lambda value: " ".join(value[:2]) if isinstance(value, list) else "")
+def test_a_run_that_would_not_fit_in_memory_is_refused_before_any_output(argv, fix, workdir, capsys, monkeypatch):
+    monkeypatch.setattr("groupconv.training.train.free_memory", lambda: 2**30)
+    status, out, err = run(argv, capsys)
+    assert (status, out) == (2, "")
+    assert err.count("\n") == 1 and err.endswith(f"more than the 1.0 GiB of memory free; {fix}\n"), err
+
+
+# Conv2d(4, 8, 3, groups=2) -> Flatten -> Linear(32, 3) on 2,4,4,4: float32 input 128 numbers, outputs 64, 64, 6
+SUMMARY_BYTES = 4 * (128 + 2 * 64)  # the input, and the largest output read and written
+TUNE_BYTES = 4 * (128 + 2 * (64 + 64 + 6))  # the input, and every output kept for backward, with its gradient
+
+
+@pytest.mark.parametrize("command, needed", [("summary", SUMMARY_BYTES), ("tune", TUNE_BYTES)])
+def test_the_memory_estimate_is_the_input_and_the_activations(command, needed, workdir, capsys, monkeypatch):
+    from groupconv.cli.common import check_model_fits
+    from groupconv.reports.summary import load_model
+
+    model, _ = load_model("cli_models:build")
+    monkeypatch.setattr("groupconv.training.train.free_memory", lambda: needed)
+    check_model_fits(model, (2, 4, 4, 4), "--input 2,4,4,4", "fix", training=command == "tune")  # fits, just
+    monkeypatch.setattr("groupconv.training.train.free_memory", lambda: needed - 1)
+    status, out, err = run([command, "cli_models:build", "--input", "2,4,4,4"], capsys)
+    assert (status, out) == (2, "") and "more than the 0.0 GiB of memory free" in err, err
+
+
+def test_parallel_bytes_at_the_largest_batch_is_arithmetic_not_an_allocation(capsys):
+    """Bytes scale with the batch: group-parallel's by 2**20 / 128, data-parallel's (gradients) not at all."""
+    rows = {}
+    for batch in (128, 2**20):
+        status, out, _ = run(["parallel", "bytes", "--batch-size", str(batch), "--widths", "0.125"], capsys)
+        assert status == 0
+        rows[batch] = [int(cell.replace(",", "")) for cell in out.splitlines()[-1].split("|")[2:4]]
+    assert rows[2**20] == [rows[128][0] * 2**20 // 128, rows[128][1]]
+
+
+def test_the_largest_seed_is_the_largest_torch_takes():
+    from groupconv.cli.common import MAX_SEED
+
+    torch.Generator().manual_seed(MAX_SEED)
+    with pytest.raises(ValueError, match="Overflow"):
+        torch.Generator().manual_seed(MAX_SEED + 1)
+
+
+@pytest.mark.parametrize("experiment", ["groups", "specialisation", "cardinality", "shuffle"])
+def test_report_only_without_finished_runs_refuses_and_keeps_the_report(experiment, workdir, capsys):
+    """Seeds with no finished run: nothing to report, so the report of the runs that did finish stays."""
+    out = workdir / "exp"
+    (out / "runs").mkdir(parents=True)
+    (out / f"{experiment}.md").write_text("the real report\n")
+    status, stdout, err = run(["experiment", experiment, "--out", "exp", "--report-only", "--seeds", "5"], capsys)
+    message = "no finished runs for seeds 5 in exp/runs; train them first, or name seeds that have"
+    assert (status, stdout, err) == (2, "", f"groupconv experiment {experiment}: error: {message}\n")
+    assert {path.name for path in out.iterdir()} == {f"{experiment}.md", "runs"}
+    assert (out / f"{experiment}.md").read_text() == "the real report\n"
+
+
+def test_ctrl_c_while_the_parser_is_built_is_one_line(monkeypatch, capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("groupconv.cli.main._build_parser", interrupted)
+    assert run(["demo"], capsys) == (130, "", "groupconv: interrupted\n")
 
 
 def test_version_is_one_line_on_stdout(capsys):

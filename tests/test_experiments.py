@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from groupconv.cli import main
+from groupconv.errors import GroupConvError
 from groupconv.models import alexnet
 from groupconv.training.data.fashion_mnist import DEFAULT_DIR
 from groupconv.training.experiments import arms, cardinality, groups, runner, shuffle, specialisation, stats
@@ -176,7 +177,8 @@ def test_draw_filters_draws_conv1_by_the_groups_of_conv2(tmp_path):
 def test_runner_reuses_finished_runs_and_reports_missing_ones(tmp_path, capsys):
     config = TrainConfig(groups=2, epochs=1, train_subset=64, test_subset=100, batch_size=32, validation=100)
     run = runner.Run("g2", config)
-    assert runner.run_all([run], tmp_path, train=False) == [None]
+    with pytest.raises(GroupConvError, match=f"^no finished runs for seeds 0 in {tmp_path}; "):
+        runner.run_all([run], tmp_path, train=False)  # nothing to report
     first = runner.run_all([run], tmp_path, progress=False)
     written = (tmp_path / "g2-seed0" / "metrics.json").stat().st_mtime_ns
     assert runner.run_all([run], tmp_path, progress=False) == first

@@ -87,7 +87,7 @@ class Tuned:
         return None if best is None or chosen is None else self.timings[best].median_s / chosen.median_s
 
     def to_dict(self) -> dict:
-        """The JSON form (docs/cli-json.md, ``groupconv.tune/3``): timings as a list, in the order timed."""
+        """The JSON form (docs/cli-json.md, ``groupconv.tune/4``): timings as a list, in the order timed."""
         timings = [{"candidate": name, **_timing_dict(t)} for name, t in self.timings.items()]
         names = ("key", "direction", "layout", "operands", "groups", "chosen")
         fields = {name: getattr(self, name) for name in names}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import pathlib
 import tempfile
@@ -49,16 +50,27 @@ def shape(text: str) -> tuple[int, ...]:
 
 
 MAX_WIDTH = 4.0  # AlexNet at width 4 holds ~16x the parameters of the full-width network: a sane ceiling
+MAX_INT = 2**63 - 1  # torch's int64: a larger count overflows in its C++ ("Overflow when unpacking long long")
+MAX_SEED = 2**64 - 1  # the largest seed torch.manual_seed takes
+MAX_BATCH = 2**20  # more images than any of the data sets holds
 
 
-def positive_int(text: str) -> int:
-    """A count: an int >= 1."""
-    return _bounded(text, int, "an int >= 1", lambda value: value >= 1)
+def positive_int(text: str, maximum: int = MAX_INT, minimum: int = 1) -> int:
+    """A count: an int from ``minimum`` (1) to ``maximum``."""
+    value = _bounded(text, int, f"an int >= {minimum}", lambda value: value >= minimum)
+    if value > maximum:
+        raise argparse.ArgumentTypeError(f"expected an int >= {minimum} and <= {maximum:,}, got {text}")
+    return value
 
 
-def nonnegative_int(text: str) -> int:
-    """An int >= 0."""
-    return _bounded(text, int, "an int >= 0", lambda value: value >= 0)
+def nonnegative_int(text: str, maximum: int = MAX_INT) -> int:
+    """An int from 0 to ``maximum``."""
+    return positive_int(text, maximum, minimum=0)
+
+
+def seed(text: str) -> int:
+    """A seed: an int that torch.manual_seed takes, 0 and up (0 is the experiments' first seed)."""
+    return nonnegative_int(text, MAX_SEED)
 
 
 def positive_float(text: str) -> float:
@@ -84,6 +96,18 @@ def _bounded(text: str, kind: type, expected: str, valid) -> int | float:
     if not valid(value):
         raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
     return value
+
+
+def check_model_fits(model, input_shape: tuple[int, ...], what: str, fix: str, training: bool = False) -> None:
+    """Refuse an input whose activations would not fit: the input and, one forward pass without gradients, the
+    largest layer output twice (read and written); training, every output kept for backward and its gradient."""
+    from ..reports.summary import activation_bytes
+    from ..training.train import check_memory
+
+    outputs = activation_bytes(model, input_shape) or [0]
+    itemsize = next((p.element_size() for p in model.parameters() if p.is_floating_point()), 4)
+    activations = 2 * (sum(outputs) if training else max(outputs))
+    check_memory(what, math.prod(input_shape) * itemsize + activations, fix)
 
 
 def writable_dir(text: str) -> str:
@@ -124,10 +148,13 @@ def _check_writable(folder: pathlib.Path, text: str) -> None:
 # Every subcommand's arguments are checked by name (argparse's type=), here in one table, before any work starts;
 # an argument with a type of its own keeps it. Channels, groups and kernels are left to ConvSpec, whose messages
 # name the valid choices.
-_COUNTS = ("epochs", "batch_size", "train_subset", "test_subset", "jobs", "ranks", "steps", "permutations", "procs")
+_COUNTS = ("epochs", "train_subset", "test_subset", "jobs", "ranks", "permutations", "procs")
 CHECKS = {
     **dict.fromkeys((*_COUNTS, "size"), positive_int),
-    **dict.fromkeys(("seeds", "warmup", "validation"), nonnegative_int),  # seeds are values, 0 among them
+    "batch_size": functools.partial(positive_int, maximum=MAX_BATCH),
+    "steps": functools.partial(positive_int, minimum=2),  # the step times' quartiles need two
+    **dict.fromkeys(("warmup", "validation"), nonnegative_int),
+    **dict.fromkeys(("seed", "seeds"), seed),
     "lr": positive_float,
     "weight_decay": nonnegative_float,
     "width": width,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import GroupConvError
 from .common import add_command
 
 
@@ -55,22 +54,23 @@ def _demo(args: argparse.Namespace) -> None:
     )
 
 
-_MAX_ELEMENTS = 2**27  # 512 MiB of float32 per tensor: a worked example, not a benchmark
+_MAX_BYTES = 2**29  # 512 MiB per tensor: a worked example, not a benchmark
 
 
 def _check_fits(args: argparse.Namespace) -> None:
-    """Refuse, before allocating, an example whose input or weight (at groups=1) would not be small."""
+    """Refuse, before allocating, an invalid layer, or an example whose input, weight (at groups=1) or output
+    would not be small."""
+    from ..spec import ConvSpec
+    from ..training.train import check_memory
+
+    ConvSpec(args.in_channels, args.out_channels, args.kernel, bias=False)  # its message before any size's
     sizes = {
         "input": args.in_channels * args.size**2,
         "weight": args.out_channels * args.in_channels * args.kernel**2,
         "output": args.out_channels * args.size**2,
     }
-    for name, elements in sizes.items():
-        if elements > _MAX_ELEMENTS:
-            raise GroupConvError(
-                f"the example's {name} would hold {elements:,} numbers (over {_MAX_ELEMENTS:,}); "
-                "use fewer channels or a smaller --size"
-            )
+    for name, numbers in sizes.items():
+        check_memory(f"the example's {name}", 4 * numbers, "use fewer channels or a smaller --size", _MAX_BYTES)
 
 
 def _demo_json(args: argparse.Namespace, rows: list) -> None:

@@ -101,16 +101,12 @@ def _padding(text: str) -> int | tuple[int, ...] | str:
 def _spec(args: argparse.Namespace):
     """The ConvSpec the layer arguments describe; an invalid --groups says why and what is near."""
     from ..reports.explain import check_groups
-    from ..spec import SPATIAL_NAMES, ConvSpec
+    from ..spec import ConvSpec
 
     check_groups(args.in_channels, args.out_channels, args.groups)
     dims = _dims(args)
-    if args.input is not None and len(args.input) != dims + 2:
-        spatial = ",".join(SPATIAL_NAMES[dims])
-        raise GroupConvError(
-            f"--input {','.join(map(str, args.input))} has {len(args.input)} sizes; a {dims}-D convolution "
-            f"takes N,C,{spatial} ({dims + 2} sizes)"
-        )
+    if args.input is not None:
+        _check_input(args, dims)
     return ConvSpec(
         args.in_channels,
         args.out_channels,
@@ -127,12 +123,43 @@ def _spec(args: argparse.Namespace):
     )
 
 
+def _check_input(args: argparse.Namespace, dims: int) -> None:
+    """--input must be the layer's N,C,<spatial> or unbatched C,<spatial>, with C its input channels."""
+    sizes, text = args.input, ",".join(map(str, args.input))
+    if len(sizes) not in (dims + 1, dims + 2):
+        raise GroupConvError(f"--input {text} has {len(sizes)} sizes; a {dims}-D layer takes {_forms(dims)}")
+    channels = sizes[-dims - 1]
+    if channels != args.in_channels:
+        raise GroupConvError(
+            f"--input {text} gives C = {channels} input channels, but --in is {args.in_channels}: a {dims}-D layer "
+            f"takes {_forms(dims)}, with C = {args.in_channels}{_batch_forgotten(args, dims)}"
+        )
+
+
+def _batch_forgotten(args: argparse.Namespace, dims: int) -> str:
+    """Where --input's sizes set the dims and it fits a layer of one more dim unbatched, that reading's fix."""
+    given = args.dims is not None or isinstance(args.kernel_size, tuple)
+    if given or dims == 3 or args.input[0] != args.in_channels:
+        return ""
+    batched = ",".join(map(str, (1, *args.input)))
+    return (f" ({len(args.input)} sizes made the layer {dims}-D; a {dims + 1}-D layer takes {_forms(dims + 1)}: "
+            f"give {batched}, or add --dims {dims + 1})")  # fmt: skip
+
+
+def _forms(dims: int) -> str:
+    """``N,C,H,W or unbatched C,H,W``: the input shapes a layer of ``dims`` spatial dims takes."""
+    from ..spec import SPATIAL_NAMES
+
+    spatial = ",".join(SPATIAL_NAMES[dims])
+    return f"N,C,{spatial} or unbatched C,{spatial}"
+
+
 def _dims(args: argparse.Namespace) -> int:
     if args.dims is not None:
         return args.dims
     if isinstance(args.kernel_size, tuple):
         return len(args.kernel_size)
-    if args.input is not None and len(args.input) >= 3:
+    if args.input is not None and 3 <= len(args.input) <= 5:  # N,C and 1 to 3 spatial sizes
         return len(args.input) - 2
     return 2
 

@@ -18,28 +18,50 @@ from .common import check_arguments
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (and exit status 2), not the whole usage."""
+    """argparse, but a usage error is one line (and exit status 2), not the whole usage, and names the help of
+    the subcommand it is about."""
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:  # argparse reports these from the top-level parser: report them from the subcommand's
+            _subcommand(self, parsed).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+
+def _subcommand(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost subcommand's parser that ``args`` chose (``groupconv parallel plan``'s)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and getattr(args, action.dest, None) in action.choices:
+            return _subcommand(action.choices[getattr(args, action.dest)], args)
+    return parser
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``groupconv *argv``; the exit status (bad input exits 2, Ctrl-C 130, before returning)."""
-    parser = _build_parser()
+    parser = args = None
     try:
+        parser = _build_parser()  # in the try: Ctrl-C while it imports the subcommands is one line too
         args = parser.parse_args(argv)
         keep_freed_memory()  # fresh tensors reuse freed memory rather than fault pages in (groupconv.memory)
         args.run(args)
     except KeyboardInterrupt:
-        parser.exit(130, "groupconv: interrupted\n")
+        _exit(130, "groupconv: interrupted")
     except BrokenPipeError:  # the reader stopped early (`| head`): silence the flush at exit, as Python's docs do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except (GroupConvError, TypeError, ValueError, OSError, MemoryError) as error:  # the user's input or files
-        reason = " ".join(str(error).split()) or type(error).__name__
-        parser.exit(2, f"groupconv {args.command}: error: {reason}\n")
+        reason = " ".join(str(getattr(error, "cli_message", error)).split()) or type(error).__name__
+        prog = _subcommand(parser, args).prog if args is not None else "groupconv"
+        _exit(2, f"{prog}: error: {reason}")
     return 0
+
+
+def _exit(status: int, message: str):
+    sys.stderr.write(message + "\n")
+    sys.exit(status)
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ..errors import GroupConvError
-from .common import add_command, shape
+from .common import add_command, check_model_fits, shape
 
 _TEXTS = {  # name: (one-line help, description, examples)
     "summary": (
@@ -82,7 +82,7 @@ def _defaults(shapes: dict[str, tuple[int, ...]]) -> str:
 def _summary(args: argparse.Namespace) -> None:
     from ..reports.summary import summary
 
-    model, input_shape = _model(args)
+    model, input_shape = _model(args, training=False)
     result = summary(model, input_shape, name=args.model)
     print(result.to_json() if args.json else result)
 
@@ -93,23 +93,33 @@ def _tune(args: argparse.Namespace) -> None:
     from .. import nn, tuning
     from ..reports.summary import model_failures_in_one_line
 
-    model, input_shape = _model(args)
+    model, input_shape = _model(args, training=True)
     with model_failures_in_one_line(input_shape):
         report = tuning.tune(nn.convert(model), torch.randn(input_shape), retune=args.retune)
+    cache = tuning.cache()
     if args.json:
-        document = {"schema": "groupconv.tune/3", "model": args.model, "input_shape": list(input_shape)}
-        print(json.dumps({**document, "cache": str(tuning.cache_path()), **report.to_dict()}, indent=2))
+        document = {"schema": "groupconv.tune/4", "model": args.model, "input_shape": list(input_shape)}
+        where = {"cache": str(cache.path), "cached": cache.problem is None}
+        print(json.dumps({**document, **where, **report.to_dict()}, indent=2))
     else:
         counts = f"{len(report.calls)} calls tuned ({len(report.layers)} layers)"
-        print(f"{report}\n\n{counts}; cached in {tuning.cache_path()}")
+        where = (
+            f"cached in {cache.path}"
+            if cache.problem is None
+            else f"not cached: {cache.path} cannot be used ({cache.problem})"
+        )
+        print(f"{report}\n\n{counts}; {where}")
 
 
-def _model(args: argparse.Namespace):
-    """The model MODEL names and the input shape to run it on."""
+def _model(args: argparse.Namespace, training: bool):
+    """The model MODEL names and the input shape to run it on, refused if its activations (kept for the backward
+    pass when ``training``) would not fit in memory."""
     from ..reports.summary import load_model
 
     model, default_input = load_model(args.model, args.width)
     input_shape = args.input or default_input
     if input_shape is None:
         raise GroupConvError(f"model {args.model!r} has no default input shape; give --input N,C,H,W")
+    what = f"--input {','.join(map(str, input_shape))} (with {args.model}'s activations)"
+    check_model_fits(model, input_shape, what, "use a smaller batch N or image", training)
     return model, input_shape

@@ -5,19 +5,23 @@ from __future__ import annotations
 import argparse
 
 from ..parallel.measure import Setup
-from .common import add_command
+from .common import add_command, check_model_fits
 
-_COMMANDS = {
-    "plan": "print how each layer is split and what it communicates",
-    "bytes": "bytes sent per step, group-parallel against data-parallel, at several widths (nothing run)",
-    "measure": "bytes sent and step time: group-parallel, data-parallel, one process",
+_COMMANDS = {  # name: (one-line help, example)
+    "plan": (
+        "print how each layer is split and what it communicates",
+        "groupconv parallel plan --model alexnet --groups 2 --ranks 2",
+    ),
+    "bytes": (
+        "bytes sent per step, group-parallel against data-parallel, at several widths (nothing run)",
+        "groupconv parallel bytes --model alexnet --groups 2 --ranks 2 --widths 0.125 0.5 1",
+    ),
+    "measure": (
+        "bytes sent and step time: group-parallel, data-parallel, one process",
+        "groupconv parallel measure --model alexnet --groups 2 --ranks 2 --steps 20",
+    ),
 }
-
-
-_EXAMPLES = """examples:
-  groupconv parallel plan --model alexnet --groups 2 --ranks 2
-  groupconv parallel bytes --model alexnet --groups 2 --ranks 2 --widths 0.125 0.5 1
-  groupconv parallel measure --model alexnet --groups 2 --ranks 2 --steps 20"""
+_EXAMPLES = "examples:\n" + "\n".join(f"  {example}" for _, example in _COMMANDS.values())
 
 
 def register(commands) -> None:
@@ -31,11 +35,12 @@ def register(commands) -> None:
         _EXAMPLES,
     )
     actions = parallel.add_subparsers(dest="action", required=True, metavar="ACTION")
-    for name, help in _COMMANDS.items():
-        action = actions.add_parser(name, help=help, description=help)
+    for name, (help, example) in _COMMANDS.items():
+        action = add_command(actions, name, help, help[0].upper() + help[1:] + ".", f"examples:\n  {example}")
         _setup_arguments(action, timing=name == "measure")
         if name == "bytes":
-            action.add_argument("--widths", type=float, nargs="+", default=[0.125, 0.25, 0.5, 1.0])
+            action.add_argument("--widths", type=float, nargs="+", default=[0.125, 0.25, 0.5, 1.0], metavar="W",
+                                help="AlexNet's widths, one row each (default: 0.125 0.25 0.5 1)")  # fmt: skip
         action.set_defaults(run=_RUNS[name])
 
 
@@ -45,27 +50,30 @@ def _setup(args: argparse.Namespace) -> Setup:
 
 def _setup_arguments(parser: argparse.ArgumentParser, timing: bool) -> None:
     defaults = Setup()
-    parser.add_argument("--model", default=defaults.model, choices=("alexnet", "resnext", "shufflenet", "mobilenet"))
-    parser.add_argument("--groups", type=int, default=defaults.groups, help="(default: %(default)s)")
-    parser.add_argument("--width", type=float, default=defaults.width, help="AlexNet's width (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="(default: %(default)s)")
-    parser.add_argument("--ranks", type=int, default=defaults.ranks, help="processes R (default: %(default)s)")
+    parser.add_argument("--model", default=defaults.model, choices=("alexnet", "resnext", "shufflenet", "mobilenet"),
+                        help="the model groupconv train builds (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--groups", type=int, default=defaults.groups, metavar="G",
+                        help="the model's groups (ResNeXt's cardinality) (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--width", type=float, default=defaults.width, metavar="W",
+                        help="AlexNet's width (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, metavar="N",
+                        help="images per training step (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--ranks", type=int, default=defaults.ranks, metavar="R",
+                        help="processes (default: %(default)s)")  # fmt: skip
     if timing:
         parser.add_argument("--warmup", type=int, default=defaults.warmup, help="untimed steps (default: %(default)s)")
-        parser.add_argument("--steps", type=int, default=defaults.steps, help="timed steps (default: %(default)s)")
+        parser.add_argument("--steps", type=int, default=defaults.steps,
+                            help="timed steps, at least 2 (default: %(default)s)")  # fmt: skip
 
 
 def _print_plan(args: argparse.Namespace) -> None:
     setup = _setup(args)
-    import torch
-
     from ..parallel.planner import plan
-    from ..training.data import DATASETS
+    from ..parallel.training import example_input
     from ..training.train import build_model
 
     config = setup.config()
-    example = torch.zeros(1, *DATASETS[config.dataset].image_shape)
-    steps = plan(build_model(config), example, setup.ranks)
+    steps = plan(build_model(config), example_input(config), setup.ranks)
     print(steps)
     print(f"at batch size {setup.batch_size}: {steps.bytes_per_step(setup.batch_size):,} bytes per rank per step")
 
@@ -77,12 +85,12 @@ def _print_bytes(args: argparse.Namespace) -> None:
     from ..parallel.measure import predicted_bytes
     from ..tables import markdown_table
 
-    print(f"{setup.model} groups={setup.groups}, batch {setup.batch_size}, {setup.ranks} ranks: bytes each rank sends "
-          "per training step\n")  # fmt: skip
     rows = []
     for width in args.widths:
         group, data = predicted_bytes(dataclasses.replace(setup, width=width))
         rows.append([f"{width:g}", f"{group:,}", f"{data:,}", f"{group / data:.2f}"])
+    print(f"{setup.model} groups={setup.groups}, batch {setup.batch_size}, {setup.ranks} ranks: bytes each rank sends "
+          "per training step\n")  # fmt: skip
     print(markdown_table(["width", "group-parallel", "data-parallel", "group / data"], rows, ">>>>"))
 
 
@@ -90,8 +98,20 @@ def _print_measurements(args: argparse.Namespace) -> None:
     setup = _setup(args)
     from ..parallel.measure import measure, table
 
+    _check_batch_fits(setup)
     print(f"{setup}\n")
     print(table(setup, measure(setup)))
+
+
+def _check_batch_fits(setup: Setup) -> None:
+    """Refuse, before any step, a batch whose training step would not fit in memory."""
+    from ..parallel.training import example_input
+    from ..training.train import build_model
+
+    config = setup.config()
+    what = f"--batch-size {setup.batch_size} (with {setup.model}'s activations)"
+    shape = (setup.batch_size, *example_input(config).shape[1:])
+    check_model_fits(build_model(config), shape, what, "use a smaller --batch-size", training=True)
 
 
 _RUNS = {"plan": _print_plan, "bytes": _print_bytes, "measure": _print_measurements}

@@ -103,7 +103,7 @@ def _add_experiments(kinds) -> None:
         parser = add_command(kinds, name, summary, description + _EXPERIMENT_EPILOGUE, _experiment_examples(name))
         parser.add_argument("--out", default=f"docs/experiments/{name}", metavar="DIR",
                             help="runs, tables and figures go here (default: %(default)s)")  # fmt: skip
-        parser.add_argument("--seeds", type=_seed, nargs="+", metavar="S", help="(default: the experiment's)")
+        parser.add_argument("--seeds", type=int, nargs="+", metavar="S", help="(default: the experiment's)")
         parser.add_argument("--jobs", type=int, default=1, metavar="J",
                             help="runs trained at once, one process and one thread each (default: 1)")  # fmt: skip
         parser.add_argument("--report-only", action="store_true",
@@ -113,13 +113,6 @@ def _add_experiments(kinds) -> None:
                             help="override: train on N random images (a quick look)")  # fmt: skip
         parser.add_argument("--data-dir", metavar="DIR", help="where the data files are (default: the packages')")
         parser.set_defaults(run=_experiment)
-
-
-def _seed(text: str) -> int:
-    """A seed: an int >= 0 (0 is the experiments' first seed)."""
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
-    return int(text)
 
 
 _EXPERIMENT_EPILOGUE = (

@@ -35,6 +35,7 @@ from .collectives import Traffic, sent_bytes
 from .group_parallel import shard
 from .launch import spawn
 from .planner import plan
+from .training import example_input
 
 MODES = ("one process", "data-parallel", "group-parallel")
 _ONE_PROCESS, _DISTRIBUTED = MODES[0], MODES[1:]
@@ -123,8 +124,8 @@ def _one_process(setup: Setup, threads: int) -> Measurement:
 def predicted_bytes(setup: Setup) -> tuple[int, int]:
     """Bytes per rank per step, without running: group-parallel's from its plan, data-parallel's
     from the parameters (one all_reduce of every gradient). ``measure`` counts the same."""
-    model, images, _ = _problem(setup)
-    group_parallel = plan(model, images[:1], setup.ranks).bytes_per_step(setup.batch_size)
+    model = build_model(setup.config())  # no batch is made: bytes scale with it, any size can be predicted
+    group_parallel = plan(model, example_input(setup.config()), setup.ranks).bytes_per_step(setup.batch_size)
     gradients = sum(p.numel() * p.element_size() for p in model.parameters())
     return group_parallel, round(sent_bytes("all_reduce", gradients, setup.ranks))
 

@@ -51,7 +51,13 @@ SPATIAL = (  # per channel on a batch (N, C, *spatial); on (N, C) alone they wou
 
 
 class ShardingError(GroupConvError):
-    """A model that cannot be split as asked; the message names the layer and the fix."""
+    """A model that cannot be split as asked; the message names the layer and the fix. ``api_fix``, a fix only
+    the Python API offers (``replicate=[...]``), ends the message but not ``cli_message``, what the command
+    line prints."""
+
+    def __init__(self, message: str, api_fix: str = ""):
+        super().__init__(message + api_fix)
+        self.cli_message = message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,9 +140,9 @@ def decide(layer: nn.Module, site: Site, world_size: int) -> Decision:
     if any(True for _ in layer.parameters()):
         raise ShardingError(
             f"cannot split {site.name} ({type(layer).__name__}) across {world_size} ranks: groupconv.parallel does "
-            f"not know which of its weights belong to which channels. Pass replicate=[{site.name!r}] to keep a "
-            "whole copy on every rank (it then reads the gathered activation), or use layers it splits "
-            "(convolutions, Linear on (N, features), BatchNorm)"
+            "not know which of its weights belong to which channels",
+            f". Pass replicate=[{site.name!r}] to keep a whole copy on every rank (it then reads the gathered "
+            "activation), or use layers it splits (convolutions, Linear on (N, features), BatchNorm)",
         )
     return Decision("replicated", REPLICATED, REPLICATED)
 
@@ -147,7 +153,8 @@ def _grouped(name: str, conv: _ConvNd, world_size: int) -> Decision:
         raise ShardingError(
             f"cannot split {name} ({_describe(conv)}) across {world_size} ranks: each rank keeps whole groups, "
             f"and {conv.groups} groups do not divide among {world_size}. Use a multiple of {world_size} groups, or "
-            f"{' or '.join(map(str, fits))} ranks, or pass replicate=[{name!r}] to keep a whole copy on every rank"
+            f"{' or '.join(map(str, fits))} ranks",
+            f", or pass replicate=[{name!r}] to keep a whole copy on every rank",
         )
     return Decision("grouped", SHARDED, SHARDED)
 

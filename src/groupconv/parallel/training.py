@@ -28,7 +28,7 @@ def spawn(command: Callable[[argparse.Namespace], object], ranks: int, config: T
     Splitting ``config``'s model is tried here first, so a model that cannot be split
     fails with its one-line message before any process starts.
     """
-    plan(build_model(config), _example(config), ranks)
+    plan(build_model(config), example_input(config), ranks)
     try:
         launch.spawn(command, ranks, args)
     except launch.LaunchError as error:
@@ -42,9 +42,10 @@ def join(config: TrainConfig) -> tuple[Callable[[nn.Module], nn.Module], bool]:
     """
     if not dist.is_initialized():
         launch.initialize()
-    example = _example(config)
+    example = example_input(config)
     return (lambda model: shard(model, example)), dist.get_rank() == 0
 
 
-def _example(config: TrainConfig) -> torch.Tensor:
+def example_input(config: TrainConfig) -> torch.Tensor:
+    """One image of ``config``'s data set, zeros: what the planner traces the model on."""
     return torch.zeros(1, *DATASETS[config.dataset].image_shape)

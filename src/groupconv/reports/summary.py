@@ -114,6 +114,35 @@ def summary(model: nn.Module, input_shape: Shape, name: str | None = None) -> Su
     )
 
 
+def activation_bytes(model: nn.Module, input_shape: Shape) -> list[int]:
+    """The bytes of every leaf layer's output when ``model`` runs on ``input_shape``, found on the meta device
+    (no memory, no arithmetic); where the model fails there (on this shape, or making tensors of its own), the
+    outputs of the layers before.
+
+    Example:
+        >>> activation_bytes(torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3), torch.nn.ReLU()), (2, 4, 32, 32))
+        [57600, 57600]
+    """
+    from torch.func import functional_call
+
+    sizes: list[int] = []
+    record = lambda module, inputs, output: sizes.append(output.nbytes if isinstance(output, torch.Tensor) else 0)
+    leaves = [module for module in model.modules() if next(module.children(), None) is None]
+    handles = [module.register_forward_hook(record) for module in leaves]
+    state = [*model.named_parameters(), *model.named_buffers()]
+    tensors = {name: torch.empty_like(tensor, device="meta") for name, tensor in state}  # shapes, no memory
+    dtype = next((t.dtype for t in tensors.values() if t.is_floating_point()), torch.float32)
+    try:
+        with torch.no_grad():
+            functional_call(model, tensors, (torch.empty(input_shape, device="meta", dtype=dtype),))
+    except Exception:  # the real run would allocate as far as this one got, then fail with its own message
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sizes
+
+
 def load_model(reference: str, width: float | None = None) -> tuple[nn.Module, tuple[int, ...] | None]:
     """The model ``reference`` names, and its default input shape (``None`` when it has none).
 

@@ -22,6 +22,7 @@ import pickle
 import platform
 import subprocess
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -338,6 +339,9 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, TrainConfig]:
 def _read_checkpoint(path: Path) -> dict:
     """The checkpoint's dict; only tensors and plain values are unpickled (weights_only), so a crafted
     file cannot run code; anything else is one line naming the file."""
+    if not _saved_by_torch(path):
+        raise GroupConvError(f"{path} is not a groupconv checkpoint (nor any file torch.save writes); "
+                             "`groupconv train --out DIR` writes DIR/checkpoint.pt")  # fmt: skip
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:  # torch's message advises weights_only=False: not advice to pass on
@@ -351,6 +355,13 @@ def _read_checkpoint(path: Path) -> dict:
             and isinstance(checkpoint.get("state_dict"), dict)):  # fmt: skip
         raise GroupConvError(f"{path} is not a groupconv checkpoint: it has no 'config' and 'state_dict'")
     return checkpoint
+
+
+def _saved_by_torch(path: Path) -> bool:
+    """Whether ``path`` begins as torch.save's files do: a zip archive, or (its legacy format) a pickle."""
+    with path.open("rb") as file:
+        legacy = file.read(1) == pickle.PROTO  # torch.save's legacy format: pickle protocol 2, which begins so
+    return legacy or zipfile.is_zipfile(path)
 
 
 def _refusal(error: Exception) -> str:
@@ -388,14 +399,27 @@ def _check_checkpoint_fits(config: TrainConfig, state: dict, path: Path) -> None
             f"{path}: its weights do not fit its config ({config.model}, width {config.width}, groups "
             f"{config.groups}): {len(wrong)} tensors differ, e.g. {wrong[0]}"
         )
-    needed = sum(tensor.numel() * tensor.element_size() for tensor in skeleton.state_dict().values())
-    free = _free_memory()
-    if free is not None and needed > free:
-        raise GroupConvError(f"{path}: its model needs {needed / 2**30:.1f} GiB, more than the {free / 2**30:.1f} "
-                             "GiB of memory free")  # fmt: skip
+    check_memory(f"{path}: its model", sum(t.numel() * t.element_size() for t in skeleton.state_dict().values()))
 
 
-def _free_memory() -> int | None:
+def check_memory(what: str, needed: int, fix: str = "", ceiling: int | None = None) -> None:
+    """Refuse, before it is allocated, ``needed`` bytes for ``what`` over ``ceiling`` or over the memory free
+    now; ``fix``, if given, says what to change."""
+    free = free_memory()
+    if ceiling is not None and needed > ceiling:
+        limit = f"over the {_gib(ceiling)} allowed"
+    elif free is not None and needed > free:
+        limit = f"more than the {_gib(free)} of memory free"
+    else:
+        return
+    raise GroupConvError(f"{what} needs {_gib(needed)}, {limit}" + (f"; {fix}" if fix else ""))
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:,.1f} GiB"
+
+
+def free_memory() -> int | None:
     """Bytes of memory free now (Linux's MemAvailable), or None where it cannot be read."""
     try:
         with open("/proc/meminfo") as meminfo:

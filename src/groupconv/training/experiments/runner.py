@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ...errors import GroupConvError
 from .. import data as datasets
 from ..train import TrainConfig
 
@@ -50,6 +51,9 @@ def run_all(
     order, None for a run that has not finished (only when ``train`` is False).
 
     ``threads`` defaults to ``torch.get_num_threads() // jobs`` (at least 1).
+
+    Raises:
+        GroupConvError: ``train`` is False and none of ``runs`` has finished: there is nothing to report.
     """
     import torch
 
@@ -61,7 +65,11 @@ def run_all(
         total = sum(_images(run.config, sizes[run.config.dataset]) for run in todo)
         with tqdm(total=total, unit="img", unit_scale=True, desc=f"{len(todo)} runs", disable=not progress) as bar:
             _train_all(todo, out, jobs, threads, data_dir, bar)
-    return [finished(run, out) for run in runs]
+    metrics = [finished(run, out) for run in runs]
+    if not train and all(m is None for m in metrics):  # a report of nothing would replace a real one
+        seeds = ", ".join(map(str, dict.fromkeys(run.config.seed for run in runs)))
+        raise GroupConvError(f"no finished runs for seeds {seeds} in {out}; train them first, or name seeds that have")
+    return metrics
 
 
 def finished(run: Run, out: str | Path) -> dict | None:
