@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import GroupConvError
 from . import planner
 from .collectives import Communicator, Traffic, Transition
-from .planner import Plan
+from .planner import Plan, Step
 from .rules import Placement, ShardingError, local_layer
 
 _TRANSITIONS = "_parallel"  # where a GroupParallel's Transition modules live in its graph module
@@ -48,7 +48,8 @@ def shard(
         replicate: names of layers to keep whole on every rank, where they cannot be split.
 
     Raises:
-        ShardingError: a layer cannot be split; the message names the layer and the fix.
+        ShardingError: a layer cannot be split, or the model does not run on ``example_input``;
+            the message names the layer and the fix.
 
     Example (in each of R processes, after ``torch.distributed.init_process_group``)::
 
@@ -167,20 +168,17 @@ class GroupParallel(nn.Module):
 
 def _split_layers(graph_module: fx.GraphModule, plan: Plan, state, communicator: Communicator) -> dict:
     """Replace each layer of ``graph_module`` with this rank's, loaded from ``state``; the placements of ``state``."""
-    placements, decided = {}, {}
+    placements, split = {}, set()
     for node in graph_module.graph.nodes:
         if node.op == "get_attr":
             placements.update(_own_attribute(graph_module, node.target, state))
-        if node.op != "call_module":
+        if node.op != "call_module" or node.target in split:  # a layer called twice is split once (plan checks how)
             continue
-        how = plan.steps[node.name].decision.how
-        if decided.setdefault(node.target, how) != how:
-            raise ShardingError(
-                f"cannot split {node.target}: it is called twice, once {decided[node.target]} and once {how}"
-            )
+        split.add(node.target)
         layer = graph_module.get_submodule(node.target)
         prefix = f"{node.target}."
         layer_state = {key[len(prefix) :]: tensor for key, tensor in state.items() if key.startswith(prefix)}
+        how = plan.steps[node.name].decision.how
         local, layer_placements = local_layer(layer, how, layer_state, communicator.rank, communicator.world_size)
         placements.update({prefix + key: placement for key, placement in layer_placements.items()})
         graph_module.set_submodule(node.target, local)
@@ -204,23 +202,31 @@ def _own_attribute(graph_module: fx.GraphModule, target: str, state) -> dict[str
 def _insert_transitions(graph_module: fx.GraphModule, plan: Plan, communicator: Communicator) -> None:
     """Put each step's transitions into the graph: its inputs' before it, its output's after it."""
     graph, made, count = graph_module.graph, {}, itertools.count()
-    nodes = {node.name: node for node in graph.nodes}
+    current = {}  # node name: the node its readers read, the transition after it where it has one
     for node in list(graph.nodes):
         step = plan.steps[node.name]
+        where = f"before {step.name}" if node.op != "output" else "at the model's output"
         for edge in step.before:
+            source = current[edge.source]
             if (edge.source, edge.kind) not in made:  # one transition per activation and kind, however many read it
                 with graph.inserting_before(node):
-                    where = f"before {step.name}" if node.op != "output" else "at the model's output"
                     transition = Transition(edge.kind, communicator, where)
-                    made[edge.source, edge.kind] = _add(graph_module, transition, nodes[edge.source], next(count))
-            node.replace_input_with(nodes[edge.source], made[edge.source, edge.kind])
-        if step.after:
-            with graph.inserting_after(node):
-                transition = Transition(step.after.kind, communicator, f"after {step.name}", step.after.permutation)
-                completed = _add(graph_module, transition, node, next(count))
-            node.replace_all_uses_with(completed, delete_user_cb=lambda user, new=completed: user is not new)
+                    made[edge.source, edge.kind] = _add(graph_module, transition, source, next(count))
+            node.replace_input_with(source, made[edge.source, edge.kind])
+        current[node.name] = _insert_after(graph_module, node, step, communicator, next(count)) if step.after else node
     graph.lint()
     graph_module.recompile()
+
+
+def _insert_after(
+    graph_module: fx.GraphModule, node: fx.Node, step: Step, communicator: Communicator, index: int
+) -> fx.Node:
+    """The node applying ``step``'s transition after ``node``, which every other reader of ``node`` now reads."""
+    with graph_module.graph.inserting_after(node):
+        transition = Transition(step.after.kind, communicator, f"after {step.name}", step.after.permutation)
+        completed = _add(graph_module, transition, node, index)
+    node.replace_all_uses_with(completed, delete_user_cb=lambda user: user is not completed)
+    return completed
 
 
 def _add(graph_module: fx.GraphModule, transition: Transition, source: fx.Node, index: int) -> fx.Node:

@@ -19,7 +19,8 @@ from collections.abc import Iterable
 import torch
 import torch.fx as fx
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp
+from torch.fx.node import map_aggregate
+from torch.fx.passes.shape_prop import _extract_tensor_metadata
 from torch.nn import functional as F
 
 from ..tables import text_table
@@ -117,7 +118,8 @@ def plan(model: nn.Module, example_input: torch.Tensor, world_size: int, replica
 
     Raises:
         ShardingError: a layer cannot be split (groups not divisible by R, a layer with
-            weights of a kind it does not know, a model torch.fx cannot trace); the
+            weights of a kind it does not know, a layer called twice and split unlike, a
+            model torch.fx cannot trace, an example input the model cannot take); the
             message names the layer and the fix.
 
     Example:
@@ -136,16 +138,18 @@ def _walk(graph_module: fx.GraphModule, world_size: int, replicate: set[str]) ->
     """Decide each node in order, carrying each activation's placement and whether it needs a gradient."""
     placements: dict[fx.Node, str] = {}
     needs_grad: dict[fx.Node, bool] = {}
-    made: dict[tuple[str, str], str] = {}  # (activation, transition): the layer it was made for
+    made: dict[tuple[str, str], fx.Node] = {}  # (activation, transition): the node it was made for
+    splits: dict[str, str] = {}  # layer: how its first call splits it
     steps = {}
     for node in graph_module.graph.nodes:
         inputs = _tensor_inputs(node)
         layer = graph_module.get_submodule(node.target) if node.op == "call_module" else None
         gathered = bool(inputs) and (inputs[0].name, "gather_to_mix") in made
         decision = _decide(node, layer, inputs, placements, world_size, replicate, gathered)
+        _check_split_alike(node, decision, splits)
         before = tuple(_edge(arg, _TRANSITION[placements[arg], decision.reads], needs_grad[arg], world_size)
                        for arg in inputs if (placements[arg], decision.reads) in _TRANSITION)  # fmt: skip
-        before = tuple(_share(edge, made, _name(node)) for edge in before)
+        before = tuple(_share(edge, made, node) for edge in before)
         weights = list(layer.parameters()) if layer is not None else []
         needs_grad[node] = (
             node.op == "get_attr" or any(p.requires_grad for p in weights) or any(needs_grad[arg] for arg in inputs)
@@ -194,10 +198,23 @@ def _flattens_channels(node: fx.Node) -> bool:
     return start == 1 and end in (-1, len(_shape(node.args[0])) - 1)
 
 
-def _share(edge: Edge, made: dict[tuple[str, str], str], reader: str) -> Edge:
+def _share(edge: Edge, made: dict[tuple[str, str], fx.Node], reader: fx.Node) -> Edge:
     """``edge``, or, where an earlier reader made the same transition, a free reuse of it."""
-    first = made.setdefault((edge.source, edge.kind), reader)
-    return edge if first == reader else dataclasses.replace(edge, sent=0.0, shared=first)
+    first = made.setdefault((edge.source, edge.kind), reader)  # by node: a layer called twice is two readers
+    return edge if first is reader else dataclasses.replace(edge, sent=0.0, shared=_name(first))
+
+
+def _check_split_alike(node: fx.Node, decision: Decision, splits: dict[str, str]) -> None:
+    """A layer called more than once keeps one set of weights on each rank, so every call must split it alike."""
+    if node.op != "call_module":
+        return
+    first = splits.setdefault(node.target, decision.how)
+    if first != decision.how:
+        raise ShardingError(
+            f"cannot split {node.target}: it is called more than once, and one call would split it {first} and "
+            f"another {decision.how}, but a layer's weights are split one way. Give each call a layer of its own",
+            f", or pass replicate=[{node.target!r}] to keep a whole copy on every rank",
+        )
 
 
 def _edge(source: fx.Node, kind: str, backward: bool, world_size: int, permutation=()) -> Edge:
@@ -231,11 +248,51 @@ def _measure(graph_module: fx.GraphModule, model: nn.Module, example_input: torc
     modes = {module: module.training for module in model.modules()}
     try:
         with torch.no_grad():
-            ShapeProp(graph_module.eval()).propagate(example_input)
+            _ShapeRecorder(graph_module.eval()).run(example_input)
+    except _NodeFailed as failure:
+        shape = tuple(example_input.shape) if isinstance(example_input, torch.Tensor) else type(example_input).__name__
+        reason = " ".join(str(failure.error).split())
+        raise ShardingError(
+            f"cannot split {type(model).__name__}: it fails on the example input of shape {shape}, at "
+            f"{_name(failure.node)} ({type(failure.error).__name__}: {reason}). Pass an example_input the model "
+            "takes: a batch of its input (one sample is enough)"
+        ) from failure.error
     finally:
         for module, training in modes.items():
             module.train(training)
         graph_module.train(model.training)
+
+
+class _NodeFailed(Exception):
+    """``node`` raised ``error`` while the example input ran through the traced model."""
+
+    def __init__(self, node: fx.Node, error: Exception):
+        super().__init__(node.name)
+        self.node, self.error = node, error
+
+
+class _ShapeRecorder(fx.Interpreter):
+    """Runs the traced model, recording each node's output in ``meta["tensor_meta"]`` as torch.fx's ShapeProp
+    does; a failing node raises :class:`_NodeFailed` with its own error, where ShapeProp prints a traceback."""
+
+    def run_node(self, node: fx.Node):
+        try:
+            result = super().run_node(node)
+        except Exception as error:
+            raise _NodeFailed(node, error) from error
+        tensors = []
+        meta = map_aggregate(result, lambda value: _tensor_meta(value, tensors))
+        if tensors:  # as ShapeProp: only nodes that give tensors have tensor_meta
+            node.meta["tensor_meta"] = meta
+        return result
+
+
+def _tensor_meta(value, tensors: list[torch.Tensor]):
+    """``value``'s metadata where it is a tensor (noted in ``tensors``), else ``value``."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    tensors.append(value)
+    return _extract_tensor_metadata(value)
 
 
 def _check_names(model: nn.Module, names: Iterable[str]) -> set[str]:
