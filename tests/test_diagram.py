@@ -129,6 +129,33 @@ def test_wide_layers_are_drawn_in_at_most_32_rows(tmp_path):
     assert [(b.start, b.stop) for b in narrow.output_blocks] == [(c, c + 1) for c in range(8)]  # one channel a row
 
 
+def test_two_to_the_forty_groups_are_drawn_in_32_rows(tmp_path):
+    groups = 2**40  # one colour per group would need a list of 2**40 entries
+    drawn = groupconv.diagram(ConvSpec(groups, groups, 1, groups=groups), tmp_path / "huge.png")
+    assert len(drawn.input_blocks) == len(drawn.output_blocks) == 32
+    assert {(b.stop - b.start, b.groups[1] - b.groups[0]) for b in drawn.input_blocks} == {(2**35, 2**35)}
+    with Image.open(tmp_path / "huge.png") as image:
+        assert image.size == (1680, 780)
+        assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 32  # a colour per row, and text
+
+
+@pytest.mark.parametrize(
+    "spec, options, error, message",
+    [
+        ((4, 8, 3), {}, TypeError, "spec must be a groupconv.ConvSpec, e.g. ConvSpec(4, 8, 3); got tuple (4, 8, 3)"),
+        (ConvSpec(4, 8, 3), {"max_rows": 2.5}, TypeError, "max_rows must be an int, got 2.5 of type float"),
+        (ConvSpec(4, 8, 3), {"dpi": 0}, GroupConvError, "dpi=0 is invalid: dpi must be an int >= 1"),
+        (ConvSpec(4, 8, 3), {"dpi": 1201}, GroupConvError,
+         "dpi=1201 is too large: the figure would be 16,814 x 7,806 pixels; use dpi <= 1200"),
+    ],
+)  # fmt: skip
+def test_bad_arguments_are_named_before_anything_is_drawn(spec, options, error, message, tmp_path):
+    with pytest.raises(error) as raised:
+        groupconv.diagram(spec, tmp_path / "layer.png", **options)
+    assert str(raised.value) == message
+    assert not list(tmp_path.iterdir())
+
+
 def test_bad_paths_are_clear_errors(tmp_path):
     with pytest.raises(GroupConvError, match=r"cannot draw to '.*layer.jpg': the file name must end in .png or .svg"):
         groupconv.diagram(ConvSpec(4, 8, 3), tmp_path / "layer.jpg")

@@ -177,6 +177,47 @@ def test_many_groups_are_listed_with_the_middle_elided():
     assert "each of the 512 input channels has 1 3x3 kernel, one per output channel of its group" in text
 
 
+def test_a_million_groups_are_explained_without_building_each():
+    """The report shows four groups; 2**40 of them (below) could not all be built."""
+    report = groupconv.explain(ConvSpec(10**6, 10**6, 1, groups=10**6))
+    text = str(report)
+    assert len(report.group_slices) == 10**6
+    last = report.group_slices[-1]
+    assert (last.group, last.input_channels, last.output_channels, last.weight_rows, last.weight_shape) == (
+        999_999,
+        (999_999, 10**6),
+        (999_999, 10**6),
+        (999_999, 10**6),
+        (1, 1, 1, 1),
+    )
+    rows = [line.split(maxsplit=3) for line in text.splitlines()]
+    assert ["999999", "999999", "999999", "weight[999999:1000000], [1, 1, 1, 1]"] in rows
+    n = 2**40 - 1  # a count no list could hold
+    text = str(groupconv.explain(ConvSpec(n + 1, n + 1, 1, groups=n + 1)))
+    assert [str(n), str(n), str(n), f"weight[{n}:{n + 1}], [1, 1, 1, 1]"] in [
+        line.split(maxsplit=3) for line in text.splitlines()
+    ]
+
+
+def test_the_json_still_lists_every_group():
+    data = groupconv.explain(ConvSpec(4, 8, 3, groups=2)).to_dict()
+    assert data["group_slices"] == (
+        {"group": 0, "input_channels": (0, 2), "output_channels": (0, 4), "weight_rows": (0, 4),
+         "weight_shape": (4, 2, 3, 3)},
+        {"group": 1, "input_channels": (2, 4), "output_channels": (4, 8), "weight_rows": (4, 8),
+         "weight_shape": (4, 2, 3, 3)},
+    )  # fmt: skip
+    assert groupconv.explain(ConvSpec(4, 8, 3, groups=2)) == groupconv.explain(ConvSpec(4, 8, 3, groups=2))
+
+
+def test_what_is_not_a_layer_is_a_type_error_naming_the_argument():
+    with pytest.raises(TypeError) as error:
+        groupconv.explain((4, 8, 3))
+    assert str(error.value) == "spec must be a groupconv.ConvSpec, e.g. ConvSpec(4, 8, 3); got tuple (4, 8, 3)"
+    with pytest.raises(TypeError, match=r"^input_shape must be a sequence of ints such as \(1, 4, 32, 32\), got 5$"):
+        groupconv.explain(ConvSpec(4, 8, 3), input_shape=5)
+
+
 @pytest.mark.parametrize(
     "channels, groups, message",
     [

@@ -169,6 +169,38 @@ def test_shared_layers_count_parameters_once_and_macs_per_call():
     assert groupconv.summary(tied, (2, 3)).total_params == sum(p.numel() for p in tied.parameters()) == 9 + 3 + 3
 
 
+def test_a_tied_weights_savings_are_shares_of_its_own_weight_and_bias():
+    first, second = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+    second.weight = first.weight  # the total counts the weight once: in the first layer's row
+    result = groupconv.summary(nn.Sequential(first, second), (1, 4, 8, 8))
+    assert [row.params for row in result.rows] == [148, 4]
+    assert result.total_params == sum(p.numel() for p in nn.Sequential(first, second).parameters())
+    own = second.weight.numel() + second.bias.numel()  # 4*4*9 + 4 = 148, whoever holds the weight
+    halved, quartered = nn.Conv2d(4, 4, 3, groups=2), nn.Conv2d(4, 4, 3, groups=4)
+    saved = [own - sum(p.numel() for p in layer.parameters()) for layer in (halved, quartered)]
+    assert saved == [72, 108]
+    flags = str(result).split("as it is:\n")[1].splitlines()
+    assert flags[4].split() == ["1", "1", "2", "72", f"({100 * 72 / own:.1f}%)", "4,608", "(50%)"]  # 48.6%
+    assert flags[5].split() == ["4", "108", f"({100 * 108 / own:.1f}%)", "6,912", "(75%)"]  # 73.0%, not 2700%
+
+
+def test_layers_called_with_keyword_input_count_their_macs():
+    class KeywordCalls(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.linear = nn.Conv2d(3, 6, 3, groups=3), nn.Linear(6, 2)
+
+        def forward(self, x):
+            return self.linear(input=self.conv(input=x).mean((2, 3)))
+
+    model = KeywordCalls()
+    result = groupconv.summary(model, (1, 3, 8, 8))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, 3, 8, 8))
+    assert result.total_macs * 2 == counter.get_total_flops()
+    assert [row.macs for row in result.rows] == [6 * 6 * 6 * 1 * 9, 6 * 2]  # O*H*W*Cg*k*k; in x out
+
+
 def test_linear_layers_count_every_leading_dim():
     model = nn.Sequential(nn.Linear(8, 5))
     result = groupconv.summary(model, (2, 3, 8))

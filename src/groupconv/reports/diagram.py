@@ -14,6 +14,7 @@ figure is drawn, and only its Agg (PNG) and SVG backends are used: no display ne
 
 from __future__ import annotations
 
+import bisect
 import colorsys
 import dataclasses
 import itertools
@@ -22,9 +23,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..errors import GroupConvError
-from ..spec import ConvSpec, Shape
+from ..spec import ConvSpec, Shape, check_int
 from . import formats as fmt
-from .explain import describe
+from .explain import check_spec, describe
 
 FORMATS = ("png", "svg")
 FIGURE_INCHES = (14.0, 6.5)
@@ -41,6 +42,7 @@ _SMALL_PALETTE = (  # distinct colours for the first groups; red and green, as i
     "#7f7f7f",
 )
 _DENSE = "#1f77b4"  # groups=1: one colour, and not the red of "group 0"
+_MAX_DPI = 1200  # the 14 x 6.5 inch figure is then 16800 x 7800 pixels, half a gigabyte to render
 _GOLDEN = 0.618033988749895  # hue step that keeps neighbouring groups apart, for any number of groups
 
 
@@ -84,6 +86,8 @@ def diagram(
         >>> drawn.format, len(drawn.input_blocks), len(drawn.output_blocks)
         ('svg', 4, 8)
     """
+    check_spec(spec)
+    dpi = _checked_dpi(dpi)
     file_format = Path(path).suffix.lower().lstrip(".")
     if file_format not in FORMATS:
         raise GroupConvError(f"cannot draw to {os.fspath(path)!r}: the file name must end in .png or .svg")
@@ -113,8 +117,7 @@ def channel_blocks(channels: int, groups: int, max_rows: int = 32) -> tuple[Bloc
         >>> channel_blocks(512, 512)[0]  # 32 rows of 16 depthwise groups
         Block(start=0, stop=16, groups=(0, 16))
     """
-    if max_rows < 1:
-        raise GroupConvError(f"max_rows={max_rows} is invalid: draw at least one row")
+    max_rows = check_int("max_rows", max_rows, minimum=1)
     per_group = channels // groups
     if groups <= max_rows:
         rows_per_group = min(per_group, max_rows // groups)
@@ -130,6 +133,16 @@ def _runs(start: int, stop: int, count: int) -> list[tuple[int, int]]:
     """``[start, stop)`` cut into ``count`` consecutive runs whose lengths differ by at most one."""
     edges = [start + (stop - start) * i // count for i in range(count + 1)]
     return list(itertools.pairwise(edges))
+
+
+def _checked_dpi(dpi: object) -> int:
+    dpi = check_int("dpi", dpi, minimum=1)
+    if dpi > _MAX_DPI:
+        width, height = (round(inches * dpi) for inches in FIGURE_INCHES)
+        raise GroupConvError(
+            f"dpi={dpi} is too large: the figure would be {width:,} x {height:,} pixels; use dpi <= {_MAX_DPI}"
+        )
+    return dpi
 
 
 def _title(spec: ConvSpec, input_shape: Shape | None) -> str:
@@ -184,14 +197,32 @@ def _figure(spec: ConvSpec, inputs: tuple[Block, ...], outputs: tuple[Block, ...
     figure = Figure(figsize=FIGURE_INCHES, layout="constrained")
     flow, matrix = figure.subplots(1, 2, width_ratios=(1.6, 1))
     figure.suptitle(title, fontsize=11, family="monospace")
-    colours = _group_colours(spec.groups, inputs)
+    colours = _group_colours(inputs)
     _draw_flow(flow, spec, inputs, outputs, colours)
     _draw_matrix(matrix, spec, colours)
     return figure
 
 
-def _group_colours(groups: int, blocks: tuple[Block, ...]) -> list[tuple[float, float, float]]:
-    """One RGB colour per group; the groups that one row stands for share its colour."""
+@dataclasses.dataclass(frozen=True)
+class _GroupColours:
+    """The RGB colour of each group, stored once per run of groups that one row stands for: a list with one
+    entry per group would not fit in memory at 2**40 groups."""
+
+    firsts: tuple[int, ...]  # each run's first group, ascending
+    rgb: tuple[tuple[float, float, float], ...]  # each run's colour
+
+    def __getitem__(self, group: int) -> tuple[float, float, float]:
+        return self.rgb[bisect.bisect_right(self.firsts, group) - 1]
+
+    def of(self, groups):
+        """The colours of an int array of groups, as an array of RGB rows."""
+        import numpy as np
+
+        return np.asarray(self.rgb)[np.searchsorted(self.firsts, groups, side="right") - 1]
+
+
+def _group_colours(blocks: tuple[Block, ...]) -> _GroupColours:
+    """One colour per run of groups that a row stands for; the groups in a run share it."""
     from matplotlib.colors import to_rgb
 
     runs = list(dict.fromkeys(block.groups for block in blocks))
@@ -201,10 +232,7 @@ def _group_colours(groups: int, blocks: tuple[Block, ...]) -> list[tuple[float, 
         palette = _SMALL_PALETTE
     else:
         palette = [colorsys.hsv_to_rgb((index * _GOLDEN) % 1.0, 0.6, 0.85) for index in range(len(runs))]
-    colours = [None] * groups
-    for (first, stop), colour in zip(runs, palette):
-        colours[first:stop] = [to_rgb(colour)] * (stop - first)
-    return colours
+    return _GroupColours(tuple(first for first, _ in runs), tuple(to_rgb(colour) for colour in palette[: len(runs)]))
 
 
 def _draw_flow(ax, spec: ConvSpec, inputs, outputs, colours) -> None:
@@ -328,7 +356,7 @@ def _draw_matrix(ax, spec: ConvSpec, colours) -> None:
 
     out_index, in_index = _sampled(spec.out_channels), _sampled(spec.in_channels)
     connected = _connected(spec, out_index, in_index)  # (O, C), or evenly sampled rows and columns of it
-    out_colours = np.asarray(colours)[out_index // spec.out_per_group]
+    out_colours = colours.of(out_index // spec.out_per_group)
     image = np.ones((len(out_index), len(in_index), 3))  # white where a pair is not connected
     image[connected] = np.broadcast_to(out_colours[:, None, :], image.shape)[connected]
     widest, narrowest = max(spec.in_channels, spec.out_channels), min(spec.in_channels, spec.out_channels)

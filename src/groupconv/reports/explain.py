@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+import reprlib
+from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
 from ..errors import GroupConvError
@@ -38,6 +39,40 @@ class GroupSlice:
     output_channels: tuple[int, int]
     weight_rows: tuple[int, int]
     weight_shape: tuple[int, ...]
+
+
+class GroupSlices(Sequence[GroupSlice]):
+    """Every group's :class:`GroupSlice` in order, each built when read: a layer may have 2**40 groups,
+    and the report shows four of them.
+
+    Example:
+        >>> slices = GroupSlices(ConvSpec(10**6, 10**6, 1, groups=10**6))
+        >>> len(slices), slices[-1].input_channels
+        (1000000, (999999, 1000000))
+    """
+
+    def __init__(self, spec: ConvSpec) -> None:
+        self._spec = spec
+
+    def __len__(self) -> int:
+        return self._spec.groups
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return tuple(_group_slice(self._spec, group) for group in range(len(self))[index])
+        return _group_slice(self._spec, range(len(self))[index])  # range: negative and out-of-range as a tuple's
+
+    def __iter__(self) -> Iterator[GroupSlice]:
+        return (_group_slice(self._spec, group) for group in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GroupSlices) and self._spec == other._spec
+
+    def __hash__(self) -> int:
+        return hash(self._spec)
+
+    def __repr__(self) -> str:
+        return f"GroupSlices({self._spec!r})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +119,7 @@ class Explanation(fmt.JsonReport):
 
     spec: ConvSpec
     layer: str
-    group_slices: tuple[GroupSlice, ...]
+    group_slices: GroupSlices
     weight_shape: tuple[int, ...]
     params: int
     params_without_bias: int
@@ -95,6 +130,11 @@ class Explanation(fmt.JsonReport):
 
     def __str__(self) -> str:
         return _report(self)
+
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        data["group_slices"] = tuple(dataclasses.asdict(piece) for piece in self.group_slices)  # as schema /1
+        return data
 
 
 def explain(spec: ConvSpec, input_shape: Shape | None = None, dtype: str = "float32") -> Explanation:
@@ -113,6 +153,7 @@ def explain(spec: ConvSpec, input_shape: Shape | None = None, dtype: str = "floa
         >>> report.cost.macs, report.cost.output_shape
         (129600, (1, 8, 30, 30))
     """
+    check_spec(spec)
     if dtype not in DTYPE_BYTES:
         raise GroupConvError(f"dtype={dtype!r} is not supported; use one of {', '.join(map(repr, DTYPE_BYTES))}")
     bias = spec.out_channels if spec.bias else 0
@@ -120,7 +161,7 @@ def explain(spec: ConvSpec, input_shape: Shape | None = None, dtype: str = "floa
     return Explanation(
         spec=spec,
         layer=describe(spec),
-        group_slices=tuple(_group_slice(spec, g) for g in range(spec.groups)),
+        group_slices=GroupSlices(spec),
         weight_shape=spec.weight_shape,
         params=spec.num_params,
         params_without_bias=spec.num_params - bias,
@@ -157,6 +198,21 @@ def group_options(spec: ConvSpec, input_shapes: Sequence[Shape] = (), against: i
             )
         )
     return tuple(options)
+
+
+def check_spec(spec: object) -> None:
+    """A TypeError naming ``spec`` unless it is a :class:`~groupconv.ConvSpec`: a tuple of channels is not one.
+
+    Example:
+        >>> check_spec((4, 8, 3))
+        Traceback (most recent call last):
+        ...
+        TypeError: spec must be a groupconv.ConvSpec, e.g. ConvSpec(4, 8, 3); got tuple (4, 8, 3)
+    """
+    if not isinstance(spec, ConvSpec):
+        raise TypeError(
+            f"spec must be a groupconv.ConvSpec, e.g. ConvSpec(4, 8, 3); got {type(spec).__name__} {reprlib.repr(spec)}"
+        )
 
 
 def check_groups(in_channels: int, out_channels: int, groups: int) -> None:
@@ -256,9 +312,11 @@ def _grouping_section(report: Explanation) -> str:
             f"{spec.groups} groups, each reading {spec.in_per_group} of the {spec.in_channels} input channels "
             f"and writing {spec.out_per_group} of the {spec.out_channels} output channels"
         )
-    rows = [_slice_row(piece) for piece in report.group_slices]
-    if len(rows) > _LISTED_GROUPS:
-        rows = [*rows[:3], ["..."] * 4, rows[-1]]
+    slices = report.group_slices
+    elided = len(slices) > _LISTED_GROUPS
+    rows = [_slice_row(piece) for piece in ([*slices[:3], slices[-1]] if elided else slices)]
+    if elided:
+        rows.insert(3, ["..."] * 4)
     table = _table(["group", "reads input", "writes output", "its weight"], rows, "><<<")
     return f"{heading}:\n{table}"
 

@@ -98,7 +98,7 @@ def summary(model: nn.Module, input_shape: Shape, name: str | None = None) -> Su
     input_shape = tuple(check_int(f"input_shape[{i}]", s, minimum=1) for i, s in enumerate(input_shape))
     layers = [(layer_name, module) for layer_name, module in model.named_modules() if _is_layer(module)]
     calls: dict[nn.Module, list[tuple]] = {module: [] for _, module in layers}
-    handles = [module.register_forward_hook(_recorder(calls[module])) for _, module in layers]
+    handles = [module.register_forward_hook(_recorder(calls[module]), with_kwargs=True) for _, module in layers]
     try:
         _run(model, input_shape)
     finally:
@@ -184,10 +184,12 @@ def _is_layer(module: nn.Module) -> bool:
 
 
 def _recorder(calls: list[tuple]):
-    """A forward hook that appends (input shape, output shape) to ``calls``."""
+    """A forward hook (``with_kwargs=True``) that appends (input shape, output shape) to ``calls``."""
 
-    def hook(module, inputs, output):
-        first_input = next((x for x in inputs if isinstance(x, torch.Tensor)), None)
+    def hook(module, args, kwargs, output):
+        # the input may come as a keyword (conv(input=x)): torch's conv and Linear name it "input"
+        candidates = (*args, kwargs.get("input"), *kwargs.values())
+        first_input = next((x for x in candidates if isinstance(x, torch.Tensor)), None)
         calls.append((_shape(first_input), _shape(output)))
 
     return hook
@@ -340,7 +342,12 @@ def _flags(flagged: Sequence[LayerRow]) -> str:
         for index, option in enumerate(options):
             layer = [row.name, row.groups] if index == 0 else ["", ""]
             rows.append(
-                [*layer, option.groups, _saved(option.params_saved, row.params), _saved(option.macs_saved, row.macs)]
+                [
+                    *layer,
+                    option.groups,
+                    _saved(option.params_saved, option.params),
+                    _saved(option.macs_saved, option.macs),
+                ]
             )
     heading = (
         f"{fmt.plural(len(flagged), 'convolution')} could use more groups. For each, the next valid count and the "
@@ -349,5 +356,7 @@ def _flags(flagged: Sequence[LayerRow]) -> str:
     return heading + "\n" + text_table(["layer", "groups", "more groups", "params saved", "MACs saved"], rows, "<>>>>")
 
 
-def _saved(part: int | None, whole: int) -> str:
-    return "-" if part is None else f"{part:,} ({fmt.percent(part, whole)})"
+def _saved(part: int | None, left: int | None) -> str:
+    """``part`` saved, as a share of the layer's own full count (``left`` + ``part``): not of ``row.params``,
+    which leaves out a weight tied to an earlier layer."""
+    return "-" if part is None else f"{part:,} ({fmt.percent(part, part + left)})"
