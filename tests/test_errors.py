@@ -337,26 +337,19 @@ def test_channels_not_divisible_by_groups_lists_valid_groups(frontend, transpose
 
 @pytest.mark.parametrize("dims", [1, 2, 3])
 def test_functional_weight_not_divisible_by_groups(dims):
-    """Functional calls read the channels from the weight: out_channels = weight.shape[0]
-    for a convolution, in_channels = weight.shape[0] for a transposed one."""
+    """Functional calls read the channels from the weight, whose dim 0 (out_channels for a convolution,
+    in_channels for a transposed one) must split into groups: PyTorch's first check, and its wording."""
     k = (1,) * dims
-    x = torch.randn(1, 4, *(3,) * dims)
-    with pytest.raises(
-        GroupConvError,
-        match=message(
-            f"Given weight of size [7, 2, {', '.join('1' * dims)}]: groups=2 is invalid: out_channels=7 is not "
-            f"divisible by 2; nearest valid: 1 (valid groups: 1; the largest is gcd(4, 7) = 1)"
-        ),
+    for transposed, text in (
+        (False, "Given groups=2, weight of size [7, 2, {k}] is not divisible by 2 at dimension 0 (out_channels=7)"),
+        (True, "Given groups=2, weight of size [7, 3, {k}] is not divisible by 2 at dimension 0 (in_channels=7)"),
     ):
-        FUNCTIONS[dims, False](x, torch.randn(7, 2, *k), groups=2)
-    with pytest.raises(
-        GroupConvError,
-        match=message(
-            "groups=2 is invalid: in_channels=5 is not divisible by 2; nearest valid: 1 (valid groups: 1; "
-            "the largest is gcd(5, 6) = 1)"
-        ),
-    ):
-        FUNCTIONS[dims, True](torch.randn(1, 5, *(3,) * dims), torch.randn(5, 3, *k), groups=2)
+        x, weight = torch.randn(1, 7 if transposed else 4, *(3,) * dims), torch.randn(7, 3 if transposed else 2, *k)
+        with pytest.raises(RuntimeError, match="divisible by 2 at dimension 0"):
+            TORCH_FUNCTIONS[dims, transposed](x, weight, groups=2)
+        fix = "; use a group count that divides 7 (nearest: 1 or 7)"
+        with pytest.raises(GroupConvError, match=message(text.format(k=", ".join("1" * dims)) + fix)):
+            FUNCTIONS[dims, transposed](x, weight, groups=2)
 
 
 CHANNEL_MISMATCH = (

@@ -222,6 +222,14 @@ class ConvSpec:
                 f"({layout}, {', '.join('k' + s for s in SPATIAL_NAMES[dims])})"
             )
         first, per_group, *kernel = weight_shape
+        if first % groups:  # torch's first check; ConvSpec's would name per_group * groups, a count never given
+            nearest = [g for g in valid_groups(first, first) if g != groups]
+            nearest = [g for g in nearest if g < groups][-1:] + [g for g in nearest if g > groups][:1]
+            raise GroupConvError(
+                f"Given groups={groups}, weight of size {list(weight_shape)} is not divisible by {groups} at "
+                f"dimension 0 ({'in' if transposed else 'out'}_channels={first}); use a group count that divides "
+                f"{first} (nearest: {' or '.join(map(str, nearest))})"
+            )
         channels = (first, per_group * groups) if transposed else (per_group * groups, first)
         try:
             return cls(*channels, tuple(kernel), groups=groups, transposed=transposed, dims=dims, **layer)
