@@ -103,6 +103,8 @@ def run_ops(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor, bias: torch.T
 
 
 def _ops_layer(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    if spec.transposed and torch.jit.is_tracing():  # the tracer cannot record its output size as the op's int[]
+        return ops.torch_convolution(x, weight, spec, bias)
     if spec.transposed:
         y = autograd.conv_input_grad(x, weight, spec, spec.output_size(x.shape[2:]))
     else:
