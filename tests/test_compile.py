@@ -3,6 +3,8 @@
 The oracle is the same model built from ``torch.nn``'s conv layers and ``torch.nn.functional``, with the same weights.
 """
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -184,5 +186,31 @@ def test_jit_trace_records_groupconvs_op_and_the_saved_trace_computes_the_layer(
     loaded = torch.jit.load(tmp_path / "layer.pt")
     x = torch.randn(3, 16, 60, 60, dtype=torch.float64, requires_grad=True)
     y, expected = loaded(x), oracle(x)
+    torch.testing.assert_close(y, expected)
+    torch.testing.assert_close(torch.autograd.grad(y.sum(), x), torch.autograd.grad(expected.sum(), x))
+
+
+def test_jit_trace_of_a_transposed_layer_runs_at_other_sizes():
+    """The tracer cannot record a transposed layer's output size as the op's int[]: it records PyTorch's
+    transposed convolution, which sizes its output per call, as torch.nn's layer traces."""
+    layer = groupconv.nn.ConvTranspose2d(8, 4, 3, stride=2, groups=2).double()
+    oracle = torch.nn.ConvTranspose2d(8, 4, 3, stride=2, groups=2).double()
+    oracle.load_state_dict(layer.state_dict())
+    traced = torch.jit.trace(layer, torch.randn(2, 8, 6, 6, dtype=torch.float64))
+    x = torch.randn(3, 8, 9, 5, dtype=torch.float64)
+    torch.testing.assert_close(traced(x), oracle(x))
+
+
+def test_fx_symbolic_trace_sees_through_to_pytorchs_convolution():
+    """torch.fx keeps torch.nn's modules as leaves and traces into others: a converted model's layers record
+    PyTorch's own convolutions, so FX passes (quantization, say) still get a graph."""
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(4, 8, 3, padding=1, groups=2, padding_mode="reflect"),
+        torch.nn.ConvTranspose2d(8, 4, 2, stride=2, groups=4),
+    ).double()
+    converted = groupconv.nn.convert(torch.nn.Sequential(*map(copy.deepcopy, model)))
+    graph = torch.fx.symbolic_trace(converted)
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64, requires_grad=True)
+    y, expected = graph(x), model(x)
     torch.testing.assert_close(y, expected)
     torch.testing.assert_close(torch.autograd.grad(y.sum(), x), torch.autograd.grad(expected.sum(), x))

@@ -262,3 +262,14 @@ def test_later_calls_with_padding_modes_and_unbatched_input_match_pytorch(
         want = torch.autograd.grad(expected, (x, reference.weight), grad_y)
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
     assert len(routed) == 1
+
+
+def test_conv_forward_takes_a_slice_of_the_weight_as_torchs_does():
+    """torch's _conv_forward is the functional conv with the layer's settings and any weight that fits them
+    (weight-sharing supernets run slices of one layer's weight)."""
+    oracle = torch.nn.Conv2d(8, 8, 3, padding=1, groups=2, padding_mode="circular")
+    layer = groupconv.nn.Conv2d(8, 8, 3, padding=1, groups=2, padding_mode="circular")
+    layer.load_state_dict(oracle.state_dict())
+    x = torch.randn(2, 8, 7, 7)
+    for weight, bias in ((oracle.weight[:6], oracle.bias[:6]), (oracle.weight[:4, :, 1:, 1:], None)):
+        torch.testing.assert_close(layer._conv_forward(x, weight, bias), oracle._conv_forward(x, weight, bias))

@@ -97,8 +97,19 @@ def _spec(*attributes) -> ConvSpec:
 
 
 class _GroupConv(_GroupConvNd):
-    def _conv_forward(self, input, weight, bias):  # torch.nn.ConvNd.forward calls this
-        return functional.apply(self.spec, input, weight, bias)
+    def _conv_forward(self, input, weight, bias):  # torch.nn.ConvNd.forward calls this, and so may a user
+        if isinstance(input, torch.fx.Proxy):  # symbolic tracing sees through to PyTorch's convolution
+            return super()._conv_forward(input, weight, bias)
+        spec = self.spec
+        if tuple(getattr(weight, "shape", spec.weight_shape)) != spec.weight_shape:  # a slice, as torch allows
+            spec = ConvSpec.from_weight(weight.shape, groups=spec.groups, **_settings(spec))
+        return functional.apply(spec, input, weight, bias)
+
+
+def _settings(spec: ConvSpec) -> dict:
+    """What a layer's spec says beyond its channels, kernel and groups: how a weight of another shape runs."""
+    return dict(stride=spec.stride, padding=spec.padding, dilation=spec.dilation, bias=spec.bias,
+                padding_mode=spec.padding_mode, dims=spec.dims)  # fmt: skip
 
 
 class _GroupConvTranspose(_GroupConvNd):
@@ -106,6 +117,8 @@ class _GroupConvTranspose(_GroupConvNd):
 
     def forward(self, input: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         """``output_size`` picks among the output sizes a strided layer can give, as in PyTorch."""
+        if isinstance(input, torch.fx.Proxy):  # symbolic tracing sees through to PyTorch's convolution
+            return super().forward(input, output_size)
         spec = self.spec
         if output_size is not None:
             functional.check_is_tensor("input", input)
