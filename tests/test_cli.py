@@ -198,6 +198,25 @@ def test_summary_json_follows_its_schema(model, user_models, capsys):
     assert data["model"] == model and data["total_params"] == sum(row["params"] for row in data["rows"])
 
 
+@pytest.mark.parametrize("command", ["summary", "tune"])
+def test_json_stays_one_document_when_the_model_prints(user_models, monkeypatch, capsys, command):
+    (user_models / "noisy_models.py").write_text(
+        "import torch\n"
+        "class Noisy(torch.nn.Conv2d):\n"
+        "    def forward(self, x):\n"
+        "        print('a forward')\n"
+        "        return super().forward(x)\n"
+        "def build():\n"
+        "    print('building')\n"
+        "    return torch.nn.Sequential(Noisy(4, 4, 3, groups=2))\n"
+    )
+    monkeypatch.delitem(sys.modules, "noisy_models", raising=False)
+    monkeypatch.setenv("GROUPCONV_CACHE", str(user_models / "tune.json"))
+    status, out, err = run([command, "noisy_models:build", "--input", "1,4,5,5", "--json"], capsys)
+    assert status == 0 and json.loads(out)["model"] == "noisy_models:build"
+    assert "building" in err and "a forward" in err
+
+
 @pytest.mark.slow
 def test_tune_json_follows_its_schema_and_fills_the_cache(user_models, monkeypatch, capsys):
     monkeypatch.setenv("GROUPCONV_CACHE", str(user_models / "tune.json"))

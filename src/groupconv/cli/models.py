@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 
 from ..errors import GroupConvError
 from .common import add_command, check_model_fits, shape
@@ -82,8 +84,9 @@ def _defaults(shapes: dict[str, tuple[int, ...]]) -> str:
 def _summary(args: argparse.Namespace) -> None:
     from ..reports.summary import summary
 
-    model, input_shape = _model(args, training=False)
-    result = summary(model, input_shape, name=args.model)
+    with _prints_aside(args):
+        model, input_shape = _model(args, training=False)
+        result = summary(model, input_shape, name=args.model)
     print(result.to_json() if args.json else result)
 
 
@@ -93,9 +96,10 @@ def _tune(args: argparse.Namespace) -> None:
     from .. import nn, tuning
     from ..reports.summary import model_failures_in_one_line
 
-    model, input_shape = _model(args, training=True)
-    with model_failures_in_one_line(input_shape):
-        report = tuning.tune(nn.convert(model), torch.randn(input_shape), retune=args.retune)
+    with _prints_aside(args):
+        model, input_shape = _model(args, training=True)
+        with model_failures_in_one_line(input_shape):
+            report = tuning.tune(nn.convert(model), torch.randn(input_shape), retune=args.retune)
     cache = tuning.cache()
     if args.json:
         document = {"schema": "groupconv.tune/4", "model": args.model, "input_shape": list(input_shape)}
@@ -109,6 +113,11 @@ def _tune(args: argparse.Namespace) -> None:
             else f"not cached: {cache.path} cannot be used ({cache.problem})"
         )
         print(f"{report}\n\n{counts}; {where}")
+
+
+def _prints_aside(args: argparse.Namespace):
+    """With --json, what the user's model prints goes to stderr: stdout holds the one JSON document."""
+    return contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
 
 
 def _model(args: argparse.Namespace, training: bool):
