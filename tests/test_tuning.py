@@ -377,3 +377,49 @@ def test_a_scratch_cache_leaves_the_users_cache_as_it_was(cache_file):
         assert entries(scratch) == {"benchmark's": "direct"}
     assert not scratch.exists() and tuning.cache_path() == cache_file
     assert cache_file.read_bytes() == before and tuning.cache().get("benchmark's") is None
+
+
+def test_tuning_inside_a_checkpointed_layer_leaves_the_recompute_alike(monkeypatch):
+    """torch.utils.checkpoint compares the tensors a layer saved with those its recompute saves: the timing's
+    own tensors must not be taken for the layer's."""
+    fake_timer(monkeypatch, lambda name: 1.0)
+    monkeypatch.setenv("GROUPCONV_TUNE", "1")
+    layer = groupconv.nn.Conv2d(4, 4, 3, groups=2, padding=1).double()
+    oracle = torch.nn.Conv2d(4, 4, 3, groups=2, padding=1).double()
+    oracle.load_state_dict(layer.state_dict())
+    x = torch.randn(1, 4, 6, 6, dtype=torch.float64, requires_grad=True)
+    y = torch.utils.checkpoint.checkpoint(layer, x, use_reentrant=False)
+    torch.testing.assert_close(torch.autograd.grad(y.sum(), x), torch.autograd.grad(oracle(x).sum(), x))
+
+
+def test_tuning_leaves_the_random_state_as_it_was(monkeypatch):
+    """A seeded run draws the same numbers after its layers were tuned as an untuned run does."""
+    fake_timer(monkeypatch, lambda name: 1.0)
+    model, x = small_model(), torch.randn(2, 4, 8, 8)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    groupconv.tune(model, x, retune=True)
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_a_model_mixing_2d_and_3d_layers_is_tuned_in_its_own_layout(monkeypatch):
+    """model.to(channels_last) refuses a 3-D layer's weight: the layout is not compared, the layers are tuned."""
+    fake_timer(monkeypatch, lambda name: 1.0)
+
+    class Mixed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.flat, self.deep = groupconv.nn.Conv2d(4, 4, 3, groups=2), groupconv.nn.Conv3d(1, 2, 1)
+
+        def forward(self, x):
+            return self.deep(self.flat(x).unsqueeze(1))
+
+    report = groupconv.tune(Mixed(), torch.randn(1, 4, 6, 6))
+    assert report.layout is None and report.layers
+
+
+@pytest.mark.parametrize("example_input", [(torch.randn(1, 4, 6, 6),), None, 1.0])
+def test_an_example_input_that_is_no_tensor_is_named(example_input):
+    with pytest.raises(TypeError, match="example_input must be a tensor that model takes, got"):
+        groupconv.tune(small_model(), example_input)

@@ -72,7 +72,8 @@ def _tuned(direction: str, a: torch.Tensor, b: torch.Tensor, spec: ConvSpec, *re
     key = call_key(direction, a, b, spec, *rest)
     name = tuning.cached(key, formulations.NAMES)
     if name is None and tuning_on:
-        name = tuning.tune_call(key, direction, a, b, spec, *rest)
+        with tuning.apart():
+            name = tuning.tune_call(key, direction, a, b, spec, *rest)
     module = None if name is None else formulations.load(name)
     return module if module is not None and module.supports(spec, a) else None
 

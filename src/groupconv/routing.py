@@ -124,10 +124,11 @@ def _layer_route(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor) -> str:
     key = dispatch.call_key("layer", x, weight, spec, *directions)
     name = tuning.cached(key, tuning.ROUTES)
     if name is None and tuning.enabled():
-        runs = _layer_runs(x, weight, spec, grad_y)
-        operands = f"{tuple(x.shape)} x {tuple(weight.shape)}"
-        incumbent = f"pytorch_{tuning.layout_name(x)}"
-        name = tuning.tune_layer(key, runs, incumbent, directions, operands, spec.groups)
+        with tuning.apart():
+            runs = _layer_runs(x, weight, spec, grad_y)
+            operands = f"{tuple(x.shape)} x {tuple(weight.shape)}"
+            incumbent = f"pytorch_{tuning.layout_name(x)}"
+            name = tuning.tune_layer(key, runs, incumbent, directions, operands, spec.groups)
     tuned = name is not None and named(name.partition("_")[2], spec.dims) is not None
     if not tuned:
         name = _untuned(spec, x, weight, calls)

@@ -31,6 +31,7 @@ import errno
 import fcntl
 import functools
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -181,6 +182,19 @@ def cached(key: str, choices: Collection[str]) -> str | None:
     return name if name in choices else None
 
 
+@contextlib.contextmanager
+def apart() -> Iterator[None]:
+    """Timing inside a model's run, leaving the run as it was: the global random state (a seeded run draws
+    alike, tuned or not) and the saved-tensor hooks (torch.utils.checkpoint would take the timing's tensors for
+    the layer's, and refuse the layer's recompute)."""
+    with torch.random.fork_rng(), torch.autograd.graph.saved_tensors_hooks(_unchanged, _unchanged):
+        yield
+
+
+def _unchanged(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
+
+
 def session_active() -> bool:
     """Whether a :func:`tune` is running."""
     return _session.get() is not None
@@ -225,10 +239,12 @@ def tune(
         >>> {route.chosen for route in report.layers} <= set(ROUTES)
         True
     """
+    if not isinstance(example_input, torch.Tensor):
+        raise TypeError(f"example_input must be a tensor that model takes, got {type(example_input).__name__}")
     x = example_input.detach()
-    other = _other_layout(x) if layout else None
+    other = _other_layout(model, x) if layout else None
     twin = None if other is None else copy.deepcopy(model).to(memory_format=other)
-    with _eval_mode(model), _eval_mode(twin):
+    with _eval_mode(model), _eval_mode(twin), torch.random.fork_rng():  # seeded runs draw alike, tuned or not
         _check_finite(model, x)
         session = _Session([], retune, {})
         token = _session.set(session)
@@ -247,10 +263,12 @@ def tune(
     return TuneReport(session.calls, decision)
 
 
-def _other_layout(x: torch.Tensor) -> torch.memory_format | None:
-    """The memory format other than x's, where its rank has a channels-last one."""
+def _other_layout(model: torch.nn.Module, x: torch.Tensor) -> torch.memory_format | None:
+    """The memory format other than x's, where its rank has a channels-last one that ``model.to`` can give every
+    weight (not a model mixing 2-D and 3-D layers, nor a 3-D one on unbatched input)."""
     channels_last = CHANNELS_LAST.get(x.dim() - 2)
-    if channels_last is None:
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    if channels_last is None or any(t.dim() in (4, 5) and t.dim() != x.dim() for t in tensors):
         return None
     return torch.contiguous_format if memory_format(x) is channels_last else channels_last
 
