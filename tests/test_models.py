@@ -1,6 +1,7 @@
 """The model zoo: ResNeXt's three forms agree, channel shuffle is a permutation, counts are right."""
 
 import itertools
+import re
 
 import pytest
 import torch
@@ -230,3 +231,16 @@ def test_resnext_constant_width_doubles_the_cardinality_instead():
     grouped = [model.get_submodule(f"block{i}.transform.0") for i in (1, 2, 3)]
     assert [(conv.groups, conv.in_channels // conv.groups) for conv in grouped] == [(8, 4), (16, 4), (32, 4)]
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: resnext(stages=()), "stages=() has no stage"),
+        (lambda: shufflenet(repeats=(0, 0, 0)), "every stage needs at least one unit"),
+        (lambda: shufflenet(repeats=(-5, 1, 1)), "every stage needs at least one unit"),
+    ],
+)
+def test_builders_refuse_stages_that_cannot_be_built(build, message):
+    with pytest.raises(GroupConvError, match=re.escape(message)):
+        build()

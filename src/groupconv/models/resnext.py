@@ -168,6 +168,8 @@ def resnext(
         >>> resnext()(torch.zeros(2, 1, 28, 28)).shape
         torch.Size([2, 10])
     """
+    if not stages:
+        raise GroupConvError("stages=() has no stage; give at least one (width, stride), e.g. ((64, 1),)")
     stem = stages[0][0] // 2
     layers = nn.Sequential()
     layers.add_module("stem", conv_bn(in_channels, stem, 3))

@@ -104,6 +104,8 @@ def shufflenet(
     """
     if groups not in STAGE_WIDTHS:
         raise GroupConvError(f"groups={groups} is not one of ShuffleNet's {sorted(STAGE_WIDTHS)}")
+    if any(repeat < 1 for repeat in repeats):  # each stage opens with its stride-2 unit
+        raise GroupConvError(f"repeats={tuple(repeats)}: every stage needs at least one unit; use repeats >= 1")
     multiple = 4 * groups  # a unit's bottleneck is a quarter of its width, split into groups
     smallest = (_STEM // multiple + 1) * multiple  # a stride-2 unit concatenates its input: the width must grow
     first = max(smallest, round(STAGE_WIDTHS[groups] * width / multiple) * multiple)
