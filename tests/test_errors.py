@@ -687,11 +687,13 @@ def test_weight_with_an_empty_dimension(weight_shape, text):
 
 
 def test_nn_weight_replaced_by_one_of_the_wrong_shape():
-    conv = groupconv.nn.Conv2d(4, 8, 3, groups=2)
-    conv.weight = torch.nn.Parameter(torch.randn(8, 4, 3, 3))
-    with pytest.raises(
-        GroupConvError, match=message("weight of size [8, 4, 3, 3] does not fit the layer: expected [8, 2, 3, 3]")
-    ):
+    """torch's layer convolves whatever weight it holds with its settings: a misfit is the input's error."""
+    conv, oracle = groupconv.nn.Conv2d(4, 8, 3, groups=2), torch.nn.Conv2d(4, 8, 3, groups=2)
+    conv.weight = oracle.weight = torch.nn.Parameter(torch.randn(8, 4, 3, 3))
+    text = "Given groups=2, weight of size [8, 4, 3, 3], expected input[1, 4, 8, 8] to have 8 channels, but got 4"
+    with pytest.raises(RuntimeError, match=message(text)):
+        oracle(torch.randn(1, 4, 8, 8))
+    with pytest.raises(GroupConvError, match=message(text)):
         conv(torch.randn(1, 4, 8, 8))
 
 
