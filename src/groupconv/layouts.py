@@ -26,7 +26,7 @@ def memory_format(t: torch.Tensor) -> torch.memory_format:
         channels_last is not None
         and not t.is_contiguous()
         and t.is_contiguous(memory_format=channels_last)
-        and _strides_like_channels_last(t.shape, t.stride())
+        and (min(t.shape) > 1 or _strides_like_channels_last(t.shape, t.stride()))  # only size 0 or 1 is ambiguous
     ):
         return channels_last
     return torch.contiguous_format

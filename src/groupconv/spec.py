@@ -68,14 +68,18 @@ def groups_error(in_channels: int, out_channels: int, groups: int) -> GroupConvE
     valid = valid_groups(in_channels, out_channels)
     names = [f"{n}={c}" for n, c in (("in_channels", in_channels), ("out_channels", out_channels)) if c % groups]
     verb = "is" if len(names) == 1 else "are"
-    below = [g for g in valid if g < groups][-1:]
-    above = [g for g in valid if g > groups][:1]
     shown = valid if len(valid) <= _LISTED_GROUPS else [*valid[:_LISTED_GROUPS], "..."]
     return GroupConvError(
         f"groups={groups} is invalid: {' and '.join(names)} {verb} not divisible by {groups}; nearest valid: "
-        f"{' or '.join(map(str, below + above))} (valid groups: {', '.join(map(str, shown))}; "
+        f"{_nearest(valid, groups)} (valid groups: {', '.join(map(str, shown))}; "
         f"the largest is gcd({in_channels}, {out_channels}) = {valid[-1]})"
     )
+
+
+def _nearest(valid: list[int], groups: int) -> str:
+    """The valid counts either side of ``groups``: "2 or 4"."""
+    below, above = [g for g in valid if g < groups][-1:], [g for g in valid if g > groups][:1]
+    return " or ".join(map(str, below + above))
 
 
 def _factorise(n: int) -> dict[int, int]:
@@ -223,12 +227,10 @@ class ConvSpec:
             )
         first, per_group, *kernel = weight_shape
         if first % groups:  # torch's first check; ConvSpec's would name per_group * groups, a count never given
-            nearest = [g for g in valid_groups(first, first) if g != groups]
-            nearest = [g for g in nearest if g < groups][-1:] + [g for g in nearest if g > groups][:1]
             raise GroupConvError(
                 f"Given groups={groups}, weight of size {list(weight_shape)} is not divisible by {groups} at "
                 f"dimension 0 ({'in' if transposed else 'out'}_channels={first}); use a group count that divides "
-                f"{first} (nearest: {' or '.join(map(str, nearest))})"
+                f"{first} (nearest: {_nearest(valid_groups(first, first), groups)})"
             )
         channels = (first, per_group * groups) if transposed else (per_group * groups, first)
         try:
