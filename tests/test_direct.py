@@ -228,6 +228,43 @@ def test_channels_first_rows_strided_along_w(stride, dilation, kernel, padding, 
         run_case(case, stride)
 
 
+@pytest.mark.parametrize(
+    ("size", "kernel", "dilation", "padding"),
+    [
+        ((14, 14), (3, 3), (1, 1), ((1, 1), (1, 1))),  # ResNeXt's 14 x 14: 13 vectors of 16 for 14 of 16
+        ((7, 7), (3, 3), (1, 1), ((0, 2), (1, 1))),  # a row narrower than half a vector; rows padded unevenly
+        ((18, 28), (5, 5), (1, 1), ((2, 2), (2, 2))),  # two chunks of rows (16 and 2)
+        ((20, 30), (3, 3), (2, 2), ((2, 2), (0, 4))),  # dilated, the row padded at one end only
+        ((9, 13), (1, 3), (1, 1), ((0, 0), (1, 1))),
+        ((11, 21), (3, 1), (1, 1), ((0, 0), (0, 0))),  # fewer dst rows than src rows
+        ((50,), (3,), (1,), ((1, 1),)),
+        ((3, 6, 10), (3, 3, 3), (1, 1, 1), ((1, 1), (1, 1), (1, 1))),
+    ],
+)
+@pytest.mark.parametrize(("in_per_group", "out_per_group"), [(4, 4), (8, 5), (1, 4), (6, 2)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_narrow_channels_first_rows_as_one_flat_row(size, kernel, dilation, padding, in_per_group, out_per_group, dtype):
+    """Unit-stride channels-first layers whose rows are as wide in src as in dst and narrower than a whole
+    number of vectors run each chunk of rows as one flat row, its taps masked (AVX-512): forward where a group
+    has 4 or more outputs, input gradient where it has 4 or more inputs."""
+    dims = len(size)
+    case = {
+        "dims": dims,
+        "kernel": kernel,
+        "stride": (1,) * dims,
+        "dilation": dilation,
+        "padding": padding,
+        "groups": 3,
+        "in_per_group": in_per_group,
+        "out_per_group": out_per_group,
+        "batch": 2,
+        "size": size,
+        "dtype": dtype,
+        "layout": "contiguous",
+    }
+    run_case(case, 0)
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize(
     ("kernel", "stride", "padding"),

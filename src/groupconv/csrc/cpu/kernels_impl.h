@@ -1085,11 +1085,8 @@ inline void cf_channel_block(const CfRows<T>& job, const CfTerm* terms, int64_t 
     cf_block_any<T, OB, RB, decltype(p)::value>(job, terms, nterms, w, v, nr, dst);
   };
   for (; v + PMAX <= nv; v += PMAX) block(std::integral_constant<int, PMAX>{});
-  if constexpr (PMAX > 2) {
-    if (nv - v == 2) return block(std::integral_constant<int, 2>{});
-  }
   if constexpr (PMAX > 1) {
-    if (nv - v == 1) block(std::integral_constant<int, 1>{});
+    if (v < nv) with_count<PMAX - 1>(nv - v, block);
   }
 }
 
@@ -1188,6 +1185,87 @@ inline int64_t sliding_kh(const Geometry& g) {
   return eligible && (g.k[1] == 3 || g.k[1] == 5 || g.k[1] == 7) ? g.k[1] : 0;
 }
 
+// ---- channels-first flat rows: a chunk's rows as one row, for rows narrower than whole vectors ----
+// A 14-wide row fills 14 of 16 lanes, a 28-wide one 28 of 32. Where src and dst rows are equally wide and the
+// layer unit-strided, a chunk of dst rows laid end to end is one flat row whose every tap (kh, kw) reads src at a
+// fixed offset along it, its lanes masked where the tap falls outside the src plane. AVX-512 masks any set of
+// lanes; the other ISAs' Lanes mask a run of lanes only, so they keep the rows.
+#if defined(CPU_CAPABILITY_AVX512)
+constexpr bool FLAT_ROWS = true;
+#else
+constexpr bool FLAT_ROWS = false;
+#endif
+
+// Whether a channels-first layer runs flat rows: unit strides, src and dst rows equally wide, not a whole number
+// of vectors and narrower than 4 (wider rows ran no faster flat). The forward and input gradient take them
+// from 4 dst channels per group (FLAT_CHANNELS): fewer keep cf_block's shared src rows (MAX_SLIDING_WEIGHTS),
+// which 2 per group ran faster with.
+template <typename T>
+inline bool flat_rows(const Geometry& g) {
+  constexpr int64_t V = Vectorized<T>::size();
+  const bool unit = g.stride[0] == 1 && g.stride[1] == 1 && g.stride[2] == 1;
+  return FLAT_ROWS && unit && g.in[2] == g.out[2] && g.out[2] % V != 0 && g.out[2] < 4 * V;
+}
+constexpr int64_t FLAT_CHANNELS = 4;
+
+// The lanes [vector][tap (kh, kw)] of dst rows [q0, q0 + nrows) of a W-wide plane as one flat row: dst pixel
+// (r, c) reads src pixel (r + row_off(kh), c + col_off(kw)) of a Hsrc x W plane, masked off outside it.
+template <typename T, typename RowOff, typename ColOff>
+std::vector<Lanes<T>> flat_lanes(int64_t q0, int64_t nrows, int64_t W, int64_t Hsrc, int64_t KH, int64_t KW,
+                                 const RowOff& row_off, const ColOff& col_off) {
+  constexpr int64_t V = Vectorized<T>::size();
+  const int64_t pixels = nrows * W, nv = (pixels + V - 1) / V;
+  std::vector<Lanes<T>> lanes(nv * KH * KW);
+#if defined(CPU_CAPABILITY_AVX512)
+  for (int64_t v = 0; v < nv; ++v)
+    for (int64_t kh = 0; kh < KH; ++kh)
+      for (int64_t kw = 0; kw < KW; ++kw) {
+        Lanes<T>& l = lanes[(v * KH + kh) * KW + kw];
+        const int64_t p0 = q0 * W + v * V;
+        l.n = std::min(V, pixels - v * V);
+        l.span = {p0 + row_off(kh) * W + col_off(kw), 0, l.n};
+        l.mask = 0;
+        for (int64_t lane = 0; lane < l.n; ++lane) {
+          const int64_t r = (p0 + lane) / W + row_off(kh), c = (p0 + lane) % W + col_off(kw);
+          if (r >= 0 && r < Hsrc && c >= 0 && c < W) l.mask |= static_cast<LaneMask<T>>(1u << lane);
+        }
+      }
+#else
+  (void)q0, (void)Hsrc, (void)row_off, (void)col_off;
+#endif
+  return lanes;
+}
+
+// One chunk as a flat row: `count` dst channels (channel c at dst + c * channel_step) summed over the terms,
+// each a src plane and its first weight, every tap of the plane along the row (job.KW = KH * KW).
+template <typename T>
+void cf_flat(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, const T* w, int64_t pixels, T* dst,
+             int64_t channel_step, int64_t count) {
+  constexpr int64_t V = Vectorized<T>::size();
+  cf_channels<T, 4, 1, MAX_ACC / 4>(job, terms, nterms, w, (pixels + V - 1) / V, 1, dst, channel_step, count);
+}
+
+// The flat lanes of each chunk of a plane of H rows, built when first needed: build(q0, rows).
+template <typename T, typename Build>
+class FlatChunks {
+ public:
+  FlatChunks(int64_t H, Build build) : H_(H), build_(build), lanes_(cf_chunks(H)) {}
+  const Lanes<T>* of(int64_t q0) {
+    std::vector<Lanes<T>>& l = lanes_[q0 / CF_TASK_ROWS];
+    if (l.empty()) l = build_(q0, std::min(H_, q0 + CF_TASK_ROWS) - q0);
+    return l.data();
+  }
+
+ private:
+  int64_t H_;
+  Build build_;
+  std::vector<std::vector<Lanes<T>>> lanes_;
+};
+template <typename T, typename Build>
+FlatChunks<T, Build> flat_chunks(int64_t H, Build build) {
+  return FlatChunks<T, Build>(H, build);
+}
+
 // A task's place: (n, group, depth, chunk of CF_TASK_ROWS row positions) of `chunks` per plane.
 struct CfTask {
   int64_t n, grp, d, q0;
@@ -1196,9 +1274,52 @@ inline CfTask cf_task_of(int64_t t, int64_t G, int64_t D, int64_t chunks) {
   return {t / (G * D * chunks), t / (D * chunks) % G, t / chunks % D, t % chunks * CF_TASK_ROWS};
 }
 
+// The planes of one side of a channels-first direction: channels per group, depth and rows.
+struct CfPlanes {
+  int64_t per_group, D, H;
+};
+
+// A channels-first direction on flat rows (flat_rows), a task per (n, group, dst depth, chunk of rows) as in
+// forward_cf: dst channel c sums, over src channel s of its group and kd, the src plane at depth
+// d + sign * (kd * dil - pad) through tap (kh, kw) at a pixel offset of sign * (k * dil - pad) rows and columns,
+// weighted by w[group's first + s * w_src + c * w_dst + tap]. The forward is sign +1, its input gradient -1.
+template <typename T>
+void cf_flat_direction(const Geometry& g, int64_t sign, const T* src, CfPlanes from, int64_t w_src, T* dst,
+                       CfPlanes to, int64_t w_dst, const T* w, int64_t begin, int64_t end) {
+  const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2], K = g.taps(), W = g.out[2];
+  const auto offset = [&](int64_t k, int dim) { return sign * (k * g.dil[dim] - g.pad[dim]); };
+  auto chunk_lanes = flat_chunks<T>(to.H, [&](int64_t q0, int64_t rows) {
+    return flat_lanes<T>(q0, rows, W, from.H, KH, KW, [&](int64_t kh) { return offset(kh, 1); },
+                         [&](int64_t kw) { return offset(kw, 2); });
+  });
+  std::vector<CfTerm> terms(from.per_group * KD);
+  const int64_t chunks = cf_chunks(to.H), src_plane = from.H * W, dst_plane = to.H * W;
+  for (int64_t t = begin; t < end; ++t) {
+    const CfTask task = cf_task_of(t, g.G, to.D, chunks);
+    int64_t nterms = 0;
+    for (int64_t s = 0; s < from.per_group; ++s)
+      for (int64_t kd = 0; kd < KD; ++kd) {
+        const int64_t d = task.d + offset(kd, 0);
+        if (d >= 0 && d < from.D)
+          terms[nterms++] = {(((task.n * g.G + task.grp) * from.per_group + s) * from.D + d) * src_plane,
+                             s * w_src + kd * KH * KW, 1u};
+      }
+    const int64_t rows = std::min(to.H, task.q0 + CF_TASK_ROWS) - task.q0;
+    const CfRows<T> job{src, 0, rows * W, w_dst, KH * KW, chunk_lanes.of(task.q0)};
+    T* plane = dst + ((task.n * g.G + task.grp) * to.per_group * to.D + task.d) * dst_plane + task.q0 * W;
+    cf_flat(job, terms.data(), nterms, w + task.grp * g.Og * g.Cg * K, rows * W, plane, to.D * dst_plane,
+            to.per_group);
+  }
+}
+
 // Forward, channels-first: a task is (n, g, od, chunk of output rows).
 template <typename T>
 void forward_cf(const Geometry& g, const T* x, const T* w, T* y, int64_t begin, int64_t end) {
+  if (g.Og >= FLAT_CHANNELS && flat_rows<T>(g)) {
+    const int64_t K = g.taps();
+    return cf_flat_direction(g, 1, x, {g.Cg, g.in[0], g.in[1]}, K, y, {g.Og, g.out[0], g.out[1]}, g.Cg * K, w, begin,
+                             end);
+  }
   const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2], K = g.taps();
   const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
   const bool strided = g.stride[2] != 1;
@@ -1238,6 +1359,11 @@ void forward_cf(const Geometry& g, const T* x, const T* w, T* y, int64_t begin, 
 // so each phase of the W stride is a unit-stride row of its own, its lanes stored SW apart.
 template <typename T>
 void input_grad_cf(const Geometry& g, const T* gy, const T* w, T* gx, int64_t begin, int64_t end) {
+  if (g.Cg >= FLAT_CHANNELS && flat_rows<T>(g)) {
+    const int64_t K = g.taps();
+    return cf_flat_direction(g, -1, gy, {g.Og, g.out[0], g.out[1]}, g.Cg * K, gx, {g.Cg, g.in[0], g.in[1]}, K, w,
+                             begin, end);
+  }
   const int64_t KD = g.k[0], KH = g.k[1], KW = g.k[2], K = g.taps();
   const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
   const int64_t SH = g.stride[1], SW = std::min(g.stride[2], IW);  // a stride past the row: a phase per column
@@ -1359,15 +1485,34 @@ void weight_grad_cf_blocked(const Geometry& g, const std::vector<L>& lanes, cons
   }
 }
 
+// The layer on flat rows (flat_rows) seen as one whose planes are each one row of every kernel tap: each
+// (n, group) plane runs as one flat row whose taps carry their own masks.
+inline Geometry flat_geometry(const Geometry& g) {
+  Geometry f = g;
+  f.in[1] = f.out[1] = f.k[1] = 1;
+  f.in[2] = g.in[1] * g.in[2];
+  f.out[2] = g.out[1] * g.out[2];
+  f.k[2] = g.k[1] * g.k[2];
+  f.pad[1] = f.pad[2] = 0;
+  f.dil[1] = f.dil[2] = 1;
+  return f;
+}
+
 template <typename T>
 void weight_grad_cf(const Geometry& g, const T* x, const T* gy, T* partial, int64_t begin, int64_t end) {
-  const auto run = [&](const auto& lanes) {
-    if (g.Og == 1 && g.Cg == 1)
-      return weight_grad_cf_blocked<T, 1, 1, std::min(8, MAX_ACC)>(g, lanes, x, gy, partial, begin, end);
-    weight_grad_cf_blocked<T, 2, 2, MAX_ACC / 4>(g, lanes, x, gy, partial, begin, end);
+  const bool depthwise = g.Og == 1 && g.Cg == 1;
+  const auto run = [&](const Geometry& geometry, const auto& lanes) {
+    if (depthwise)
+      return weight_grad_cf_blocked<T, 1, 1, std::min(8, MAX_ACC)>(geometry, lanes, x, gy, partial, begin, end);
+    weight_grad_cf_blocked<T, 2, 2, MAX_ACC / 4>(geometry, lanes, x, gy, partial, begin, end);
   };
-  if (g.stride[2] != 1) return run(forward_lanes<T, true>(g));
-  run(forward_lanes<T, false>(g));
+  if (!depthwise && flat_rows<T>(g)) {  // depthwise ran 10-20% slower flat (a whole plane of masks: 70-380 KB)
+    return run(flat_geometry(g), flat_lanes<T>(0, g.out[1], g.out[2], g.in[1], g.k[1], g.k[2],
+                                               [&](int64_t kh) { return kh * g.dil[1] - g.pad[1]; },
+                                               [&](int64_t kw) { return kw * g.dil[2] - g.pad[2]; }));
+  }
+  if (g.stride[2] != 1) return run(g, forward_lanes<T, true>(g));
+  run(g, forward_lanes<T, false>(g));
 }
 
 // ---- layout change: a tile of one (rows x cols) matrix at a time, in register transposes ----
