@@ -14,7 +14,7 @@ from test_cli import SCHEMAS, schema_errors  # the validator of docs/cli-json.md
 
 from groupconv import ConvSpec, GroupConvError, timing
 from groupconv import nn as gnn
-from groupconv.bench import contenders, endtoend, floors, layers, outside, report, suite
+from groupconv.bench import contenders, endtoend, first_call, floors, layers, outside, report, suite
 from groupconv.cli import main
 from groupconv.reports.formats import to_json
 
@@ -365,3 +365,10 @@ def test_outside_rejects_a_bad_run_count(capsys):
     with pytest.raises(SystemExit) as exit_info:
         outside.main(["0"])
     assert exit_info.value.code == 2 and "invalid choice: 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("groupconv_s", "says"), [(0.5, "0.30 s more than"), (0.1, "0.10 s less (")])
+def test_first_call_section_says_more_or_less(groupconv_s, says):
+    calls = [first_call.FirstCall("torch", 0.1, 0.1), first_call.FirstCall("groupconv", groupconv_s, 0.0)]
+    results = suite.Results({}, "", floors.Floors(1.0, 1.0, 0, 0), [], [], [], calls, tuned=True)
+    assert f"take {says}" in report._first_call_section(results)
