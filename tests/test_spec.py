@@ -400,3 +400,10 @@ def test_valid_groups_of_64_bit_channels_come_from_the_factorisation(channels, f
     assert groups == sorted(set(groups)) and groups[0] == 1 and groups[-1] == channels
     assert all(channels % g == 0 for g in groups)
     assert set(factors) <= set(groups)
+
+
+def test_a_one_entry_kernel_size_is_not_expanded_as_a_stride_is():
+    """torch.nn builds a (1,) kernel of a Conv2d as a 1-D weight; ATen expands a one-entry stride."""
+    with pytest.raises(GroupConvError, match=r"kernel_size=\(1,\) has 1 entries; a 2-D convolution"):
+        ConvSpec(2, 2, (1,), dims=2)
+    assert ConvSpec(2, 2, 3, stride=(2,)).stride == (2, 2)

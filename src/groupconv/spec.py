@@ -153,11 +153,11 @@ def check_int(name: str, value: object, minimum: int) -> int:
     return int(value)
 
 
-def _ints(name: str, value: object, dims: int, minimum: int) -> tuple[int, ...]:
+def _ints(name: str, value: object, dims: int, minimum: int, expand_one: bool = True) -> tuple[int, ...]:
     """An int or a sequence of ``dims`` ints, as a ``dims``-tuple (PyTorch's _pair/_triple); a sequence of one
-    int stands for it, as ATen expands one."""
+    int stands for it where ``expand_one``, as ATen expands a stride (torch.nn never expands a kernel size)."""
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray)):
-        if len(value) == 1:
+        if len(value) == 1 and expand_one:
             return (check_int(name, value[0], minimum),) * dims
         if len(value) != dims:
             raise GroupConvError(
@@ -382,7 +382,7 @@ def _normalise(spec: ConvSpec) -> dict:
     groups = check_int("groups", spec.groups, minimum=1)
     if in_channels % groups or out_channels % groups:
         raise groups_error(in_channels, out_channels, groups)
-    kernel_size = _ints("kernel_size", spec.kernel_size, dims, minimum=1)
+    kernel_size = _ints("kernel_size", spec.kernel_size, dims, minimum=1, expand_one=False)
     stride = _ints("stride", spec.stride, dims, minimum=1)
     dilation = _ints("dilation", spec.dilation, dims, minimum=1)
     padding = _padding(spec.padding, dims, stride, spec.transposed)
