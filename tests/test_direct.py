@@ -243,7 +243,9 @@ def test_channels_first_rows_strided_along_w(stride, dilation, kernel, padding, 
 )
 @pytest.mark.parametrize(("in_per_group", "out_per_group"), [(4, 4), (8, 5), (1, 4), (6, 2)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_narrow_channels_first_rows_as_one_flat_row(size, kernel, dilation, padding, in_per_group, out_per_group, dtype):
+def test_narrow_channels_first_rows_as_one_flat_row(
+    size, kernel, dilation, padding, in_per_group, out_per_group, dtype
+):
     """Unit-stride channels-first layers whose rows are as wide in src as in dst and narrower than a whole
     number of vectors run each chunk of rows as one flat row, its taps masked (AVX-512): forward where a group
     has 4 or more outputs, input gradient where it has 4 or more inputs."""
