@@ -77,6 +77,23 @@ def test_channels_last_in_channels_last_out():
     torch.testing.assert_close(y, F.conv2d(x.detach(), w, b, groups=3), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("x_last", [False, True])
+@pytest.mark.parametrize("w_last", [False, True])
+def test_output_layout_follows_pytorch_for_either_operand_channels_last(transposed, x_last, w_last):
+    """A model moved to channels-last and given channels-first input answers channels-last, as PyTorch does."""
+    x, _, b = (t.detach() for t in operands())
+    w = torch.randn(6, 3, 3, 3) if transposed else torch.randn(9, 2, 3, 3)
+    x = x.contiguous(memory_format=torch.channels_last) if x_last else x
+    w = w.contiguous(memory_format=torch.channels_last) if w_last else w
+    ours, theirs = (GF.conv_transpose2d, F.conv_transpose2d) if transposed else (GF.conv2d, F.conv2d)
+    expected = theirs(x, w, b[: w.shape[1] * 3] if transposed else b, groups=3)
+    for _ in range(2):  # the first call routes the layer, the second takes the remembered route
+        y = ours(x, w, b[: w.shape[1] * 3] if transposed else b, groups=3)
+        assert y.stride() == expected.stride()
+        torch.testing.assert_close(y, expected, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("route", [None, "direct", "native_channels_last"])
 def test_strides_that_only_look_channels_last_run_as_pytorch_reads_them(route):
     """A (1, C, 1, W) transposed view passes is_contiguous(channels_last), but PyTorch reads it as

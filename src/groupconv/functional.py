@@ -77,7 +77,7 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
 
     Validates the operands against ``spec``, applies its ``padding_mode``, and keeps
     PyTorch's conventions: an unbatched input (C, *S) gives an unbatched output, and a
-    channels-last input gives a channels-last output.
+    channels-last input or weight gives a channels-last output.
 
     Example:
         >>> spec = ConvSpec(4, 8, 3, groups=2, padding="same", padding_mode="circular")
@@ -98,7 +98,7 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
     if _widened(spec, input):
         return in_float32(functools.partial(apply, spec), input, weight, bias)
     batched = input.dim() == spec.dims + 2
-    x = _batched_and_padded(spec, input)
+    x = _batched_and_padded(spec, input, weight)
     inner = dataclasses.replace(spec, padding=0, padding_mode="zeros") if spec.padding_mode != "zeros" else spec
     if torch.onnx.is_in_onnx_export():  # standard ONNX Conv/ConvTranspose nodes: see groupconv.ops
         return _unbatched(ops.torch_convolution(x, weight, inner, bias), batched)
@@ -110,17 +110,19 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
     return _unbatched(route(x, weight, bias), batched)
 
 
-def _batched_and_padded(spec: ConvSpec, input: torch.Tensor) -> torch.Tensor:
-    """``input`` as the layer's route takes it: batched, and padded by ``spec``'s ``padding_mode`` (not zeros)."""
+def _batched_and_padded(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``input`` as the layer's route takes it: batched, padded by ``spec``'s ``padding_mode`` (not zeros), and
+    channels-last when the weight is (PyTorch then computes, and answers, channels-last)."""
     x = input if input.dim() == spec.dims + 2 else input.unsqueeze(0)
-    if spec.padding_mode == "zeros":
-        return x
-    return F.pad(x, [p for pair in reversed(spec.padding_pairs) for p in pair], mode=spec.padding_mode)
+    if spec.padding_mode != "zeros":
+        x = F.pad(x, [p for pair in reversed(spec.padding_pairs) for p in pair], mode=spec.padding_mode)
+    weight_layout = memory_format(weight)
+    return x if weight_layout is torch.contiguous_format else x.contiguous(memory_format=weight_layout)
 
 
 def _through(spec: ConvSpec, route, input: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
     """A remembered ``route`` of the batched, zero-padded layer run on ``input`` as ``spec`` takes it."""
-    return _unbatched(route(_batched_and_padded(spec, input), weight, bias), input.dim() == spec.dims + 2)
+    return _unbatched(route(_batched_and_padded(spec, input, weight), weight, bias), input.dim() == spec.dims + 2)
 
 
 def _widened(spec: ConvSpec, input: torch.Tensor) -> bool:
@@ -177,7 +179,7 @@ def _call_key(spec: ConvSpec, input, weight, bias) -> tuple | None:
     bias_key = None if bias is None else (bias.shape, bias.dtype, bias.device)
     return (
         spec, input.shape, input.dtype, input.device, input.stride(), weight.shape, weight.dtype, weight.device,
-        bias_key, grad and input.requires_grad, grad and weight.requires_grad, torch.get_num_threads(),
+        weight.stride(), bias_key, grad and input.requires_grad, grad and weight.requires_grad, torch.get_num_threads(),
     )  # fmt: skip
 
 
