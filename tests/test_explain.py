@@ -210,6 +210,19 @@ def test_the_json_still_lists_every_group():
     assert groupconv.explain(ConvSpec(4, 8, 3, groups=2)) == groupconv.explain(ConvSpec(4, 8, 3, groups=2))
 
 
+def test_json_of_more_groups_than_it_can_list_is_refused_in_one_line(capsys):
+    """2**40 groups cannot be listed one by one: the CLI says so at once instead of running out of memory."""
+    from groupconv.cli.main import main
+
+    n = 2**40
+    with pytest.raises(SystemExit) as exited:
+        main(["explain", "--in", str(n), "--out", str(n), "--kernel", "3", "--groups", str(n), "--json"])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"groups={n} are too many to list" in error
+    assert len(groupconv.explain(ConvSpec(2**16, 2**16, 1, groups=2**16)).to_dict()["group_slices"]) == 2**16
+
+
 def test_what_is_not_a_layer_is_a_type_error_naming_the_argument():
     with pytest.raises(TypeError) as error:
         groupconv.explain((4, 8, 3))

@@ -24,6 +24,7 @@ from . import formats as fmt
 
 DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 _LISTED_GROUPS = 8  # the report lists at most this many groups' slices, then elides the middle
+JSON_GROUPS = 1 << 16  # the JSON lists every group's slice, ~100 bytes each: up to ~6 MB
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +133,11 @@ class Explanation(fmt.JsonReport):
         return _report(self)
 
     def to_dict(self) -> dict:
+        if self.spec.groups > JSON_GROUPS:
+            raise GroupConvError(
+                f"groups={self.spec.groups} are too many to list one by one in JSON (at most {JSON_GROUPS}); "
+                "the text report elides them"
+            )
         data = super().to_dict()
         data["group_slices"] = tuple(dataclasses.asdict(piece) for piece in self.group_slices)  # as schema /1
         return data
