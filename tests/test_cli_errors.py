@@ -258,6 +258,7 @@ TOO_BIG = [  # (argv needing a few GiB, the fix its message gives)
     (["summary", "alexnet", "--input", "10000,1,28,28"], "use a smaller batch N or image"),
     (["tune", "alexnet", "--input", "2000,1,28,28"], "use a smaller batch N or image"),
     (["parallel", "measure", "--batch-size", "10000"], "use a smaller --batch-size"),
+    (["train", "--batch-size", "20000", "--width", "1"], "use a smaller --batch-size or --width"),
 ]
 
 
@@ -267,6 +268,21 @@ def test_a_run_that_would_not_fit_in_memory_is_refused_before_any_output(argv, f
     status, out, err = run(argv, capsys)
     assert (status, out) == (2, "")
     assert err.count("\n") == 1 and err.endswith(f"more than the 1.0 GiB of memory free; {fix}\n"), err
+
+
+def test_memory_running_out_mid_run_is_one_line(workdir, capsys, monkeypatch):
+    """An allocation that fails despite the estimate (another process took the memory) is one line, exit 2."""
+
+    def allocate(*args, **kwargs):
+        torch.empty(2**62, dtype=torch.uint8)  # PyTorch's CPU allocator refuses 4 EiB
+
+    monkeypatch.setattr("groupconv.training.train.train", allocate)
+    status, out, err = run(["train", "--epochs", "1"], capsys)
+    assert (status, out) == (2, "")
+    assert (
+        err == "groupconv train: error: out of memory: an allocation of 4,294,967,296.0 GiB failed; use a smaller "
+        "batch, input or model\n"
+    ), err
 
 
 # Conv2d(4, 8, 3, groups=2) -> Flatten -> Linear(32, 3) on 2,4,4,4: float32 input 128 numbers, outputs 64, 64, 6

@@ -110,6 +110,17 @@ def check_model_fits(model, input_shape: tuple[int, ...], what: str, fix: str, t
     check_memory(what, math.prod(input_shape) * itemsize + activations, fix)
 
 
+def check_training_fits(config, what: str, fix: str) -> None:
+    """Refuse, before any step, a :class:`~groupconv.training.train.TrainConfig` whose training step at its
+    batch size (no more than its training subset) would not fit in memory."""
+    from ..training.data import DATASETS
+    from ..training.train import build_model
+
+    batch = min(config.batch_size, config.train_subset or config.batch_size)
+    shape = (batch, *DATASETS[config.dataset].image_shape)
+    check_model_fits(build_model(config), shape, what, fix, training=True)
+
+
 def writable_dir(text: str) -> str:
     """A folder that exists and is writable, or can be created."""
     path = pathlib.Path(text)

@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import os
+import re
 import sys
+
+import torch
 
 from ..errors import GroupConvError
 from ..memory import keep_freed_memory
@@ -56,7 +59,22 @@ def main(argv: list[str] | None = None) -> int:
         reason = " ".join(str(getattr(error, "cli_message", error)).split()) or type(error).__name__
         prog = _subcommand(parser, args).prog if args is not None else "groupconv"
         _exit(2, f"{prog}: error: {reason}")
+    except RuntimeError as error:  # PyTorch's allocators raise these when memory runs out
+        if not _out_of_memory(error):
+            raise
+        prog = _subcommand(parser, args).prog if args is not None else "groupconv"
+        _exit(2, f"{prog}: error: {_out_of_memory(error)}")
     return 0
+
+
+def _out_of_memory(error: RuntimeError) -> str | None:
+    """One line for an allocation that failed (a CPU or CUDA allocator's message), else None."""
+    message = str(error)
+    if not isinstance(error, torch.OutOfMemoryError) and "can't allocate memory" not in message:
+        return None
+    tried = re.search(r"allocate (\d+) bytes", message)
+    size = f" of {int(tried.group(1)) / 2**30:,.1f} GiB" if tried else ""
+    return f"out of memory: an allocation{size} failed; use a smaller batch, input or model"
 
 
 def _exit(status: int, message: str):

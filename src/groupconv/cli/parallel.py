@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..parallel.measure import Setup
-from .common import add_command, check_model_fits
+from .common import add_command, check_training_fits
 
 _COMMANDS = {  # name: (one-line help, example)
     "plan": (
@@ -98,20 +98,10 @@ def _print_measurements(args: argparse.Namespace) -> None:
     setup = _setup(args)
     from ..parallel.measure import measure, table
 
-    _check_batch_fits(setup)
+    what = f"--batch-size {setup.batch_size} (with {setup.model}'s activations)"
+    check_training_fits(setup.config(), what, "use a smaller --batch-size")
     print(f"{setup}\n")
     print(table(setup, measure(setup)))
-
-
-def _check_batch_fits(setup: Setup) -> None:
-    """Refuse, before any step, a batch whose training step would not fit in memory."""
-    from ..parallel.training import example_input
-    from ..training.train import build_model
-
-    config = setup.config()
-    what = f"--batch-size {setup.batch_size} (with {setup.model}'s activations)"
-    shape = (setup.batch_size, *example_input(config).shape[1:])
-    check_model_fits(build_model(config), shape, what, "use a smaller --batch-size", training=True)
 
 
 _RUNS = {"plan": _print_plan, "bytes": _print_bytes, "measure": _print_measurements}

@@ -10,7 +10,7 @@ import argparse
 
 from ..training.data import DATASETS
 from ..training.train import MODELS, SCHEDULES, TrainConfig
-from .common import add_command
+from .common import add_command, check_training_fits
 
 _DEFAULTS = TrainConfig()
 
@@ -157,6 +157,8 @@ def _train(args: argparse.Namespace) -> None:
     from ..training.train import train
 
     config = TrainConfig(model=args.model, groups=args.groups, dataset=args.dataset, seed=args.seed, **_config(args))
+    what = f"--batch-size {config.batch_size} (with {config.model}'s activations at --width {config.width})"
+    check_training_fits(config, what, "use a smaller --batch-size or --width")
     if args.procs > 1 and not args.group_parallel:  # start R processes, each running this command group-parallel
         from ..parallel import training
 
