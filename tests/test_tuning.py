@@ -1,6 +1,7 @@
 """The autotuner: whole-layer routes, the margin, determinism, refusing overflowing data, the report."""
 
 import json
+import threading
 
 import pytest
 import torch
@@ -416,6 +417,34 @@ def test_a_model_mixing_2d_and_3d_layers_is_tuned_in_its_own_layout(monkeypatch)
             return self.deep(self.flat(x).unsqueeze(1))
 
     report = groupconv.tune(Mixed(), torch.randn(1, 4, 6, 6))
+    assert report.layout is None and report.layers
+
+
+def test_a_model_under_a_reentrant_checkpoint_is_tuned_and_keeps_its_gradients(monkeypatch):
+    """A reentrant checkpoint refuses autograd.grad: tune runs backward as a training step does, and puts
+    back the ``.grad`` the parameters had."""
+    fake_timer(monkeypatch, lambda name: 1.0)
+
+    class Checkpointed(torch.nn.Sequential):
+        def forward(self, x):
+            return torch.utils.checkpoint.checkpoint(super().forward, x, use_reentrant=True)
+
+    model = Checkpointed(*small_model())
+    grads = [torch.full_like(p, 7.0) for p in model.parameters()]
+    for parameter, grad in zip(model.parameters(), grads):
+        parameter.grad = grad
+    report = groupconv.tune(model, torch.randn(2, 4, 9, 9))
+    assert {route.directions for route in report.layers} >= {("forward",), ("forward", "input_grad", "weight_grad")}
+    assert all(parameter.grad is grad for parameter, grad in zip(model.parameters(), grads))
+
+
+def test_a_model_that_cannot_be_copied_is_tuned_in_its_own_layout_with_a_warning(monkeypatch):
+    """Timing the other layout needs a copy of the model; one holding a lock has none."""
+    fake_timer(monkeypatch, lambda name: 1.0)
+    model = small_model()
+    model.lock = threading.Lock()
+    with pytest.warns(UserWarning, match=r"cannot copy the model .*TypeError.*its layout is not judged"):
+        report = groupconv.tune(model, torch.randn(2, 4, 9, 9))
     assert report.layout is None and report.layers
 
 

@@ -243,7 +243,8 @@ def tune(
         raise TypeError(f"example_input must be a tensor that model takes, got {type(example_input).__name__}")
     x = example_input.detach()
     other = _other_layout(model, x) if layout else None
-    twin = None if other is None else copy.deepcopy(model).to(memory_format=other)
+    twin = None if other is None else _twin(model, other)
+    other = None if twin is None else other
     with _eval_mode(model), _eval_mode(twin), torch.random.fork_rng():  # seeded runs draw alike, tuned or not
         _check_finite(model, x)
         session = _Session([], retune, {})
@@ -261,6 +262,19 @@ def tune(
         model.to(memory_format=other if decision.chosen != layout_name(x) else memory_format(x))
         decision = dataclasses.replace(decision, applied=True)
     return TuneReport(session.calls, decision)
+
+
+def _twin(model: torch.nn.Module, layout: torch.memory_format) -> torch.nn.Module | None:
+    """A copy of ``model`` in ``layout`` to time beside it, or None, with a warning, where it cannot be copied."""
+    try:
+        return copy.deepcopy(model).to(memory_format=layout)
+    except Exception as error:
+        warnings.warn(
+            f"groupconv: cannot copy the model to time it in the other layout ({type(error).__name__}: {error}); "
+            "its layout is not judged",
+            stacklevel=3,
+        )
+        return None
 
 
 def _other_layout(model: torch.nn.Module, x: torch.Tensor) -> torch.memory_format | None:
@@ -333,12 +347,19 @@ def _every_way(model: torch.nn.Module, x: torch.Tensor) -> None:
 
 
 def _forward_backward(model: torch.nn.Module, x: torch.Tensor) -> None:
-    """One forward, and a backward to every input that needs a gradient, leaving no ``.grad``."""
+    """One forward, and a backward to every input that needs a gradient, leaving every ``.grad`` as it was.
+    By ``backward``, as a training step runs, not ``autograd.grad``: a reentrant checkpoint refuses that."""
     outputs = [t for t in _tensors(model(x)) if t.requires_grad]
-    wrt = [t for t in (x, *model.parameters()) if t.requires_grad]
-    if outputs and wrt:
-        cotangents = [torch.randn_like(t) for t in outputs]  # dense, like a real backward's
-        torch.autograd.grad(outputs, wrt, cotangents, allow_unused=True)
+    if not outputs:
+        return
+    kept = {parameter: parameter.grad for parameter in model.parameters()}
+    try:
+        for parameter in kept:
+            parameter.grad = None
+        torch.autograd.backward(outputs, [torch.randn_like(t) for t in outputs])  # dense, like a real backward's
+    finally:
+        for parameter, grad in kept.items():
+            parameter.grad = grad
 
 
 def _model_layout(model, twin, x: torch.Tensor, other: torch.memory_format) -> ModelLayout:
