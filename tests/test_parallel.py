@@ -71,6 +71,22 @@ class DirectParameter(nn.Module):
         return self.body(x) * self.gain
 
 
+class Tied(nn.Module):
+    """A layer registered under two names and called twice, and two heads sharing one weight."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.block = gnn.Conv2d(1, 8, 3, padding=1), gnn.Conv2d(8, 8, 3, padding=1, groups=2)
+        self.again = self.block
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head, self.other_head = nn.Linear(8, 10), nn.Linear(8, 10)
+        self.other_head.weight = self.head.weight
+
+    def forward(self, x):
+        features = self.pool(self.again(F.relu(self.block(F.relu(self.stem(x))))))
+        return self.head(features) + self.other_head(features)
+
+
 REPLICATE = {"replicated-layer": ["1"]}
 MODELS = {
     "alexnet-g2": functools.partial(alexnet, groups=2, width=0.125),
@@ -80,6 +96,7 @@ MODELS = {
     "grouped-chain": grouped_chain,
     "replicated-layer": with_a_replicated_layer,
     "direct-parameter": DirectParameter,
+    "tied": Tied,
 }
 EXAMPLE = torch.zeros(1, 1, 28, 28)
 
@@ -336,6 +353,17 @@ def test_a_model_torch_fx_cannot_trace_is_refused():
 
     with pytest.raises(ShardingError, match=r"^cannot split Branchy: torch.fx could not trace it"):
         plan(Branchy(), EXAMPLE, world_size=2)
+
+
+def test_a_tied_tensor_its_layers_split_differently_is_refused_naming_both():
+    from groupconv.parallel.group_parallel import _tie
+    from groupconv.parallel.rules import Placement
+
+    whole, by_inputs = Placement(torch.Size([10, 8]), torch.float32), Placement(torch.Size([10, 8]), torch.float32, 1)
+    placements = {"head.weight": whole, "other_head.weight": by_inputs}
+    message = r"other_head.weight is head.weight \(tied\), .* replicate=\['head', 'other_head'\]"
+    with pytest.raises(ShardingError, match=message):
+        _tie(torch.fx.symbolic_trace(Tied()), placements, {"other_head.weight": "head.weight"})
 
 
 def test_replicate_must_name_layers_of_the_model():

@@ -9,6 +9,7 @@ only where a layer mixes channels (see :mod:`~groupconv.parallel.collectives`).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import zlib
 from collections.abc import Iterable
@@ -65,7 +66,20 @@ def shard(
     plan = planner.plan(model, example_input, communicator.world_size, replicate)
     _check_random_state(model, communicator)
     state = {key: _from_rank0(key, tensor, communicator) for key, tensor in model.state_dict().items()}
-    return GroupParallel(plan, state, communicator)
+    return GroupParallel(plan, state, communicator, _aliases(model))
+
+
+def _aliases(model: nn.Module) -> dict[str, str]:
+    """The model's state_dict keys that name a tensor an earlier key names (a module registered twice), each
+    with that earlier key: the traced model keeps only the first name."""
+    first: dict[int, str] = {}
+    aliases = {}
+    for key, tensor in model.state_dict(keep_vars=True).items():
+        if id(tensor) in first:
+            aliases[key] = first[id(tensor)]
+        else:
+            first[id(tensor)] = key
+    return aliases
 
 
 class GroupParallel(nn.Module):
@@ -77,11 +91,12 @@ class GroupParallel(nn.Module):
     rank has sent (``traffic.reset()`` to start over).
     """
 
-    def __init__(self, plan: Plan, state: dict[str, torch.Tensor], communicator: Communicator):
+    def __init__(self, plan: Plan, state: dict[str, torch.Tensor], communicator: Communicator, aliases: dict[str, str]):
         super().__init__()
-        self.plan, self.communicator = plan, communicator
+        self.plan, self.communicator, self.aliases = plan, communicator, aliases
         self.module = plan.graph_module
         self.placements = _split_layers(self.module, plan, state, communicator)
+        _tie(self.module, self.placements, aliases)
         self.parameter_names = {key for key, placement in self.placements.items() if placement.parameter}
         _insert_transitions(self.module, plan, communicator)
         communicator.traffic.reset()
@@ -101,7 +116,8 @@ class GroupParallel(nn.Module):
         takes it.
         """
         local = self.module.state_dict()
-        return {key: self._assemble(key, local.get(key)) for key in self.placements}
+        state = {key: self._assemble(key, local.get(key)) for key in self.placements}
+        return {**state, **{alias: state[key] for alias, key in self.aliases.items()}}
 
     def full_grads(self) -> dict[str, torch.Tensor]:
         """Every parameter's gradient in the whole model, assembled like :meth:`full_state_dict`
@@ -139,7 +155,8 @@ class GroupParallel(nn.Module):
     @torch.no_grad()
     def load_full_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Load a whole model's ``state_dict`` (a checkpoint of the unsplit model): each rank keeps its part."""
-        missing, unexpected = self.placements.keys() - state.keys(), state.keys() - self.placements.keys()
+        expected = self.placements.keys() | self.aliases.keys()
+        missing, unexpected = expected - state.keys(), state.keys() - expected
         if missing or unexpected:
             raise ShardingError(
                 f"the state_dict does not fit this model: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
@@ -183,6 +200,21 @@ def _split_layers(graph_module: fx.GraphModule, plan: Plan, state, communicator:
         placements.update({prefix + key: placement for key, placement in layer_placements.items()})
         graph_module.set_submodule(node.target, local)
     return placements
+
+
+def _tie(graph_module: fx.GraphModule, placements: dict[str, Placement], aliases: dict[str, str]) -> None:
+    """Give each tensor the model ties to an earlier one (``head2.weight = head.weight``) this rank's part of that
+    one, and drop its placement: it is assembled and loaded as its first name."""
+    for alias, key in aliases.items():
+        if alias not in placements:
+            continue  # a module registered twice is traced once, under its first name
+        if placements.pop(alias) != placements[key]:
+            layers = [name.rpartition(".")[0] for name in (key, alias)]
+            raise ShardingError(
+                f"{alias} is {key} (tied), but their layers split it differently; keep both whole: replicate={layers}"
+            )
+        owner, _, name = alias.rpartition(".")
+        setattr(graph_module.get_submodule(owner), name, functools.reduce(getattr, key.split("."), graph_module))
 
 
 def _own_attribute(graph_module: fx.GraphModule, target: str, state) -> dict[str, Placement]:
