@@ -1,11 +1,13 @@
 """Tensors of every kind: half precision, empty batches, layouts, unbatched inputs, CUDA."""
 
 import contextlib
+import copy
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+import groupconv
 import groupconv.functional as GF
 from groupconv import ConvSpec, dispatch
 
@@ -58,6 +60,28 @@ def test_groupconv_kernels_take_half_precision_in_float32(dtype, direction):
         exact = dispatch.compute(direction, a.double(), b.double(), spec, *rest)
     assert got.dtype == dtype
     torch.testing.assert_close(got.double(), exact, rtol=torch.finfo(dtype).eps, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+@pytest.mark.parametrize(
+    ("layer", "kwargs"),
+    [
+        (torch.nn.Conv2d, {"padding": "same", "padding_mode": "circular", "dilation": 2}),
+        (torch.nn.Conv1d, {"stride": 2, "bias": False}),
+        (torch.nn.ConvTranspose2d, {"stride": 2, "output_padding": 1}),
+    ],
+)
+def test_complex_layers_compute_and_differentiate_as_pytorchs(dtype, layer, kwargs):
+    torch.manual_seed(0)
+    theirs = layer(6, 9, 3, groups=3, dtype=dtype, **kwargs)
+    ours = groupconv.nn.convert(copy.deepcopy(theirs))
+    x = torch.randn(2, 6, *(7,) * (theirs.weight.dim() - 2), dtype=dtype, requires_grad=True)
+    y, expected = ours(x), theirs(x)
+    torch.testing.assert_close(y, expected)
+    cotangent = torch.randn_like(y)
+    got = torch.autograd.grad(y, (x, *ours.parameters()), cotangent)
+    torch.testing.assert_close(got, torch.autograd.grad(expected, (x, *theirs.parameters()), cotangent))
+    torch.testing.assert_close(ours(x[0]), theirs(x[0]))  # unbatched
 
 
 def test_empty_batch_forward_and_backward():

@@ -102,12 +102,23 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
     inner = dataclasses.replace(spec, padding=0, padding_mode="zeros") if spec.padding_mode != "zeros" else spec
     if torch.onnx.is_in_onnx_export():  # standard ONNX Conv/ConvTranspose nodes: see groupconv.ops
         return _unbatched(ops.torch_convolution(x, weight, inner, bias), batched)
+    if x.is_complex():
+        return _unbatched(_complex(inner, x, weight, bias), batched)
     route = routing.route(inner, x, weight)
     if key is not None:  # later calls skip to the route, through the same padding and batching
         if len(tuning.remembered) >= _REMEMBERED_CALLS:  # ever-new shapes (a varying length, say) must not grow it
             tuning.remembered.clear()
         tuning.remembered[key] = route if x is input else functools.partial(_through, spec, route)
     return _unbatched(route(x, weight, bias), batched)
+
+
+def _complex(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A complex layer as PyTorch computes one: three real convolutions (Gauss's trick), each routed as any other."""
+    real = functools.partial(apply, spec)
+    a, b = real(x.real, weight.real), real(x.imag, weight.imag)
+    c = real(x.real + x.imag, weight.real + weight.imag)
+    y = torch.complex(a - b, c - a - b)
+    return y if bias is None else y + bias.view(-1, *(1,) * spec.dims)
 
 
 def _batched_and_padded(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -233,7 +244,7 @@ def _check_tensors(spec: ConvSpec, input, weight, bias) -> None:
         operands["bias"] = bias
     for name, tensor in operands.items():
         check_is_tensor(name, tensor)
-        if not tensor.is_floating_point():
+        if not (tensor.is_floating_point() or tensor.is_complex()):
             raise TypeError(f"{name} has dtype {tensor.dtype}; convolution needs floating point: use {name}.float()")
         if tensor.dtype != input.dtype:
             raise TypeError(
