@@ -69,6 +69,8 @@ BAD_ARGUMENTS = [
      "out_channels=8 are not divisible by 3; nearest valid: 2 or 4 (valid groups: 1, 2, 4; the largest is "
      "gcd(4, 8) = 4)"),
     (["explain", *LAYER, "--groups", "0"], "groupconv explain: error: groups=0 is invalid: groups must be an int >= 1"),
+    (["explain", "--in", "4", "--out", "8", "--kernel", "3,3,3,3"], "groupconv explain: error: --kernel 3,3,3,3 has "
+     "4 sizes; groupconv supports 1-, 2- and 3-D convolution: give 1 to 3 sizes\n"),
     (["explain", *LAYER, "--groups", "-2"], "groupconv explain: error: groups=-2 is invalid"),
     (["explain", "--in", "four", "--out", "8", "--kernel", "3"], "groupconv explain: error: argument "
      "--in/--in-channels: invalid int value: 'four' (see groupconv explain --help)"),

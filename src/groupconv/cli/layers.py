@@ -158,6 +158,11 @@ def _dims(args: argparse.Namespace) -> int:
     if args.dims is not None:
         return args.dims
     if isinstance(args.kernel_size, tuple):
+        if not 1 <= len(args.kernel_size) <= 3:
+            raise GroupConvError(
+                f"--kernel {','.join(map(str, args.kernel_size))} has {len(args.kernel_size)} sizes; groupconv "
+                "supports 1-, 2- and 3-D convolution: give 1 to 3 sizes"
+            )
         return len(args.kernel_size)
     if args.input is not None and 3 <= len(args.input) <= 5:  # N,C and 1 to 3 spatial sizes
         return len(args.input) - 2
