@@ -296,6 +296,61 @@ def test_rows_wide_enough_for_register_blocks(kernel, stride, padding, layout, d
         run_case(case, 0)
 
 
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "dilation", "padding"),
+    [
+        ((16, 16), (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1))),
+        ((9, 19), (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1))),  # strided: odd widths, last column unread
+        ((11, 13), (3, 3), (1, 2), (2, 2), ((0, 2), (2, 0))),  # dilated, padded at one end of each dim
+        ((4, 3), (3, 3), (1, 1), (1, 1), ((3, 3), (3, 3))),  # more padding than input: whole rows and columns of it
+        ((14, 14), (5, 5), (1, 1), (1, 1), ((2, 2), (2, 2))),
+        ((12, 17), (5, 5), (2, 2), (1, 1), ((2, 2), (1, 3))),
+        ((3, 8, 9), (1, 3, 3), (2, 1, 1), (1, 1, 1), ((0, 0), (1, 1), (1, 1))),  # 3-D, one tap deep
+    ],
+)
+@pytest.mark.parametrize("channels", [17, 48])  # a partial SIMD block of channels; three whole ones
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_channels_last_depthwise_weight_gradient_with_every_tap_in_registers(
+    size, kernel, stride, dilation, padding, channels, dtype
+):
+    """A 3x3 (and, on AVX-512, 5x5) depthwise channels-last weight gradient keeps every tap's sum in registers
+    across the rows of a task, border columns included."""
+    dims = len(size)
+    case = {
+        "dims": dims,
+        "kernel": kernel,
+        "stride": stride,
+        "dilation": dilation,
+        "padding": padding,
+        "groups": channels,
+        "in_per_group": 1,
+        "out_per_group": 1,
+        "batch": 3,
+        "size": size,
+        "dtype": dtype,
+        "layout": "channels_last",
+    }
+    run_case(case, channels)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("capability", ["avx2", "default"])
+def test_depthwise_weight_gradient_under_each_instruction_set(capability):
+    """The same checks on the builds this machine would not pick by itself."""
+    if capability == "avx2" and torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("this CPU has no AVX2")
+    test = f"{__file__}::test_channels_last_depthwise_weight_gradient_with_every_tap_in_registers"
+    environment = {**os.environ, "ATEN_CPU_CAPABILITY": capability}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "", test],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_input_grad_covers_an_input_larger_than_the_output_reads(layout):
     """input_size past what grad_y's outputs read (output_padding): those rows get zero gradient,

@@ -720,6 +720,64 @@ void weight_grad_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* x, 
   }
 }
 
+// Depthwise weight gradient, channels-last, every tap of a 2-D kernel in registers: for one channel block,
+// acc[tap] sums src * grad_y over every row of [begin, end) and every column of it, border columns included
+// (each tap skips the columns whose src falls outside the row), so partial is read and written once per
+// block, not once per row and tap, and no tap runs its border columns apart.
+template <typename T, int KH, int KW>
+void wg_depthwise_cl(const Geometry& g, const T* x, const T* gy, T* partial, int64_t begin, int64_t end) {
+  constexpr int64_t V = Vectorized<T>::size();
+  constexpr int K = KH * KW;
+  const int64_t C = g.C(), OW = g.out[2], IW = g.in[2], s = g.stride[2], Opad = padded_channels<T>(C);
+  int64_t off[KW], lo[KW], hi[KW];  // per kw: src column offset, and the output columns whose src column exists
+  int64_t inner_lo = 0, inner_hi = OW;
+  for (int64_t kw = 0; kw < KW; ++kw) {
+    off[kw] = kw * g.dil[2] - g.pad[2];
+    lo[kw] = off[kw] >= 0 ? 0 : (-off[kw] + s - 1) / s;
+    hi[kw] = std::min<int64_t>(OW, IW - 1 - off[kw] < 0 ? 0 : (IW - 1 - off[kw]) / s + 1);
+    inner_lo = std::max(inner_lo, lo[kw]), inner_hi = std::min(inner_hi, hi[kw]);
+  }
+  inner_hi = std::max(inner_lo, inner_hi);
+  for (int64_t d0 = 0; d0 < C; d0 += V) {
+    const int64_t cnt = std::min<int64_t>(V, C - d0);
+    AccT<T> acc[K];
+    unroll<K>([&](auto j) __attribute__((always_inline)) { acc[j] = Vectorized<T>(T(0)); });
+    for (int64_t t = begin; t < end; ++t) {
+      const T* rows[KH] = {};  // each kh's src row at channel d0, or none (padding)
+      for_each_src_row(g, t, [&](int64_t, int64_t kh, int64_t src_row) { rows[kh] = x + src_row * IW * C + d0; });
+      const T* gy_row = gy + t * OW * C + d0;
+      auto column = [&](int64_t ow, auto border) __attribute__((always_inline)) {
+        const Vectorized<T> gv = Vectorized<T>::loadu(gy_row + ow * C, cnt);
+        unroll<K>([&](auto j) __attribute__((always_inline)) {
+          constexpr int kh = j / KW, kw = j % KW;
+          if (rows[kh] == nullptr || (border && (ow < lo[kw] || ow >= hi[kw]))) return;
+          const Vectorized<T> xv = Vectorized<T>::loadu(rows[kh] + (ow * s + off[kw]) * C, cnt);
+          acc[j] = at::vec::fmadd(xv, gv, Vectorized<T>(acc[j]));
+        });
+      };
+      for (int64_t ow = 0; ow < inner_lo; ++ow) column(ow, std::true_type{});
+      for (int64_t ow = inner_lo; ow < inner_hi; ++ow) column(ow, std::false_type{});
+      for (int64_t ow = inner_hi; ow < OW; ++ow) column(ow, std::true_type{});
+    }
+    unroll<K>([&](auto j) __attribute__((always_inline)) {
+      T* out = partial + j * Opad + d0;
+      (Vectorized<T>::loadu(out) + Vectorized<T>(acc[j])).store(out);
+    });
+  }
+}
+
+// 25 accumulators and their operands fit AVX-512's 32 vector registers, not the 16 of the others.
+constexpr bool RESIDENT_25 = sizeof(Vectorized<float>) == 64;
+
+// f(KH, KW) as compile-time constants for the depthwise kernels whose taps wg_depthwise_cl keeps in registers.
+template <typename F>
+inline bool with_resident_taps(int64_t KH, int64_t KW, F&& f) {
+  if (KH == 3 && KW == 3) return f(std::integral_constant<int, 3>{}, std::integral_constant<int, 3>{}), true;
+  if (KH == 5 && KW == 5 && RESIDENT_25)
+    return f(std::integral_constant<int, 5>{}, std::integral_constant<int, 5>{}), true;
+  return false;
+}
+
 #define GROUPCONV_BY_MODE(fn, map, ...)                                  \
   switch ((map).mode) {                                                  \
     case IDENTITY: fn<T, IDENTITY>(__VA_ARGS__); break;                  \
@@ -756,6 +814,10 @@ void input_grad_cl(const Geometry& g, const T* gy, const T* wp, T* gx, int64_t b
 
 template <typename T>
 void weight_grad_cl(const Geometry& g, const T* x, const T* gy, T* partial, int64_t begin, int64_t end) {
+  auto resident = [&](auto kh, auto kw) {
+    wg_depthwise_cl<T, decltype(kh)::value, decltype(kw)::value>(g, x, gy, partial, begin, end);
+  };
+  if (g.Cg == 1 && g.Og == 1 && g.k[0] == 1 && with_resident_taps(g.k[1], g.k[2], resident)) return;
   const ChannelMap<T> m(g.G, g.Og, g.Cg, true);
   if (m.mode < ROTATE2) {
     GROUPCONV_BY_MODE(weight_grad_cl_mode, m, g, m, x, gy, partial, begin, end)
