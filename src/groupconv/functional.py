@@ -117,8 +117,7 @@ def _complex(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor, bias: torch.
     real = functools.partial(apply, spec)
     a, b = real(x.real, weight.real), real(x.imag, weight.imag)
     c = real(x.real + x.imag, weight.real + weight.imag)
-    y = torch.complex(a - b, c - a - b)
-    return y if bias is None else y + bias.view(-1, *(1,) * spec.dims)
+    return routing.add_bias(torch.complex(a - b, c - a - b), bias, spec)
 
 
 def _batched_and_padded(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

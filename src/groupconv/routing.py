@@ -67,7 +67,7 @@ def _ops_runner(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor, layout: t
     output_size = spec.output_size(x.shape[2:]) if spec.transposed else None
 
     def run(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        return _add_bias(autograd.bound(x, weight, conv_spec, chosen, output_size), bias, spec)
+        return add_bias(autograd.bound(x, weight, conv_spec, chosen, output_size), bias, spec)
 
     return run
 
@@ -90,7 +90,7 @@ def run_pytorch(
     layout = layout or answer_layout
     x, weight = relayout(x, layout), _as(weight, layout)
     if spec.transposed and x.dtype not in HALF:
-        y = _add_bias(ops.torch_convolution(x, weight, spec), bias, spec)
+        y = add_bias(ops.torch_convolution(x, weight, spec), bias, spec)
     else:
         y = ops.torch_convolution(x, weight, spec, bias)
     return relayout(y, answer_layout)
@@ -109,10 +109,11 @@ def _ops_layer(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor, bias: torc
         y = autograd.conv_input_grad(x, weight, spec, spec.output_size(x.shape[2:]))
     else:
         y = autograd.conv(x, weight, spec)
-    return _add_bias(y, bias, spec)
+    return add_bias(y, bias, spec)
 
 
-def _add_bias(y: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
+def add_bias(y: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
+    """``y`` plus one bias per output channel (none: ``y``)."""
     return y if bias is None else y + bias.view(-1, *(1,) * spec.dims)
 
 

@@ -60,10 +60,11 @@ def main(argv: list[str] | None = None) -> int:
         prog = _subcommand(parser, args).prog if args is not None else "groupconv"
         _exit(2, f"{prog}: error: {reason}")
     except RuntimeError as error:  # PyTorch's allocators raise these when memory runs out
-        if not _out_of_memory(error):
+        reason = _out_of_memory(error)
+        if reason is None:
             raise
         prog = _subcommand(parser, args).prog if args is not None else "groupconv"
-        _exit(2, f"{prog}: error: {_out_of_memory(error)}")
+        _exit(2, f"{prog}: error: {reason}")
     return 0
 
 

@@ -580,6 +580,18 @@ void input_grad_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* gy, 
 }
 
 
+// Kernel column kw of a channels-last row: output column ow reads src column ow * stride + off, inside the src
+// row for ow in [lo, hi).
+struct SrcColumns {
+  int64_t off, lo, hi;
+};
+inline SrcColumns src_columns(const Geometry& g, int64_t kw) {
+  const int64_t off = kw * g.dil[2] - g.pad[2], s = g.stride[2], IW = g.in[2];
+  const int64_t lo = off >= 0 ? 0 : (-off + s - 1) / s;
+  const int64_t hi = std::min<int64_t>(g.out[2], IW - 1 - off < 0 ? 0 : (IW - 1 - off) / s + 1);
+  return {off, lo, hi};
+}
+
 struct TapCols {  // one tap of a channels-last weight-gradient row: src row, column offset, output columns
   const void* x_row;  // the src row's first pixel
   int64_t off;        // src column of output column ow: ow * stride + off
@@ -697,11 +709,9 @@ void weight_grad_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* x, 
     int64_t ntaps = 0;
     for_each_src_row(g, t, [&](int64_t kd, int64_t kh, int64_t src_row) {
       for (int64_t kw = 0; kw < KW; ++kw) {
-        // output columns whose src column ow * s + off lies inside [0, IW)
-        const int64_t off = kw * g.dil[2] - g.pad[2];
-        const int64_t lo = off >= 0 ? 0 : (-off + s - 1) / s;
-        const int64_t hi = std::min<int64_t>(OW, IW - 1 - off < 0 ? 0 : (IW - 1 - off) / s + 1);
-        if (lo < hi) taps[ntaps++] = {x + src_row * IW * C, off, lo, hi, (kd * KH + kh) * KW + kw};
+        const SrcColumns cols = src_columns(g, kw);
+        if (cols.lo < cols.hi)
+          taps[ntaps++] = {x + src_row * IW * C, cols.off, cols.lo, cols.hi, (kd * KH + kh) * KW + kw};
       }
     });
     const T* gy_row = gy + t * OW * O;
@@ -729,13 +739,11 @@ void wg_depthwise_cl(const Geometry& g, const T* x, const T* gy, T* partial, int
   constexpr int64_t V = Vectorized<T>::size();
   constexpr int K = KH * KW;
   const int64_t C = g.C(), OW = g.out[2], IW = g.in[2], s = g.stride[2], Opad = padded_channels<T>(C);
-  int64_t off[KW], lo[KW], hi[KW];  // per kw: src column offset, and the output columns whose src column exists
-  int64_t inner_lo = 0, inner_hi = OW;
+  SrcColumns cols[KW];
+  int64_t inner_lo = 0, inner_hi = OW;  // the output columns every kw reads inside the src row
   for (int64_t kw = 0; kw < KW; ++kw) {
-    off[kw] = kw * g.dil[2] - g.pad[2];
-    lo[kw] = off[kw] >= 0 ? 0 : (-off[kw] + s - 1) / s;
-    hi[kw] = std::min<int64_t>(OW, IW - 1 - off[kw] < 0 ? 0 : (IW - 1 - off[kw]) / s + 1);
-    inner_lo = std::max(inner_lo, lo[kw]), inner_hi = std::min(inner_hi, hi[kw]);
+    cols[kw] = src_columns(g, kw);
+    inner_lo = std::max(inner_lo, cols[kw].lo), inner_hi = std::min(inner_hi, cols[kw].hi);
   }
   inner_hi = std::max(inner_lo, inner_hi);
   for (int64_t d0 = 0; d0 < C; d0 += V) {
@@ -750,8 +758,8 @@ void wg_depthwise_cl(const Geometry& g, const T* x, const T* gy, T* partial, int
         const Vectorized<T> gv = Vectorized<T>::loadu(gy_row + ow * C, cnt);
         unroll<K>([&](auto j) __attribute__((always_inline)) {
           constexpr int kh = j / KW, kw = j % KW;
-          if (rows[kh] == nullptr || (border && (ow < lo[kw] || ow >= hi[kw]))) return;
-          const Vectorized<T> xv = Vectorized<T>::loadu(rows[kh] + (ow * s + off[kw]) * C, cnt);
+          if (rows[kh] == nullptr || (border && (ow < cols[kw].lo || ow >= cols[kw].hi))) return;
+          const Vectorized<T> xv = Vectorized<T>::loadu(rows[kh] + (ow * s + cols[kw].off) * C, cnt);
           acc[j] = at::vec::fmadd(xv, gv, Vectorized<T>(acc[j]));
         });
       };
