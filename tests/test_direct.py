@@ -145,20 +145,22 @@ def test_many_random_layers_match_pytorch(seed):
     run_case(random_case(random.Random(seed)), seed)
 
 
+@pytest.mark.parametrize("per_group", [1, 2, 4])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_channels_last_depthwise_at_every_width_and_stride(dtype):
-    """Channels-last depthwise rows go to a kernel built for their (kernel width, stride) where there is one:
-    every pair up to 7 x 6 must reach its own or the general one."""
-    for kernel, stride in itertools.product(range(1, 8), range(1, 7)):
+def test_channels_last_shared_rows_at_every_width_and_stride(dtype, per_group):
+    """Channels-last depthwise rows, and rows under a rotation (2 or 4 channels per group), go to a kernel built
+    for their (kernel width, stride), or for the taps of each phase of a strided input gradient, where there is
+    one: every pair up to 7 x 6, with padding on both sides or one, must reach its own or the general one."""
+    for kernel, stride, padding in itertools.product(range(1, 8), range(1, 7), ((1, 1), (0, 2))):
         case = {
             "dims": 2,
             "kernel": (1, kernel),
             "stride": (1, stride),
             "dilation": (1, 1),
-            "padding": ((0, 0), (1, 1)),
-            "groups": 16,
-            "in_per_group": 1,
-            "out_per_group": 1,
+            "padding": ((0, 0), padding),
+            "groups": 16 // per_group,
+            "in_per_group": per_group,
+            "out_per_group": per_group,
             "batch": 1,
             "size": (2, 29),
             "dtype": dtype,
@@ -335,11 +337,18 @@ def test_channels_last_depthwise_weight_gradient_with_every_tap_in_registers(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("capability", ["avx2", "default"])
-def test_depthwise_weight_gradient_under_each_instruction_set(capability):
-    """The same checks on the builds this machine would not pick by itself."""
+@pytest.mark.parametrize(
+    "checks",
+    [
+        "test_channels_last_shared_rows_at_every_width_and_stride",
+        "test_channels_last_depthwise_weight_gradient_with_every_tap_in_registers",
+    ],
+)
+def test_channels_last_register_kernels_under_each_instruction_set(capability, checks):
+    """The same checks on the builds this machine would not pick by itself (their register blocks differ)."""
     if capability == "avx2" and torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
         pytest.skip("this CPU has no AVX2")
-    test = f"{__file__}::test_channels_last_depthwise_weight_gradient_with_every_tap_in_registers"
+    test = f"{__file__}::{checks}"
     environment = {**os.environ, "ATEN_CPU_CAPABILITY": capability}
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "", test],

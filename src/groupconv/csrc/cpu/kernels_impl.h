@@ -290,13 +290,20 @@ inline void block_pixels(const ChannelMap<T>& m, int64_t b, const T* src, const 
 template <int MODE>
 constexpr int block_width = rotations<MODE> > 0 ? std::max(1, MAX_ACC / rotations<MODE>) : 4;
 
+// The kernel columns of a shared-load kernel's KW taps, first, first + step, ... (a strided input gradient's
+// phase takes every stride-th one), and how far apart its dst pixels lie.
+struct SharedTaps {
+  int64_t first, step, dst_step;
+};
+
 // Channels-last, unit dilation along W, one full channel block of IDENTITY (R = 1: depthwise) or ROTATE<R>:
 // P dst pixels, pixel p reading src columns first + p * S + kw, those in [0, Wsrc) (the others are padding).
 // Each src pixel is loaded once per row for every (pixel, tap) pair that reads it; REV (the input gradient)
 // takes the taps right to left.
 template <typename T, int KW, int S, int P, int R, bool REV>
 inline void shared_pixels(const ChannelMap<T>& m, const T* src, const T* wp, int64_t Cpad, const RowTerm* rows,
-                          int64_t nrows, int64_t C, int64_t first, int64_t Wsrc, int64_t d0, T* dst) {
+                          int64_t nrows, int64_t C, int64_t first, int64_t Wsrc, int64_t d0, const SharedTaps& taps,
+                          T* dst) {
   const int64_t j_lo = -first, j_hi = Wsrc - first;  // the columns j of this call inside the row
   AccT<T> acc[P][R];
   unroll<P>([&](auto p) __attribute__((always_inline)) {
@@ -304,11 +311,11 @@ inline void shared_pixels(const ChannelMap<T>& m, const T* src, const T* wp, int
   });
   for (int64_t r = 0; r < nrows; ++r) {
     const T* row = src + rows[r].src_offset + first * C + d0;
-    const T* wt = wp + rows[r].tap * R * Cpad + d0;
+    const T* wt = wp + (rows[r].tap + taps.first) * R * Cpad + d0;
     AccT<T> wv[KW][R];
     unroll<KW>([&](auto kw) __attribute__((always_inline)) {
       unroll<R>([&](auto s) __attribute__((always_inline)) {
-        wv[kw][s] = Vectorized<T>::loadu(wt + ((REV ? KW - 1 - kw : kw) * R + s) * Cpad);
+        wv[kw][s] = Vectorized<T>::loadu(wt + ((REV ? KW - 1 - kw : kw) * taps.step * R + s) * Cpad);
       });
     });
     unroll<S*(P - 1) + KW>([&](auto j) __attribute__((always_inline)) {
@@ -326,7 +333,7 @@ inline void shared_pixels(const ChannelMap<T>& m, const T* src, const T* wp, int
   unroll<P>([&](auto p) __attribute__((always_inline)) {
     Vectorized<T> out = acc[p][0];
     unroll<R - 1>([&](auto s) __attribute__((always_inline)) { out = out + m.perm[s + 1](Vectorized<T>(acc[p][s + 1])); });
-    out.store(dst + p * C + d0);
+    out.store(dst + p * taps.dst_step + d0);
   });
 }
 
@@ -335,7 +342,7 @@ inline void shared_pixels(const ChannelMap<T>& m, const T* src, const T* wp, int
 template <typename T, int MODE, int KW, int S, bool REV>
 inline int64_t shared_block(const ChannelMap<T>& m, int64_t b, int64_t w, const T* src, const T* wp, int64_t Cpad,
                             const RowTerm* rows, int64_t nrows, int64_t C, int64_t end, int64_t origin, int64_t Wsrc,
-                            T* dst_row) {
+                            const SharedTaps& taps, T* dst_row) {
   if constexpr (KW == 0) {
     return 0;
   } else {
@@ -345,7 +352,8 @@ inline int64_t shared_block(const ChannelMap<T>& m, int64_t b, int64_t w, const 
     auto take = [&](auto n) {
       constexpr int Q = decltype(n)::value;
       if (taken != 0 || w + Q > end) return;
-      shared_pixels<T, KW, S, Q, R, REV>(m, src, wp, Cpad, rows, nrows, C, origin + w * S, Wsrc, b * V, dst_row + w * C);
+      shared_pixels<T, KW, S, Q, R, REV>(m, src, wp, Cpad, rows, nrows, C, origin + w * S, Wsrc, b * V, taps,
+                                         dst_row + w * taps.dst_step);
       taken = Q;
     };
     take(std::integral_constant<int, P>{});
@@ -510,7 +518,7 @@ void forward_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* x, cons
   BandRow<T> band[CL_BAND_ROWS];
   auto fast = [&](const BandRow<T>& r, int64_t b, int64_t w, int64_t span_end) {
     return shared_block<T, MODE, SHARED_KW, SHARED_S, false>(m, b, w, x, wp, Cpad, r.rows, r.nrows, O, span_end,
-                                                             -g.pad[2], IW, r.dst);
+                                                             -g.pad[2], IW, {0, 1, O}, r.dst);
   };
   for (int64_t t0 = begin, t1; t0 < end; t0 = t1) {
     t1 = band_end(t0, end, OH);
@@ -526,8 +534,26 @@ void forward_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* x, cons
   }
 }
 
-// Input gradient, channels-last: a task is an input row (n, id, ih). w_packed: [K][Og][C padded].
-template <typename T, int MODE, int SHARED_KW = 0, int SHARED_S = 0>
+// f(N) as a compile-time constant for the tap counts of an input gradient's phase that shared_pixels is built
+// for under MODE: a 3x3, 5x5 or 7x7 kernel's at stride 1 and 2 depthwise, a 3x3 kernel's under a rotation.
+template <int MODE, typename F>
+inline bool with_phase_taps(int64_t n, F&& f) {
+  using std::integral_constant;
+  constexpr bool depthwise = MODE == IDENTITY;
+  switch (n) {
+    case 1: return f(integral_constant<int, 1>{}), true;
+    case 2: return f(integral_constant<int, 2>{}), true;
+    case 3: return f(integral_constant<int, 3>{}), true;
+    case 4: if constexpr (depthwise) return f(integral_constant<int, 4>{}), true; else return false;
+    case 5: if constexpr (depthwise) return f(integral_constant<int, 5>{}), true; else return false;
+    case 7: if constexpr (depthwise) return f(integral_constant<int, 7>{}), true; else return false;
+    default: return false;
+  }
+}
+
+// Input gradient, channels-last: a task is an input row (n, id, ih). w_packed: [K][Og][C padded]. SHARED: unit
+// dilation along W and IDENTITY or ROTATE<R>, so a phase whose tap count with_phase_taps takes runs shared_pixels.
+template <typename T, int MODE, bool SHARED = false>
 void input_grad_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* gy, const T* wp, T* gx, int64_t begin,
                         int64_t end) {
   const int64_t C = g.C(), O = g.O(), Cpad = padded_channels<T>(m.blocks * Vectorized<T>::size());
@@ -547,11 +573,7 @@ void input_grad_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* gy, 
   }
   std::vector<RowTerm> rows(CL_BAND_ROWS * KD * KH);
   BandRow<T> band[CL_BAND_ROWS], phase_band[CL_BAND_ROWS];
-  auto fast = [&](const BandRow<T>& r, int64_t b, int64_t w, int64_t span_end) {
-    const int64_t origin = g.pad[2] - (KW - 1);  // dst pixel w's last tap reads src column w + origin
-    return shared_block<T, MODE, SHARED_KW, SHARED_S, true>(m, b, w, gy, wp, Cpad, r.rows, r.nrows, C, span_end, origin,
-                                                            OW, r.dst);
-  };
+  auto none = [](const BandRow<T>&, int64_t, int64_t, int64_t) { return int64_t(0); };
   for (int64_t t0 = begin, t1; t0 < end; t0 = t1) {
     t1 = band_end(t0, end, IH);
     int64_t nband = 0;
@@ -574,7 +596,23 @@ void input_grad_cl_mode(const Geometry& g, const ChannelMap<T>& m, const T* gy, 
     }
     for (int64_t ph = 0; ph < sw; ++ph) {
       for (int64_t r = 0; r < nband; ++r) phase_band[r] = {band[r].rows, band[r].nrows, band[r].dst + ph * C};
-      cl_band<T, MODE>(m, gy, wp, Cpad, KW, phases[ph], phase_band, nband, (IW - ph + sw - 1) / sw, sw * C, fast);
+      const RowTaps& taps = phases[ph];
+      auto run = [&](auto fast) {
+        cl_band<T, MODE>(m, gy, wp, Cpad, KW, taps, phase_band, nband, (IW - ph + sw - 1) / sw, sw * C, fast);
+      };
+      // the phase's taps are kernel columns idx[0] + j * stride, reading output columns q + off[j] (off[j] falls by
+      // one as j rises): taken right to left, dst pixel q's first reads column q + off.back()
+      auto shared = [&](auto n) {
+        const SharedTaps steps{taps.idx.front(), g.stride[2], sw * C};
+        run([&](const BandRow<T>& r, int64_t b, int64_t w, int64_t span_end) {
+          return shared_block<T, MODE, decltype(n)::value, 1, true>(m, b, w, gy, wp, Cpad, r.rows, r.nrows, C, span_end,
+                                                                     taps.off.back(), OW, steps, r.dst);
+        });
+      };
+      if constexpr (SHARED) {
+        if (with_phase_taps<MODE>(static_cast<int64_t>(taps.idx.size()), shared)) continue;
+      }
+      run(none);
     }
   }
 }
@@ -813,10 +851,9 @@ void input_grad_cl(const Geometry& g, const T* gy, const T* wp, T* gx, int64_t b
   const ChannelMap<T> m(g.G, g.Cg, g.Og, true);
   const std::vector<T> rotated = m.mode >= ROTATE2 ? rotate_weights(wp, g.taps(), g.Og, g.C(), padded_channels<T>(g.C())) : std::vector<T>();
   const T* w = rotated.empty() ? wp : rotated.data();
-  auto shared = [&](auto mode, auto kw, auto s) {
-    input_grad_cl_mode<T, decltype(mode)::value, decltype(kw)::value, decltype(s)::value>(g, m, gy, w, gx, begin, end);
-  };
-  if (g.dil[2] == 1 && g.stride[2] == 1 && with_shared_shape(m.mode, g.k[2], 1, shared)) return;
+  if (g.dil[2] == 1 && m.mode == IDENTITY) return input_grad_cl_mode<T, IDENTITY, true>(g, m, gy, w, gx, begin, end);
+  if (g.dil[2] == 1 && m.mode == ROTATE2) return input_grad_cl_mode<T, ROTATE2, true>(g, m, gy, w, gx, begin, end);
+  if (g.dil[2] == 1 && m.mode == ROTATE4) return input_grad_cl_mode<T, ROTATE4, true>(g, m, gy, w, gx, begin, end);
   GROUPCONV_BY_MODE(input_grad_cl_mode, m, g, m, gy, w, gx, begin, end)
 }
 
