@@ -296,6 +296,10 @@ struct SharedTaps {
   int64_t first, step, dst_step;
 };
 
+// How many pixels ahead a depthwise shared-load kernel prefetches its src rows: at one FMA per loaded vector and
+// tap, it would otherwise wait on memory (docs/design.md, "Kernels").
+constexpr int SHARED_PREFETCH_PIXELS = 16;
+
 // Channels-last, unit dilation along W, one full channel block of IDENTITY (R = 1: depthwise) or ROTATE<R>:
 // P dst pixels, pixel p reading src columns first + p * S + kw, those in [0, Wsrc) (the others are padding).
 // Each src pixel is loaded once per row for every (pixel, tap) pair that reads it; REV (the input gradient)
@@ -311,6 +315,10 @@ inline void shared_pixels(const ChannelMap<T>& m, const T* src, const T* wp, int
   });
   for (int64_t r = 0; r < nrows; ++r) {
     const T* row = src + rows[r].src_offset + first * C + d0;
+    if constexpr (R == 1)  // depthwise: the S * P src pixels the next call adds, SHARED_PREFETCH_PIXELS further on
+      unroll<S * P>([&](auto j) __attribute__((always_inline)) {
+        __builtin_prefetch(row + (S * (P - 1) + KW + SHARED_PREFETCH_PIXELS + decltype(j)::value) * C);
+      });
     const T* wt = wp + (rows[r].tap + taps.first) * R * Cpad + d0;
     AccT<T> wv[KW][R];
     unroll<KW>([&](auto kw) __attribute__((always_inline)) {
