@@ -200,11 +200,16 @@ def _tiny_layer_contenders():
     return layer, contenders.module_contender("torch_cf", module, x, grad_y)
 
 
+def test_floors_measured_again_keep_each_rate_at_its_best():
+    first, again = floors.Floors(99.6, 47.3, 2048, 2**29), floors.Floors(184.4, 24.9, 2048, 2**29)
+    assert first.at_best(again) == again.at_best(first) == floors.Floors(184.4, 47.3, 2048, 2**29)
+
+
 def test_a_wrong_forward_is_reported_and_not_timed(capsys):
     layer, reference = _tiny_layer_contenders()
     wrong = dataclasses.replace(reference, name="groupconv", forward=lambda: reference.forward() * 1.01)
     machine = floors.Floors(1.0, 1.0, 0, 0)
-    result = suite.measure_layer(layer, [reference, wrong], machine, timing.QUICK)
+    result = suite.at_floors(suite.measure_layer(layer, [reference, wrong], timing.QUICK), layer, machine)
     assert set(result.mismatches) == {"groupconv"} and result.mismatches["groupconv"].startswith("forward:")
     assert set(result.timings["forward"]) == set(result.timings["forward_backward"]) == {"torch_cf"}
     assert "MISMATCH tiny, groupconv forward" in capsys.readouterr().err
@@ -220,7 +225,7 @@ def test_a_wrong_weight_gradient_is_reported():
         return grad_x, grad_w.flip(0)
 
     wrong = dataclasses.replace(reference, name="groupconv", forward_backward=wrong_gradients)
-    result = suite.measure_layer(layer, [reference, wrong], floors.Floors(1.0, 1.0, 0, 0), timing.QUICK)
+    result = suite.measure_layer(layer, [reference, wrong], timing.QUICK)
     assert result.mismatches["groupconv"].startswith("forward_backward: result 1")
     assert "groupconv" in result.timings["forward"] and "groupconv" not in result.timings["forward_backward"]
 
@@ -267,8 +272,8 @@ def _layer_result(name: str, groups: int, milliseconds: dict[str, float]) -> sui
     """A layer result whose every timing (both modes) is the given milliseconds, and whose floor is 1 ms."""
     timings = {name: timing.Timing.of([ms / 1e3]) for name, ms in milliseconds.items()}
     return suite.LayerResult(
-        name, "", "", groups, (1, 4, 6, 6), 0, {"forward": 1e-3, "forward_backward": 1e-3}, "compute",
-        {"forward": timings, "forward_backward": dict(timings)},
+        name, "", "", groups, (1, 4, 6, 6), 0, {"forward": timings, "forward_backward": dict(timings)},
+        floors_s={"forward": 1e-3, "forward_backward": 1e-3}, bound="compute",
     )  # fmt: skip
 
 

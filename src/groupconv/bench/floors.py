@@ -31,6 +31,11 @@ class Floors:
     gemm_size: int
     copy_bytes: int
 
+    def at_best(self, other: Floors) -> Floors:
+        """Two measurements of one machine as one: each rate at the higher of the two."""
+        gemm_gflops, copy_gbps = max(self.gemm_gflops, other.gemm_gflops), max(self.copy_gbps, other.copy_gbps)
+        return dataclasses.replace(self, gemm_gflops=gemm_gflops, copy_gbps=copy_gbps)
+
 
 def measure(settings: TimerSettings, quick: bool = False) -> Floors:
     """The best rates of an n x n SGEMM and of a copy far beyond the caches (small ones if ``quick``)."""

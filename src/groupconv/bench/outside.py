@@ -29,9 +29,8 @@ class Check:
 
 def check(outside: list[Layer], runs: int = 2, settings: TimerSettings = FULL) -> list[Check]:
     """Tune and time each layer ``runs`` times, each run into a fresh cache."""
-    machine_floors = floors.measure(settings, quick=True)  # measure_layer wants them; the table does not
     return [
-        Check(layer, median_run([measure_afresh(layer, machine_floors, settings) for _ in range(runs)]).planner_runs)
+        Check(layer, median_run([measure_afresh(layer, settings) for _ in range(runs)]).planner_runs)
         for layer in outside
     ]
 

@@ -132,7 +132,8 @@ def _floors_section(results: Results) -> str:
 - SGEMM ({floors.gemm_size} x {floors.gemm_size}, `torch.matmul`): **{floors.gemm_gflops:.1f} GFLOP/s**
 - copy ({floors.copy_bytes / 2**21:.0f} MiB read + written, `Tensor.copy_`): **{floors.copy_gbps:.1f} GB/s**
 
-Each is the fastest of its rounds (a floor is what the machine can do at best), not the median: a layer's
+Each is the fastest of its rounds, measured at the start, after the sweep and at the end, the best of the three
+kept (a floor is what the machine can do at best, and a shared machine's rates swing), not the median: a layer's
 time is compared with it at its own fastest round. On a machine shared with others the median can be far from
 it (the same kernel's median at 1.6-2x its fastest round, which also misses the page faults of a fresh output).
 
