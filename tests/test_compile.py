@@ -4,6 +4,7 @@ The oracle is the same model built from ``torch.nn``'s conv layers and ``torch.n
 """
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -199,6 +200,24 @@ def test_jit_trace_of_a_transposed_layer_runs_at_other_sizes():
     traced = torch.jit.trace(layer, torch.randn(2, 8, 6, 6, dtype=torch.float64))
     x = torch.randn(3, 8, 9, 5, dtype=torch.float64)
     torch.testing.assert_close(traced(x), oracle(x))
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        groupconv.nn.Conv2d(8, 8, 3, groups=4, padding=1, padding_mode="reflect", bias=True),
+        groupconv.nn.ConvTranspose2d(8, 8, 3, groups=4, stride=2),
+        groupconv.nn.Conv1d(8, 8, 3, groups=2),
+    ],
+    ids=["conv2d_reflect", "transposed", "conv1d"],
+)
+def test_jit_trace_warns_no_more_than_pytorchs_own_layer(layer):
+    """Reading sizes for the checks is no data flow: tracing a layer warns as little as torch.nn's does (nothing)."""
+    x = torch.randn(1, 8, *(6,) * layer.spec.dims)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", torch.jit.TracerWarning)
+        traced = torch.jit.trace(layer, x)
+    torch.testing.assert_close(traced(x), layer(x))
 
 
 def test_fx_symbolic_trace_sees_through_to_pytorchs_convolution():

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Sequence
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -94,7 +94,7 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
     if remembered is not None:  # this very call was checked and routed before
         return remembered(input, weight, bias)
     _check_tensors(spec, input, weight, bias)
-    spec.output_shape(_sizes(input))  # validates the input's rank, channels and size
+    spec.output_shape(sizes(input))  # validates the input's rank, channels and size
     if _widened(spec, input):
         return in_float32(functools.partial(apply, spec), input, weight, bias)
     batched = input.dim() == spec.dims + 2
@@ -196,7 +196,7 @@ def _call_key(spec: ConvSpec, input, weight, bias) -> tuple | None:
 def _conv(input, weight, bias, *, dims, stride, padding, dilation, groups):
     check_is_tensor("weight", weight)
     spec = ConvSpec.from_weight(
-        _sizes(weight),
+        sizes(weight),
         groups=groups,
         dims=dims,
         stride=stride,
@@ -210,7 +210,7 @@ def _conv(input, weight, bias, *, dims, stride, padding, dilation, groups):
 def _conv_transpose(input, weight, bias, dims, stride, padding, output_padding, groups, dilation):
     check_is_tensor("weight", weight)
     spec = ConvSpec.from_weight(
-        _sizes(weight),
+        sizes(weight),
         groups=groups,
         transposed=True,
         dims=dims,
@@ -223,12 +223,14 @@ def _conv_transpose(input, weight, bias, dims, stride, padding, output_padding, 
     return apply(spec, input, weight, bias)
 
 
-def _sizes(t: torch.Tensor) -> Sequence[int]:
+def sizes(t: torch.Tensor) -> tuple[int, ...]:
     """``t.shape`` as ints, for validation: torch.jit's tracer (ONNX export with ``dynamo=False``) gives tensors,
     and torch.export (ONNX export's default) symbolic sizes, checked at the example input's values."""
     if torch.compiler.is_dynamo_compiling():
-        return t.shape  # dynamo traces the checks on symbolic sizes itself
-    return [size.node.hint if isinstance(size, torch.SymInt) else int(size) for size in t.shape]
+        return tuple(t.shape)  # dynamo traces the checks on symbolic sizes itself
+    with warnings.catch_warnings():  # the tracer's warning that a size is read as a constant: a check is one
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return tuple(size.node.hint if isinstance(size, torch.SymInt) else int(size) for size in t.shape)
 
 
 def check_is_tensor(name: str, value: object) -> None:
@@ -251,11 +253,11 @@ def _check_tensors(spec: ConvSpec, input, weight, bias) -> None:
             )
         if tensor.device != input.device:
             raise TypeError(f"{name} is on {tensor.device} but input is on {input.device}; use {name}.to(input.device)")
-    if tuple(weight.shape) != spec.weight_shape:
+    if sizes(weight) != spec.weight_shape:
         raise GroupConvError(
             f"weight of size {list(weight.shape)} does not fit the layer: expected {list(spec.weight_shape)}"
         )
-    if bias is not None and tuple(bias.shape) != (spec.out_channels,):
+    if bias is not None and sizes(bias) != (spec.out_channels,):
         raise GroupConvError(
             f"bias of size {list(bias.shape)} does not fit the layer: "
             f"expected [{spec.out_channels}], one per output channel"

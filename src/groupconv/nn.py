@@ -101,8 +101,8 @@ class _GroupConv(_GroupConvNd):
         if isinstance(input, torch.fx.Proxy):  # symbolic tracing sees through to PyTorch's convolution
             return super()._conv_forward(input, weight, bias)
         spec = self.spec
-        if isinstance(weight, torch.Tensor) and weight.shape != spec.weight_shape:  # a slice, as torch allows
-            spec = ConvSpec.from_weight(weight.shape, groups=spec.groups, **_settings(spec))
+        if isinstance(weight, torch.Tensor) and functional.sizes(weight) != spec.weight_shape:  # a slice: torch allows
+            spec = ConvSpec.from_weight(functional.sizes(weight), groups=spec.groups, **_settings(spec))
         return functional.apply(spec, input, weight, bias)
 
 
