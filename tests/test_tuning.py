@@ -452,3 +452,16 @@ def test_a_model_that_cannot_be_copied_is_tuned_in_its_own_layout_with_a_warning
 def test_an_example_input_that_is_no_tensor_is_named(example_input):
     with pytest.raises(TypeError, match="example_input must be a tensor that model takes, got"):
         groupconv.tune(small_model(), example_input)
+
+
+def test_a_model_that_takes_token_ids_is_tuned_for_inference_and_training(monkeypatch):
+    """An integer input has no gradient: its model's layers are tuned without one (it raised before)."""
+    fake_timer(monkeypatch, lambda name: 1.0)
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 8), Transposed(), groupconv.nn.Conv1d(8, 8, 3, groups=4))
+    report = groupconv.tune(model, torch.randint(0, 10, (2, 16)))
+    assert {layer.directions for layer in report.layers} == {("forward",), ("forward", "input_grad", "weight_grad")}
+
+
+class Transposed(torch.nn.Module):
+    def forward(self, x):
+        return x.transpose(1, 2)

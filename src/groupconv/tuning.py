@@ -342,7 +342,8 @@ def _every_way(model: torch.nn.Module, x: torch.Tensor) -> None:
     layers for other directions, so each is a layer route of its own."""
     with torch.no_grad():
         model(x)
-    for input_needs_grad in (True, False):
+    differentiable = x.is_floating_point() or x.is_complex()  # token ids, say, have no gradient
+    for input_needs_grad in (True, False) if differentiable else (False,):
         _forward_backward(model, x.detach().requires_grad_(input_needs_grad))
 
 
