@@ -1,7 +1,7 @@
-"""Every bad input gets a GroupConvError (a ValueError) or a TypeError whose message names
+"""Every bad input gets a GroupConvError (a ValueError), an OperandTypeError or a TypeError whose message names
 the argument, its value and the fix, through every frontend where the input applies:
 ConvSpec, groupconv.functional's conv*d / conv_transpose*d, and groupconv.nn's modules
-(at construction and in forward). Never a RuntimeError or IndexError from inside.
+(at construction and in forward). Never a RuntimeError or IndexError from inside the computation.
 
 NaN and inf in the data are not errors: they propagate as in torch.nn.functional.
 """
@@ -1014,3 +1014,23 @@ def test_a_call_that_ran_before_is_still_checked_when_its_operands_change():
         groupconv.functional.conv2d(torch.randn(1, 6, 6, 6), weight, groups=2)
     with pytest.raises(TypeError, match=r"bias must be a torch\.Tensor"):
         groupconv.functional.conv2d(x, weight, bias=[0.0] * 4, groups=2)
+
+
+@pytest.mark.parametrize(
+    ("input_size", "weight_size", "kwargs"),
+    [
+        ((1, 4, 2, 2), (8, 2, 3, 3), {"groups": 2}),  # input smaller than the kernel
+        ((1, 6, 8, 8), (8, 2, 3, 3), {"groups": 2}),  # channels that do not fit the weight
+        ((1, 4, 8, 8), (8, 2, 3, 3), {"groups": 3}),  # groups that divide nothing
+        ((1, 4, 8, 8), (8, 2, 3, 3), {"groups": 2, "stride": 0}),
+        ((4, 8, 8), (8, 2, 3, 3, 3), {"groups": 2}),  # a weight of the wrong rank
+        ((1, 4, 8, 8), (8, 2, 3, 3), {"groups": 2, "bias": torch.zeros(8, dtype=torch.float64)}),
+    ],
+)
+def test_code_that_catches_pytorchs_runtime_errors_catches_groupconvs(input_size, weight_size, kwargs):
+    """A bad call raises RuntimeError in torch.nn.functional; groupconv's error is one as well."""
+    x, w = torch.randn(input_size), torch.randn(weight_size)
+    with pytest.raises(RuntimeError):
+        F.conv2d(x, w, **kwargs)
+    with pytest.raises(RuntimeError):
+        GF.conv2d(x, w, **kwargs)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 
-from .errors import GroupConvError
+from .errors import GroupConvError, OperandTypeError
 from .spec import ConvSpec, max_groups, valid_groups
 
 __version__ = "0.1.0"
@@ -28,7 +28,7 @@ _NAMES = {  # name: the module that defines it
     "summary": "reports.summary",
     "tune": "tuning",
 }
-__all__ = ["ConvSpec", "GroupConvError", "max_groups", "valid_groups", *_SUBMODULES, *_NAMES]
+__all__ = ["ConvSpec", "GroupConvError", "OperandTypeError", "max_groups", "valid_groups", *_SUBMODULES, *_NAMES]
 
 
 def __getattr__(name: str):

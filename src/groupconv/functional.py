@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from . import dispatch, ops, routing, tuning
-from .errors import GroupConvError
+from .errors import GroupConvError, OperandTypeError
 from .layouts import memory_format
 from .precision import in_float32
 from .spec import ConvSpec
@@ -239,20 +239,25 @@ def check_is_tensor(name: str, value: object) -> None:
 
 
 def _check_tensors(spec: ConvSpec, input, weight, bias) -> None:
-    """TypeError for operands of the wrong type, dtype or device; GroupConvError via the spec otherwise."""
+    """TypeError for an operand that is no tensor, OperandTypeError for one of the wrong dtype or device,
+    GroupConvError via the spec otherwise."""
     operands = {"input": input, "weight": weight}
     if bias is not None:
         operands["bias"] = bias
     for name, tensor in operands.items():
         check_is_tensor(name, tensor)
         if not (tensor.is_floating_point() or tensor.is_complex()):
-            raise TypeError(f"{name} has dtype {tensor.dtype}; convolution needs floating point: use {name}.float()")
+            raise OperandTypeError(
+                f"{name} has dtype {tensor.dtype}; convolution needs floating point: use {name}.float()"
+            )
         if tensor.dtype != input.dtype:
-            raise TypeError(
+            raise OperandTypeError(
                 f"{name} has dtype {tensor.dtype} but input has {input.dtype}; convert one, e.g. {name}.to(input.dtype)"
             )
         if tensor.device != input.device:
-            raise TypeError(f"{name} is on {tensor.device} but input is on {input.device}; use {name}.to(input.device)")
+            raise OperandTypeError(
+                f"{name} is on {tensor.device} but input is on {input.device}; use {name}.to(input.device)"
+            )
     if sizes(weight) != spec.weight_shape:
         raise GroupConvError(
             f"weight of size {list(weight.shape)} does not fit the layer: expected {list(spec.weight_shape)}"
