@@ -118,6 +118,35 @@ def test_output_layout_follows_pytorch_for_either_operand_channels_last(transpos
         torch.testing.assert_close(y, expected, rtol=1e-4, atol=1e-5)
 
 
+def channels_last(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous(memory_format=torch.channels_last if t.dim() == 4 else torch.channels_last_3d)
+
+
+@pytest.mark.parametrize(
+    ("function", "x", "w", "groups"),
+    [
+        # MobileNet after model.to(channels_last), its input left channels-first: the depthwise weight is
+        # contiguous too, but its strides read as channels-last
+        ("conv2d", torch.randn(2, 8, 9, 9), channels_last(torch.randn(8, 1, 3, 3)), 8),
+        ("conv_transpose2d", torch.randn(2, 8, 5, 5), channels_last(torch.randn(8, 1, 3, 3)), 8),
+        # a grayscale image in channels-last is contiguous too
+        ("conv2d", channels_last(torch.randn(2, 1, 9, 9)), torch.randn(8, 1, 3, 3), 1),
+        # PyTorch computes 3-D layers in float64 and float16 channels-first on CPU
+        ("conv3d", channels_last(torch.randn(2, 4, 5, 5, 5, dtype=torch.float64)), torch.randn(4, 2, 3, 3, 3), 2),
+        ("conv3d", channels_last(torch.randn(2, 4, 5, 5, 5, dtype=torch.float16)), torch.randn(4, 2, 3, 3, 3), 2),
+        ("conv3d", channels_last(torch.randn(2, 4, 5, 5, 5)), torch.randn(4, 2, 3, 3, 3), 2),
+    ],
+    ids=["depthwise_weight", "transposed_depthwise_weight", "one_channel", "3d_float64", "3d_float16", "3d_float32"],
+)
+def test_output_layout_follows_pytorch_where_a_tensor_reads_as_either_layout(function, x, w, groups):
+    w = w.to(x.dtype)
+    expected = getattr(F, function)(x, w, groups=groups)
+    for _ in range(2):  # the first call routes the layer, the second takes the remembered route
+        y = getattr(GF, function)(x, w, groups=groups)
+        assert y.stride() == expected.stride()
+        torch.testing.assert_close(y, expected)
+
+
 @pytest.mark.parametrize("route", [None, "direct", "native_channels_last"])
 def test_strides_that_only_look_channels_last_run_as_pytorch_reads_them(route):
     """A (1, C, 1, W) transposed view passes is_contiguous(channels_last), but PyTorch reads it as

@@ -15,14 +15,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import warnings
 
 import torch
 import torch.nn.functional as F
 
 from . import dispatch, ops, routing, tuning
 from .errors import GroupConvError, OperandTypeError
-from .layouts import memory_format
+from .layouts import convolution_format, memory_format, sizes
 from .precision import in_float32
 from .spec import ConvSpec
 
@@ -95,16 +94,19 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
         return remembered(input, weight, bias)
     _check_tensors(spec, input, weight, bias)
     spec.output_shape(sizes(input))  # validates the input's rank, channels and size
-    if _widened(spec, input):
-        return in_float32(functools.partial(apply, spec), input, weight, bias)
     batched = input.dim() == spec.dims + 2
     x = _batched_and_padded(spec, input, weight)
     inner = dataclasses.replace(spec, padding=0, padding_mode="zeros") if spec.padding_mode != "zeros" else spec
+    if _widened(inner, x):
+        return _unbatched(in_float32(functools.partial(apply, inner), x, weight, bias), batched)
     if torch.onnx.is_in_onnx_export():  # standard ONNX Conv/ConvTranspose nodes: see groupconv.ops
         return _unbatched(ops.torch_convolution(x, weight, inner, bias), batched)
     if x.is_complex():
         return _unbatched(_complex(inner, x, weight, bias), batched)
     route = routing.route(inner, x, weight)
+    layout = convolution_format(x, weight)
+    if memory_format(x) is not layout:  # x reads as both layouts (one channel or pixel): answer as PyTorch does
+        route = _answering_in(layout, route)
     if key is not None:  # later calls skip to the route, through the same padding and batching
         if len(tuning.remembered) >= _REMEMBERED_CALLS:  # ever-new shapes (a varying length, say) must not grow it
             tuning.remembered.clear()
@@ -122,12 +124,17 @@ def _complex(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor, bias: torch.
 
 def _batched_and_padded(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``input`` as the layer's route takes it: batched, padded by ``spec``'s ``padding_mode`` (not zeros), and
-    channels-last when the weight is (PyTorch then computes, and answers, channels-last)."""
+    in the layout PyTorch computes and answers in (channels-last when the weight is, say)."""
     x = input if input.dim() == spec.dims + 2 else input.unsqueeze(0)
     if spec.padding_mode != "zeros":
         x = F.pad(x, [p for pair in reversed(spec.padding_pairs) for p in pair], mode=spec.padding_mode)
-    weight_layout = memory_format(weight)
-    return x if weight_layout is torch.contiguous_format else x.contiguous(memory_format=weight_layout)
+    layout = convolution_format(x, weight)
+    return x if memory_format(x) is layout else x.contiguous(memory_format=layout)
+
+
+def _answering_in(layout: torch.memory_format, route):
+    """``route``, its answer in ``layout``."""
+    return lambda x, weight, bias: route(x, weight, bias).contiguous(memory_format=layout)
 
 
 def _through(spec: ConvSpec, route, input: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
@@ -221,16 +228,6 @@ def _conv_transpose(input, weight, bias, dims, stride, padding, output_padding, 
         bias=bias is not None,
     )
     return apply(spec, input, weight, bias)
-
-
-def sizes(t: torch.Tensor) -> tuple[int, ...]:
-    """``t.shape`` as ints, for validation: torch.jit's tracer (ONNX export with ``dynamo=False``) gives tensors,
-    and torch.export (ONNX export's default) symbolic sizes, checked at the example input's values."""
-    if torch.compiler.is_dynamo_compiling():
-        return tuple(t.shape)  # dynamo traces the checks on symbolic sizes itself
-    with warnings.catch_warnings():  # the tracer's warning that a size is read as a constant: a check is one
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        return tuple(size.node.hint if isinstance(size, torch.SymInt) else int(size) for size in t.shape)
 
 
 def check_is_tensor(name: str, value: object) -> None:

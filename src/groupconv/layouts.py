@@ -1,8 +1,8 @@
 """Memory layouts: which one a tensor is in, and tensors made in it.
 
-A convolution's output follows PyTorch's rule: channels-last when the input is
-channels-last (and not also contiguous, as tensors with one channel or pixel are, and
-not one whose strides PyTorch reads as channels-first), contiguous otherwise.
+A tensor is channels-last when it is so and not also contiguous (as tensors with one channel
+or pixel are), and not one whose strides PyTorch reads as channels-first; a convolution
+computes and answers in :func:`convolution_format`, PyTorch's rule.
 
     >>> import torch
     >>> memory_format(torch.zeros(2, 3, 4, 5).contiguous(memory_format=torch.channels_last))
@@ -13,9 +13,12 @@ not one whose strides PyTorch reads as channels-first), contiguous otherwise.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}  # by spatial dims: 1-D has none
+_NO_CPU_CHANNELS_LAST_3D = (torch.float64, torch.float16)  # oneDNN runs neither; PyTorch's own 3-D kernel is CF
 
 
 def memory_format(t: torch.Tensor) -> torch.memory_format:
@@ -28,6 +31,29 @@ def memory_format(t: torch.Tensor) -> torch.memory_format:
         and t.is_contiguous(memory_format=channels_last)
         and (min(t.shape) > 1 or _strides_like_channels_last(t.shape, t.stride()))  # only size 0 or 1 is ambiguous
     ):
+        return channels_last
+    return torch.contiguous_format
+
+
+def sizes(t: torch.Tensor) -> tuple[int, ...]:
+    """``t.shape`` as ints, for validation: torch.jit's tracer (ONNX export with ``dynamo=False``) gives tensors,
+    and torch.export (ONNX export's default) symbolic sizes, checked at the example input's values."""
+    if torch.compiler.is_dynamo_compiling():
+        return tuple(t.shape)  # dynamo traces the checks on symbolic sizes itself
+    with warnings.catch_warnings():  # the tracer's warning that a size is read as a constant: a check is one
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return tuple(size.node.hint if isinstance(size, torch.SymInt) else int(size) for size in t.shape)
+
+
+def convolution_format(x: torch.Tensor, weight: torch.Tensor) -> torch.memory_format:
+    """The layout PyTorch's convolution of (batched) ``x`` by ``weight`` computes and answers in: channels-last
+    when the strides of either read as channels-last (c10's ``suggest_memory_format``: a depthwise weight's
+    too, though it is also contiguous), except a 3-D layer in float64 or float16 on CPU, which PyTorch
+    computes channels-first; else contiguous."""
+    channels_last = CHANNELS_LAST.get(x.dim() - 2)
+    if channels_last is None or (x.dim() == 5 and x.device.type == "cpu" and x.dtype in _NO_CPU_CHANNELS_LAST_3D):
+        return torch.contiguous_format
+    if any(_strides_like_channels_last(sizes(t), t.stride()) for t in (x, weight) if t.dim() == x.dim()):
         return channels_last
     return torch.contiguous_format
 

@@ -30,6 +30,7 @@ import torch
 
 from . import functional
 from .errors import GroupConvError
+from .layouts import sizes
 from .spec import ConvSpec
 
 
@@ -101,8 +102,8 @@ class _GroupConv(_GroupConvNd):
         if isinstance(input, torch.fx.Proxy):  # symbolic tracing sees through to PyTorch's convolution
             return super()._conv_forward(input, weight, bias)
         spec = self.spec
-        if isinstance(weight, torch.Tensor) and functional.sizes(weight) != spec.weight_shape:  # a slice: torch allows
-            spec = ConvSpec.from_weight(functional.sizes(weight), groups=spec.groups, **_settings(spec))
+        if isinstance(weight, torch.Tensor) and sizes(weight) != spec.weight_shape:  # a slice: torch allows
+            spec = ConvSpec.from_weight(sizes(weight), groups=spec.groups, **_settings(spec))
         return functional.apply(spec, input, weight, bias)
 
 
