@@ -147,6 +147,26 @@ def test_output_layout_follows_pytorch_where_a_tensor_reads_as_either_layout(fun
         torch.testing.assert_close(y, expected)
 
 
+@pytest.mark.parametrize("grad_layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("x_layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("route", [None, "direct"])
+def test_gradients_come_in_the_layout_pytorch_gives_whatever_the_output_gradients(x_layout, grad_layout, route):
+    """PyTorch answers a layer's input and weight gradients in the layout it computes in (the input's here):
+    a channels-first output gradient into a channels-last layer (after a view, say) does not change it."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 64, 40, 40, dtype=torch.float64, generator=generator)  # large enough for groupconv's kernels
+    x = (channels_last(x) if x_layout == "channels_last" else x).requires_grad_()
+    w = torch.randn(64, 2, 3, 3, dtype=torch.float64, generator=generator, requires_grad=True)
+    grad_y = torch.randn(2, 64, 40, 40, dtype=torch.float64, generator=generator)
+    grad_y = channels_last(grad_y) if grad_layout == "channels_last" else grad_y
+    expected = torch.autograd.grad(F.conv2d(x, w, padding=1, groups=32), (x, w), grad_y)
+    with dispatch.use(route) if route else contextlib.nullcontext():
+        grads = torch.autograd.grad(GF.conv2d(x, w, padding=1, groups=32), (x, w), grad_y)
+    for grad, oracle in zip(grads, expected):
+        assert grad.stride() == oracle.stride()
+        torch.testing.assert_close(grad, oracle)
+
+
 @pytest.mark.parametrize("route", [None, "direct", "native_channels_last"])
 def test_strides_that_only_look_channels_last_run_as_pytorch_reads_them(route):
     """A (1, C, 1, W) transposed view passes is_contiguous(channels_last), but PyTorch reads it as

@@ -21,6 +21,7 @@ from typing import NamedTuple
 import torch
 
 from . import dispatch, ops
+from .layouts import memory_format
 from .spec import ConvSpec
 
 
@@ -97,20 +98,28 @@ def _gradients(ctx, grad_a, grad_b) -> tuple:
     return grad_a, grad_b, *[None] * (len(ctx.needs_input_grad) - 2)
 
 
+def _like(t: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """``t`` in the layout of a layer's input ``a``: PyTorch answers both of a layer's gradients in the layout
+    it computes in, whatever the output gradient's."""
+    return t.contiguous(memory_format=memory_format(a))
+
+
 # Each op's backward, by the layer's ``ctx.directions``: the custom ops, or a bound layer's formulations.
 def _conv_backward(ctx, grad_y):
     x, weight = ctx.saved_tensors
     need_x, need_w = ctx.needs_input_grad[:2]
+    grad_y = _like(grad_y, x)
     grad_x = ctx.directions.input_grad(grad_y, weight, x.shape[2:]) if need_x else None
-    grad_w = ctx.directions.weight_grad(x, grad_y) if need_w else None
+    grad_w = _like(ctx.directions.weight_grad(x, grad_y), x) if need_w else None
     return _gradients(ctx, grad_x, grad_w)
 
 
 def _conv_input_grad_backward(ctx, grad_grad_x):
     grad_y, weight = ctx.saved_tensors
     need_y, need_w = ctx.needs_input_grad[:2]
+    grad_grad_x = _like(grad_grad_x, grad_y)
     d_grad_y = _cropped(ctx.directions.forward(grad_grad_x, weight), grad_y) if need_y else None
-    d_weight = ctx.directions.weight_grad(grad_grad_x, grad_y) if need_w else None
+    d_weight = _like(ctx.directions.weight_grad(grad_grad_x, grad_y), grad_y) if need_w else None
     return _gradients(ctx, d_grad_y, d_weight)
 
 
@@ -152,6 +161,7 @@ class _Bound(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        grad = _like(grad, ctx.saved_tensors[0])
         bound_here = _runs_bound(ctx, grad)
         ctx.directions = _Formulations(ctx.chosen, ctx.spec) if bound_here else _CustomOps(ops.encode(ctx.spec))
         return (_conv_input_grad_backward if ctx.transposed else _conv_backward)(ctx, grad)
