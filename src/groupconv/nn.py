@@ -184,6 +184,8 @@ for _twin in TWINS.values():
 
 
 _CONV_BASES = tuple(TWINS)
+# torch.nn.LazyConv2d and the like: each becomes its cls_to_become (torch.nn.Conv2d, ...) at its first forward
+_LAZY = {getattr(torch.nn, f"Lazy{torch_class.__name__}"): torch_class for torch_class in TWINS}
 _TORCH_OF_TWIN = {twin: torch_class for torch_class, twin in TWINS.items()}
 
 
@@ -249,7 +251,7 @@ def conversion(model: torch.nn.Module) -> Conversion:
     """
     ours, theirs = [], {}
     for name, module in model.named_modules():
-        if isinstance(module, _GroupConvNd) or type(module) in TWINS:
+        if isinstance(module, _GroupConvNd) or type(module) in TWINS or type(module) in _LAZY:
             ours.append(name)
         elif isinstance(module, _CONV_BASES):
             theirs[name] = _why_not(type(module))
@@ -267,7 +269,8 @@ def convert(model: torch.nn.Module) -> torch.nn.Module:
     """Make every ``torch.nn`` conv module in ``model`` compute with groupconv; return ``model``.
 
     Modules change class in place: parameters, buffers, hooks and any optimizer that
-    holds them stay as they are. Subclasses of torch's conv modules are left to PyTorch;
+    holds them stay as they are; a lazy one (``torch.nn.LazyConv2d``, ...) becomes groupconv's when its
+    first forward builds it. Subclasses of torch's conv modules are left to PyTorch;
     :func:`conversion` says which modules groupconv computes and why each other one is
     not, and :func:`revert` undoes this.
 
@@ -280,6 +283,8 @@ def convert(model: torch.nn.Module) -> torch.nn.Module:
         twin = TWINS.get(type(module))
         if twin is not None:
             module.__class__ = twin
+        elif type(module) in _LAZY:  # not yet built: it becomes the twin when it is, at its first forward
+            module.cls_to_become = TWINS[_LAZY[type(module)]]
     return model
 
 
