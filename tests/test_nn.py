@@ -77,6 +77,17 @@ def test_transposed_output_size_argument():
         ours(x, output_size=[14, 14])
 
 
+def test_an_output_padding_that_output_size_replaces_is_checked_only_when_used():
+    """torch.nn builds a transposed layer with any output_padding and checks it in forward, unless output_size
+    stands in for it."""
+    reference = torch.nn.ConvTranspose2d(4, 4, 3, output_padding=1)
+    ours = groupconv.nn.convert(copy.deepcopy(reference))
+    x = torch.randn(1, 4, 5, 5)
+    torch.testing.assert_close(ours(x, output_size=[7, 7]), reference(x, output_size=[7, 7]))
+    with pytest.raises(RuntimeError, match=r"output_padding=\(1, 1\) must be smaller than either stride"):
+        groupconv.nn.ConvTranspose2d(4, 4, 3, output_padding=1)(x)
+
+
 def small_grouped_model():
     torch.manual_seed(0)
     return torch.nn.Sequential(

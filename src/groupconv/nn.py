@@ -45,6 +45,8 @@ class _GroupConvNd:
         layer.apply_defaults()
         spec_args = {k: v for k, v in layer.arguments.items() if k not in ("device", "dtype")}
         spec_args["bias"] = bool(spec_args["bias"])  # torch takes any truthy value
+        if self._transposed:  # PyTorch checks it at forward, where output_size may stand in for it
+            spec_args["output_padding"] = 0
         ConvSpec(**spec_args, transposed=self._transposed, dims=self._dims)
         super().__init__(*args, **kwargs)
 
@@ -62,13 +64,7 @@ class _GroupConvNd:
     @property
     def spec(self) -> ConvSpec:
         """The layer's :class:`~groupconv.ConvSpec`, read from its current attributes."""
-        attributes = _attributes(self)
-        if torch.compiler.is_compiling():  # dynamo warns on lru_cache (it traces the validation instead)
-            return _spec.__wrapped__(*attributes)
-        try:
-            return _spec(*attributes)
-        except TypeError:  # an unhashable attribute (a list the user set): validated afresh, or its error raised
-            return _spec.__wrapped__(*attributes)
+        return _validated(_attributes(self))
 
 
 def _attributes(module: torch.nn.Module) -> tuple:
@@ -87,6 +83,16 @@ def _attributes(module: torch.nn.Module) -> tuple:
         module.output_padding,
         len(module.kernel_size),
     )
+
+
+def _validated(attributes: tuple) -> ConvSpec:
+    """The ConvSpec of a conv module's ``attributes`` (:func:`_attributes`)."""
+    if torch.compiler.is_compiling():  # dynamo warns on lru_cache (it traces the validation instead)
+        return _spec.__wrapped__(*attributes)
+    try:
+        return _spec(*attributes)
+    except TypeError:  # an unhashable attribute (a list the user set): validated afresh, or its error raised
+        return _spec.__wrapped__(*attributes)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -120,24 +126,24 @@ class _GroupConvTranspose(_GroupConvNd):
         """``output_size`` picks among the output sizes a strided layer can give, as in PyTorch."""
         if isinstance(input, torch.fx.Proxy):  # symbolic tracing sees through to PyTorch's convolution
             return super().forward(input, output_size)
-        spec = self.spec
-        if output_size is not None:
-            functional.check_is_tensor("input", input)
-            spec.output_shape(input.shape)  # validate before torch's helper indexes the shape
-            try:
-                output_padding = self._output_padding(
-                    input,
-                    output_size,
-                    list(self.stride),
-                    list(self.padding),
-                    list(self.kernel_size),
-                    self._dims,
-                    list(self.dilation),
-                )
-            except ValueError as error:
-                raise GroupConvError(f"output_size={output_size}: {error}") from None
-            spec = dataclasses.replace(spec, output_padding=tuple(output_padding))
-        return functional.apply(spec, input, self.weight, self.bias)
+        if output_size is None:
+            return functional.apply(self.spec, input, self.weight, self.bias)
+        *settings, _, dims = _attributes(self)  # output_size stands in for the output_padding set, as in PyTorch
+        functional.check_is_tensor("input", input)
+        _validated((*settings, 0, dims)).output_shape(input.shape)  # validate before torch's helper indexes it
+        try:
+            output_padding = self._output_padding(
+                input,
+                output_size,
+                list(self.stride),
+                list(self.padding),
+                list(self.kernel_size),
+                self._dims,
+                list(self.dilation),
+            )
+        except ValueError as error:
+            raise GroupConvError(f"output_size={output_size}: {error}") from None
+        return functional.apply(_validated((*settings, tuple(output_padding), dims)), input, self.weight, self.bias)
 
 
 class Conv1d(_GroupConv, torch.nn.Conv1d):
