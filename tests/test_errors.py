@@ -1038,3 +1038,15 @@ def test_code_that_catches_pytorchs_runtime_errors_catches_groupconvs(input_size
         F.conv2d(x, w, **kwargs)
     with pytest.raises(RuntimeError):
         GF.conv2d(x, w, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"stride": torch.tensor(2)}, {"padding": (torch.tensor(1), 0)}, {"dilation": torch.tensor([2])}],
+    ids=["stride", "padding", "dilation"],
+)
+def test_a_one_element_integer_tensor_stands_for_an_int_as_in_pytorch(kwargs):
+    x, w = torch.randn(1, 4, 9, 9), torch.randn(8, 2, 3, 3)
+    torch.testing.assert_close(GF.conv2d(x, w, groups=2, **kwargs), F.conv2d(x, w, groups=2, **kwargs))
+    with pytest.raises(TypeError, match=r"stride must be an int, got tensor\(2\.\) of type Tensor"):
+        GF.conv2d(x, w, stride=torch.tensor(2.0), groups=2)  # as PyTorch refuses it

@@ -15,9 +15,11 @@ exactly as in PyTorch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import numbers
+import operator
 from collections.abc import Iterable, Sequence
 from typing import Union
 
@@ -144,6 +146,9 @@ def _pollard_rho(n: int) -> int:
 
 def check_int(name: str, value: object, minimum: int) -> int:
     """``value`` as an int, or a TypeError / GroupConvError naming ``name``."""
+    if not isinstance(value, numbers.Integral) and hasattr(type(value), "__index__"):
+        with contextlib.suppress(TypeError):  # a one-element integer tensor, which PyTorch's parser takes as an int
+            value = operator.index(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
     if value < minimum:
