@@ -465,3 +465,12 @@ def test_a_model_that_takes_token_ids_is_tuned_for_inference_and_training(monkey
 class Transposed(torch.nn.Module):
     def forward(self, x):
         return x.transpose(1, 2)
+
+
+def test_a_model_of_torch_nn_convolutions_is_said_to_need_converting(monkeypatch):
+    """Its convolutions run on PyTorch, so nothing is tuned: said in a warning, not silently."""
+    fake_timer(monkeypatch, lambda name: 1.0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, groups=2), groupconv.nn.Conv2d(4, 4, 3, groups=2))
+    with pytest.warns(UserWarning, match=r"1 conv module\(s\) of the model are torch\.nn's.*groupconv\.nn\.convert"):
+        report = groupconv.tune(model, torch.randn(1, 4, 9, 9), layout=False)
+    assert len(report.layers) == 2  # the converted layer, for inference and for training

@@ -241,6 +241,7 @@ def tune(
     """
     if not isinstance(example_input, torch.Tensor):
         raise TypeError(f"example_input must be a tensor that model takes, got {type(example_input).__name__}")
+    _warn_if_unconverted(model)
     x = example_input.detach()
     other = _other_layout(model, x) if layout else None
     twin = None if other is None else _twin(model, other)
@@ -262,6 +263,20 @@ def tune(
         model.to(memory_format=other if decision.chosen != layout_name(x) else memory_format(x))
         decision = dataclasses.replace(decision, applied=True)
     return TuneReport(session.calls, decision)
+
+
+_TORCH_CONVS = tuple(getattr(torch.nn, f"{kind}{dims}d") for kind in ("Conv", "ConvTranspose") for dims in (1, 2, 3))
+
+
+def _warn_if_unconverted(model: torch.nn.Module) -> None:
+    """Warn of torch.nn's own conv modules in ``model``: they run on PyTorch, so tuning has nothing to time there."""
+    unconverted = sum(type(module) in _TORCH_CONVS for module in model.modules())
+    if unconverted:
+        warnings.warn(
+            f"groupconv: {unconverted} conv module(s) of the model are torch.nn's, which run on PyTorch and are not "
+            "tuned; convert the model first: groupconv.nn.convert(model)",
+            stacklevel=3,
+        )
 
 
 def _twin(model: torch.nn.Module, layout: torch.memory_format) -> torch.nn.Module | None:
