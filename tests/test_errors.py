@@ -499,7 +499,12 @@ def test_empty_spatial_input(frontend):
 
 @pytest.mark.parametrize(
     ("shape", "error", "text"),
-    [((-1, 4, 8, 8), GroupConvError, "-1 is invalid"), ((1, 4, 8.0, 8.0), TypeError, "must be an int, got 8.0")],
+    [
+        ((-1, 4, 8, 8), GroupConvError, "-1 is invalid"),
+        ((1, 4, 8.0, 8.0), TypeError, "must be an int, got 8.0"),
+        (torch.zeros(1, 4, 8, 8), TypeError, "got an array of shape (1, 4, 8, 8); pass its .shape"),
+    ],
+    ids=["negative", "float", "tensor"],
 )
 def test_spec_input_shape_entries_are_checked(shape, error, text):
     spec = ConvSpec(4, 8, 3)
@@ -507,6 +512,9 @@ def test_spec_input_shape_entries_are_checked(shape, error, text):
         spec.output_shape(shape)
     with pytest.raises(error, match=message(text)):
         spec.macs(shape)
+    if error is TypeError:
+        with pytest.raises(error, match=message(text)):
+            groupconv.summary(torch.nn.Conv2d(4, 8, 3), shape)
 
 
 # --- Padding modes that need enough input -------------------------------------------------

@@ -158,6 +158,18 @@ def check_int(name: str, value: object, minimum: int) -> int:
     return int(value)
 
 
+def check_shape(name: str, value: object, minimum: int) -> tuple[int, ...]:
+    """A shape given as a sequence of ints, as ints, or a TypeError / GroupConvError naming ``name``."""
+    if hasattr(value, "shape") and len(value.shape) != 1:  # a tensor or array of data, not of sizes: its shape
+        raise TypeError(
+            f"{name} must be a shape such as (1, 4, 32, 32), got an array of shape "
+            f"{tuple(value.shape)}; pass its .shape"
+        )
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be a sequence of ints such as (1, 4, 32, 32), got {value!r}")
+    return tuple(check_int(f"{name}[{i}]", size, minimum) for i, size in enumerate(value))
+
+
 def _ints(name: str, value: object, dims: int, minimum: int, expand_one: bool = True) -> tuple[int, ...]:
     """An int or a sequence of ``dims`` ints, as a ``dims``-tuple (PyTorch's _pair/_triple); a sequence of one
     int stands for it where ``expand_one``, as ATen expands a stride (torch.nn never expands a kernel size)."""
@@ -331,9 +343,7 @@ class ConvSpec:
     def _checked_input(self, input_shape: Shape) -> tuple[int, ...]:
         """An input shape, (N, C, *S) or unbatched (C, *S), as Python ints (NumPy's would overflow the
         counts), its rank and channels checked."""
-        if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Iterable):
-            raise TypeError(f"input_shape must be a sequence of ints such as (1, 4, 32, 32), got {input_shape!r}")
-        shape = tuple(check_int(f"input_shape[{i}]", s, minimum=0) for i, s in enumerate(input_shape))
+        shape = check_shape("input_shape", input_shape, minimum=0)
         spatial = ", ".join(SPATIAL_NAMES[self.dims])
         if len(shape) not in (self.dims + 1, self.dims + 2):
             raise GroupConvError(

@@ -32,7 +32,7 @@ from torch import nn
 
 from ..errors import GroupConvError
 from ..nn import TWINS, spec_of
-from ..spec import Shape, check_int
+from ..spec import Shape, check_shape
 from ..tables import text_table
 from . import formats as fmt
 from .explain import GroupsOption, group_options
@@ -95,7 +95,7 @@ def summary(model: nn.Module, input_shape: Shape, name: str | None = None) -> Su
         >>> [option.groups for option in result.rows[0].more_groups]  # 4 -> 8 channels also allow groups=4
         [4]
     """
-    input_shape = tuple(check_int(f"input_shape[{i}]", s, minimum=1) for i, s in enumerate(input_shape))
+    input_shape = check_shape("input_shape", input_shape, minimum=1)
     layers = [(layer_name, module) for layer_name, module in model.named_modules() if _is_layer(module)]
     calls: dict[nn.Module, list[tuple]] = {module: [] for _, module in layers}
     handles = [module.register_forward_hook(_recorder(calls[module]), with_kwargs=True) for _, module in layers]
