@@ -142,7 +142,13 @@ def _add_filters(commands) -> None:
     )
     filters.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint.pt, or the --out folder of a run")
     filters.add_argument("--layer", default="features.conv1", help="the convolution's name (default: %(default)s)")
-    filters.add_argument("-o", "--output", required=True, metavar="FILE", help="the image to write (.png, .svg, .pdf)")
+    filters.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="the image to write, in the format its name ends in (.png, .svg, .pdf, ...)",
+    )
     filters.set_defaults(run=_filters)
 
 
