@@ -38,6 +38,8 @@ def memory_format(t: torch.Tensor) -> torch.memory_format:
 def sizes(t: torch.Tensor) -> tuple[int, ...]:
     """``t.shape`` as ints, for validation: torch.jit's tracer (ONNX export with ``dynamo=False``) gives tensors,
     and torch.export (ONNX export's default) symbolic sizes, checked at the example input's values."""
+    if not (torch.compiler.is_compiling() or torch.jit.is_tracing()):
+        return t.shape  # eager: ints already (a tuple), read at no cost on every call of a small layer
     if torch.compiler.is_dynamo_compiling():
         return tuple(t.shape)  # dynamo traces the checks on symbolic sizes itself
     with warnings.catch_warnings():  # the tracer's warning that a size is read as a constant: a check is one
