@@ -249,6 +249,55 @@ def test_unknown_names_in_the_cache_are_ignored(tmp_path, monkeypatch):
         assert tuning.cache().get("k") is None
 
 
+def test_unknown_entries_of_this_environment_are_kept_when_it_writes(tmp_path, monkeypatch):
+    """A newer checkout of the same version may name a route this one does not know: ignored, never deleted."""
+    path = tmp_path / "tune.json"
+    section = {"fingerprint": tuning.fingerprint(), "entries": {"k": "fastest_ever", "old": "native"}}
+    path.write_text(json.dumps({"format": 2, "sections": {tuning._section_id(): section}}))
+    use_cache(monkeypatch, path)
+    with pytest.warns(UserWarning, match="unknown entries"):
+        tuning.cache().put("new", "split")
+    entries = json.loads(path.read_text())["sections"][tuning._section_id()]["entries"]
+    assert entries == {"k": "fastest_ever", "old": "native", "new": "split"}
+
+
+def test_a_file_of_a_newer_format_is_left_as_it_is(tmp_path, monkeypatch):
+    path = tmp_path / "tune.json"
+    content = json.dumps({"format": tuning.FORMAT + 1, "sections": {}})
+    path.write_text(content)
+    use_cache(monkeypatch, path)
+    assert_one_warning(forward_backward_works(tune=True), "a newer groupconv wrote it")
+    assert path.read_text() == content
+
+
+def test_other_fields_of_the_file_are_kept(tmp_path, monkeypatch):
+    path = tmp_path / "tune.json"
+    path.write_text(json.dumps({"format": tuning.FORMAT, "sections": {}, "comment": "shared by the lab"}))
+    use_cache(monkeypatch, path)
+    tuning.cache().put("k", "native")
+    assert json.loads(path.read_text())["comment"] == "shared by the lab"
+
+
+def test_an_empty_file_is_an_empty_cache(tmp_path, monkeypatch):
+    path = tmp_path / "tune.json"
+    path.touch()
+    use_cache(monkeypatch, path)
+    assert forward_backward_works(tune=True) == []
+    assert json.loads(path.read_text())["sections"]
+
+
+def test_a_process_overwrites_only_the_choices_it_made(tmp_path, monkeypatch):
+    """Another process's newer choice of a key this one merely loaded survives this one's next write."""
+    path = tmp_path / "tune.json"
+    use_cache(monkeypatch, path)
+    tuning.cache().put("k", "native")
+    retune = "from groupconv import tuning; tuning.cache().put('k', 'split')"
+    subprocess.run([sys.executable, "-c", retune], check=True, env={**os.environ, "GROUPCONV_CACHE": str(path)})
+    tuning.cache().put("other", "native")
+    entries = json.loads(path.read_text())["sections"][tuning._section_id()]["entries"]
+    assert entries == {"k": "split", "other": "native"}
+
+
 def test_a_cached_entry_reaches_the_dispatcher(tmp_path, monkeypatch):
     use_cache(monkeypatch, tmp_path / "tune.json")
     x, weight, spec = torch.randn(1, 4, 6, 6), torch.randn(4, 2, 3, 3), groupconv.ConvSpec(4, 4, 3, groups=2)

@@ -530,6 +530,7 @@ class Cache:
         self.path = path
         self.problem: str | None = None  # why the file cannot be used (warned once); then nothing touches it
         self.entries: dict[str, str] = {}
+        self._unsaved: dict[str, str] = {}  # what this process chose since it last wrote: all it may overwrite
         self._attempt(self._load)
 
     def get(self, key: str) -> str | None:
@@ -543,6 +544,7 @@ class Cache:
         with whatever other processes wrote meanwhile; other environments' sections are kept as they are."""
         if entries:
             self.entries = {**self.entries, **entries}
+            self._unsaved = {**self._unsaved, **entries}
             remembered.clear()
             self._attempt(self._write)
 
@@ -554,9 +556,11 @@ class Cache:
         target.parent.mkdir(parents=True, exist_ok=True)
         with _locked(target.with_name(target.name + ".lock")):
             document = self._read() or {"sections": {}}
-            self.entries = {**self._own_entries(document, warn=False), **self.entries}
-            own = {"fingerprint": fingerprint(), "entries": self.entries}
-            _replace(target, {"format": FORMAT, "sections": {**document["sections"], _section_id(): own}})
+            on_disk = document["sections"].get(_section_id(), {}).get("entries", {})  # as written, unknown ones too
+            self.entries = {**self._own_entries(document, warn=False), **self._unsaved}
+            own = {"fingerprint": fingerprint(), "entries": {**on_disk, **self._unsaved}}
+            _replace(target, {**document, "format": FORMAT, "sections": {**document["sections"], _section_id(): own}})
+        self._unsaved = {}
 
     def _attempt(self, action: Callable[[], None]) -> None:
         """Run ``action`` unless the location is known unusable; an OSError in it makes it so, with one warning."""
@@ -578,8 +582,12 @@ class Cache:
         content = _read_regular(self.path)
         if content is None:
             return None
+        if not content.strip():
+            return None  # an empty file (touched, say): no entries yet
         try:
             document = json.loads(content)
+            if document.get("format", 1) > FORMAT:
+                raise _Unusable(f"a newer groupconv wrote it (format {document['format']}, this one reads {FORMAT})")
             if "sections" not in document:  # format 1: one environment's entries
                 document = {"sections": {_section_id(document["fingerprint"]): document}}
             for section in document["sections"].values():
@@ -587,7 +595,7 @@ class Cache:
                     raise TypeError("a section's fingerprint and entries must be objects")
             return document
         except json.JSONDecodeError as error:
-            raise _Unusable(f"it is not JSON: {error.msg} at line {error.lineno}") from None
+            raise _Unusable(f"it is not JSON: {error.msg}, line {error.lineno}") from None
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             raise _Unusable("it is not a tuning cache: no sections of fingerprints and entries") from None
 
