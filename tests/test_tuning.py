@@ -227,6 +227,21 @@ def test_environment_variable_turns_tuning_on(cache_file, monkeypatch):
     assert {key.split()[0] for key in entries(cache_file)} == {"layer", "forward", "input_grad", "weight_grad"}
 
 
+@pytest.mark.parametrize(
+    ("value", "on"), [("true", True), ("ON", True), ("false", False), ("no", False), ("off", False), ("0", False)]
+)
+def test_environment_variable_reads_yes_and_no(monkeypatch, value, on):
+    """GROUPCONV_TUNE=false turned tuning on (any value but 0 did)."""
+    monkeypatch.setenv("GROUPCONV_TUNE", value)
+    assert tuning.enabled() is on
+
+
+def test_an_environment_variable_that_is_neither_yes_nor_no_is_off_with_a_warning(monkeypatch):
+    monkeypatch.setenv("GROUPCONV_TUNE", "sometimes")
+    with pytest.warns(UserWarning, match="GROUPCONV_TUNE='sometimes' is neither 1 nor 0; tuning stays off"):
+        assert not tuning.enabled()
+
+
 @pytest.mark.slow
 def test_retune_times_cached_calls_again(monkeypatch):
     timed = fake_timer(monkeypatch, lambda name: 1.0)

@@ -201,11 +201,24 @@ def session_active() -> bool:
 
 
 def enabled() -> bool:
-    """Whether a call missing from the cache is tuned now: inside :func:`tune`, or GROUPCONV_TUNE=1."""
+    """Whether a call missing from the cache is tuned now: inside :func:`tune`, or GROUPCONV_TUNE=1 (or true,
+    yes, on); 0, false, no, off or unset is off, and any other value is off with a warning, once."""
     session = _session.get()
     if session is not None:
         return session.tuning
-    return os.environ.get("GROUPCONV_TUNE", "") not in ("", "0")
+    return _switch(os.environ.get("GROUPCONV_TUNE", ""))
+
+
+@functools.cache
+def _switch(value: str) -> bool:
+    """An environment variable's yes or no."""
+    word = value.strip().lower()
+    if word not in (*_ON, *_OFF):
+        warnings.warn(f"groupconv: GROUPCONV_TUNE={value!r} is neither 1 nor 0; tuning stays off", stacklevel=4)
+    return word in _ON
+
+
+_ON, _OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 
 def tune(
