@@ -231,6 +231,14 @@ def test_a_cache_path_ending_in_a_separator_names_a_folder(tmp_path, monkeypatch
     assert (tmp_path / "new").is_dir() and (tmp_path / "new" / "tune.json").is_file()
 
 
+def test_a_cache_path_under_home_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    use_cache(monkeypatch, "~/caches/tune.json")
+    tuning.cache().put("k", "native")
+    assert (tmp_path / "caches" / "tune.json").is_file() and not (tmp_path / "~").exists()
+
+
 def test_a_cached_name_of_the_wrong_kind_is_not_used(tmp_path, monkeypatch):
     """A call's entry names a formulation, a layer's a route; a hand-edited file may swap them."""
     use_cache(monkeypatch, tmp_path / "tune.json")

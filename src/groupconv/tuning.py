@@ -713,7 +713,8 @@ def scratch_cache() -> Iterator[Path]:
 @functools.cache
 def _cache_at(explicit: str | None, cache_home: str | None) -> Cache:
     if explicit:  # a trailing separator names a folder: the file goes inside it, not in its place
-        return Cache(Path(explicit) / "tune.json" if explicit.endswith(os.sep) else Path(explicit))
+        path = Path(explicit).expanduser()  # as a shell would, had the ~ not been quoted
+        return Cache(path / "tune.json" if explicit.endswith(os.sep) else path)
     base = Path(cache_home) if cache_home else Path.home() / ".cache"
     return Cache(base / "groupconv" / "tune.json")
 

@@ -28,7 +28,8 @@ _TEXTS = {  # name: (one-line help, description, examples)
         "convolution is timed whole as autograd runs it, by every route: PyTorch's own convolution or groupconv's "
         "ops (their formulation per direction timed and checked against the reference), channels-first or "
         "channels-last. A route replaces PyTorch's own only when faster beyond the timings' spread; the choices are "
-        "cached on disk ($GROUPCONV_CACHE, else ~/.cache/groupconv/tune.json) for every later run on this machine. "
+        "cached on disk ($GROUPCONV_CACHE, else $XDG_CACHE_HOME/groupconv/tune.json, by default under ~/.cache) for "
+        "every later run on this machine. "
         "Then the model's forward and backward is timed channels-first against channels-last, and the faster "
         "layout recommended. Prints per layer its route and time against PyTorch's faster layout.",
         """examples:
