@@ -470,6 +470,22 @@ def test_ranks_given_different_batches_all_stop_with_a_clear_error(tmp_path, sam
         assert message.startswith(f"rank {rank} of 2: the ranks' inputs differ in shape or data")
 
 
+def rank_is_interrupted() -> None:
+    """What Ctrl-C does to every rank started from a terminal: a KeyboardInterrupt, here between collectives."""
+    torch.distributed.barrier()
+    signal.raise_signal(signal.SIGINT)
+    torch.distributed.barrier()
+
+
+@pytest.mark.slow
+def test_ranks_interrupted_stop_without_a_traceback(capfd):
+    """Each rank printed its KeyboardInterrupt's traceback (70 to 140 lines under groupconv train --procs 2)."""
+    with pytest.raises(LaunchError) as failure:
+        spawn(rank_is_interrupted, RANKS, timeout=10, deadline=DEADLINE)
+    assert failure.value.exitcodes == [128 + signal.SIGINT] * RANKS
+    assert "Traceback" not in capfd.readouterr().err
+
+
 LAUNCHER = "import time; from groupconv.parallel.launch import spawn; spawn(time.sleep, 2, 120)"
 
 

@@ -90,14 +90,20 @@ def spawn(
 
 
 def _rank_main(fn, args, rank: int, world_size: int, store: str, backend: str | None, timeout: float, launcher: int):
-    _stop_with_parent(rank, launcher)
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
-    _join(rank, world_size, store, backend, timeout, local_rank=rank)
     try:
-        fn(*args)
-        dist.barrier()  # all ranks done before any tears down: gloo can abort a rank whose peer left first
-    finally:
-        dist.destroy_process_group()
+        _stop_with_parent(rank, launcher)
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+        _join(rank, world_size, store, backend, timeout, local_rank=rank)
+        try:
+            fn(*args)
+            dist.barrier()  # all ranks done before any tears down: gloo can abort a rank whose peer left first
+        finally:
+            dist.destroy_process_group()
+    except KeyboardInterrupt:  # Ctrl-C reaches every rank of the terminal's process group: the launcher says so once
+        sys.exit(INTERRUPTED)
+
+
+INTERRUPTED = 128 + signal.SIGINT  # a shell's status for a program stopped by Ctrl-C
 
 
 PARENT_POLL_S = 0.5  # how often a rank checks that its launcher lives: it stops within this of the launcher's death
