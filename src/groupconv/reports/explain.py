@@ -357,11 +357,11 @@ def _weight_words(spec: ConvSpec) -> str:
         kernels = fmt.plural(spec.out_per_group, f"{kernel} kernel")
         return (
             f"each of the {spec.in_channels} input channels has {kernels}, one per "
-            f"output channel of its group ({spec.out_channels} outputs / {spec.groups} groups)"
+            f"output channel of its group ({spec.out_channels} outputs / {fmt.plural(spec.groups, 'group')})"
         )
     return (
         f"{fmt.plural(spec.out_channels, 'filter')} of {kernel}, each {fmt.plural(spec.in_per_group, 'channel')} deep "
-        f"({spec.in_channels} inputs / {spec.groups} groups)"
+        f"({spec.in_channels} inputs / {fmt.plural(spec.groups, 'group')})"
     )
 
 
