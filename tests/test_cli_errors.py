@@ -376,3 +376,14 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130
     assert err.splitlines()[-1:] == ["groupconv: interrupted"] and "Traceback" not in err
+
+
+def test_groupconvs_warnings_are_their_line_alone(tmp_path):
+    """An unusable cache warns in one line: no source file, line number and code behind it."""
+    (tmp_path / "tune.json").mkdir()
+    command = [Path(sys.executable).with_name("groupconv"), "tune", "shufflenet", "--input", "1,1,8,8", "--json"]
+    env = {**os.environ, "GROUPCONV_CACHE": str(tmp_path / "tune.json")}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    warned = [line for line in done.stderr.splitlines() if "tuning cache" in line]
+    assert done.returncode == 0 and len(warned) == 1
+    assert warned[0].startswith("groupconv: the tuning cache") and "UserWarning" not in done.stderr

@@ -11,6 +11,7 @@ import importlib.metadata
 import os
 import re
 import sys
+import warnings
 
 import torch
 
@@ -42,6 +43,16 @@ def _subcommand(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ar
     return parser
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """groupconv's own warnings as the line they are, without the source file and line behind them."""
+    if str(message).startswith("groupconv"):
+        return f"{message}\n"
+    return _python_warning_line(message, category, filename, lineno, line)
+
+
+_python_warning_line = warnings.formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``groupconv *argv``; the exit status (bad input exits 2, Ctrl-C 130, before returning)."""
     parser = args = None
@@ -49,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = _build_parser()  # in the try: Ctrl-C while it imports the subcommands is one line too
         args = parser.parse_args(argv)
         keep_freed_memory()  # fresh tensors reuse freed memory rather than fault pages in (groupconv.memory)
+        warnings.formatwarning = _warning_line
         args.run(args)
     except KeyboardInterrupt:
         _exit(130, "groupconv: interrupted")
