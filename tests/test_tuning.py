@@ -489,3 +489,9 @@ def test_a_model_of_torch_nn_convolutions_is_said_to_need_converting(monkeypatch
     with pytest.warns(UserWarning, match=r"1 conv module\(s\) of the model are torch\.nn's.*groupconv\.nn\.convert"):
         report = groupconv.tune(model, torch.randn(1, 4, 9, 9), layout=False)
     assert len(report.layers) == 2  # the converted layer, for inference and for training
+
+
+def test_a_report_with_nothing_timed_says_why():
+    """It printed the table's headers alone."""
+    report = groupconv.tune(torch.nn.Sequential(torch.nn.Linear(4, 4)), torch.randn(2, 4))
+    assert str(report).startswith("No convolution timed: the model has none of groupconv's, or all are cached")

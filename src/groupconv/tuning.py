@@ -150,7 +150,10 @@ class TuneReport:
                 _ms(layer.timings[layer.chosen]), "-" if best is None else f"{_ms(layer.timings[best])} ({best})",
                 "-" if layer.speedup is None else f"{layer.speedup:.2f}x",
             ])  # fmt: skip
-        table = text_table(headers, rows, "<<><<>>>")
+        if rows:
+            table = text_table(headers, rows, "<<><<>>>")
+        else:
+            table = "No convolution timed: the model has none of groupconv's, or all are cached (retune times them)."
         return table if self.layout is None else f"{self.layout}\n\n{table}"
 
     def to_dict(self) -> dict:
