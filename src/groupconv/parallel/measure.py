@@ -56,6 +56,12 @@ class Setup:
     def config(self) -> TrainConfig:
         return TrainConfig(model=self.model, groups=self.groups, width=self.width, batch_size=self.batch_size)
 
+    def __str__(self) -> str:
+        return (
+            f"{self.model}, groups={self.groups}, width {self.width}, batch {self.batch_size}, {self.ranks} ranks: "
+            f"{self.steps} steps timed after {self.warmup}"
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class Measurement:
