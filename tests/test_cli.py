@@ -277,7 +277,7 @@ def test_each_subcommand_has_help_and_json(command, capsys):
     assert re.search(r"^  --json +print JSON \(schema: docs/cli-json.md\) instead of text$", out, flags=re.M)
 
 
-@pytest.mark.parametrize("command", ["explain", "diagram", "summary", "tune", "bench"])
+@pytest.mark.parametrize("command", ["demo", "explain", "diagram", "summary", "tune", "bench"])
 def test_each_new_subcommand_has_help_with_examples(command, capsys):
     status, out, _ = run([command, "--help"], capsys)
     assert status == 0
@@ -285,6 +285,11 @@ def test_each_new_subcommand_has_help_with_examples(command, capsys):
     assert "--json" in out and "examples:" in out
     examples = out.split("examples:\n")[1].splitlines()
     assert examples and all(line.startswith(f"  groupconv {command} ") for line in examples)
+
+
+def test_experiment_help_has_examples(capsys):
+    status, out, _ = run(["experiment", "--help"], capsys)
+    assert status == 0 and out.split("examples:\n")[1].startswith("  groupconv experiment groups ")
 
 
 @pytest.mark.parametrize("action", ["plan", "bytes", "measure"])

@@ -15,6 +15,10 @@ def register(commands) -> None:
         "the worked example of A Deeper Understanding of Grouped Convolution, at every valid group count",
         "One grouped 2-D layer at every valid group count: weight shape, parameters (no bias), MACs, and "
         "groupconv's output against PyTorch's.",
+        """examples:
+  groupconv demo                                       # the post's 4 -> 8 channels, 3x3
+  groupconv demo --in-channels 12 --out-channels 24    # six valid group counts
+  groupconv demo --json""",
         json=True,
     )
     demo.add_argument("--in-channels", type=int, default=4, metavar="C", help="input channels (default: 4)")

@@ -23,6 +23,9 @@ def register(commands) -> None:
         "experiment",
         "the claims of A Deeper Understanding of Grouped Convolution, trained and measured",
         "Run one of the Grouped Convolution post's experiments.",
+        """examples:
+  groupconv experiment groups --jobs 2                 # AlexNet at 1, 2 and 4 groups: docs/experiments.md
+  groupconv experiment shuffle --help                  # one experiment's options""",
     )
     kinds = experiment.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
     _add_experiments(kinds)
