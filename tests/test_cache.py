@@ -143,6 +143,13 @@ def test_a_planted_lock_symlink_is_not_followed(tmp_path, monkeypatch):
     assert victim.read_text() == "precious" and not (tmp_path / "tune.json").exists()
 
 
+def test_a_directory_in_place_of_the_lock_is_named(tmp_path, monkeypatch):
+    """The cache file is fine; the warning says which path is not ("Is a directory" alone pointed at the cache)."""
+    (tmp_path / "tune.json.lock").mkdir()
+    use_cache(monkeypatch, tmp_path / "tune.json")
+    assert_one_warning(forward_backward_works(tune=True), f"Is a directory: {tmp_path / 'tune.json.lock'}")
+
+
 def test_two_environments_keep_their_entries(tmp_path, monkeypatch):
     """One file, shared by two virtual environments (torch versions differ): each writes its own section."""
     path = tmp_path / "tune.json"

@@ -585,7 +585,7 @@ class Cache:
         try:
             action()
         except (OSError, _Unusable) as error:
-            self.problem = str(error) if isinstance(error, _Unusable) else f"{error.strerror or error}"
+            self.problem = str(error) if isinstance(error, _Unusable) else _os_problem(error, self.path)
             warnings.warn(
                 f"groupconv: the tuning cache {self.path} cannot be used ({self.problem}); running untuned. "
                 "Move it away, or set GROUPCONV_CACHE to a regular file in a writable directory",
@@ -625,6 +625,12 @@ class Cache:
         if warn:
             warnings.warn(f"groupconv: ignoring the tuning cache {self.path}: it holds unknown entries", stacklevel=5)
         return {}
+
+
+def _os_problem(error: OSError, path: Path) -> str:
+    """An OSError in words, naming the path it concerns where that is not the cache file (its lock, its folder)."""
+    where = "" if error.filename in (None, os.fspath(path)) else f": {error.filename}"
+    return f"{error.strerror or error}{where}"
 
 
 def _replace(path: Path, document: dict) -> None:
