@@ -387,3 +387,12 @@ def test_groupconvs_warnings_are_their_line_alone(tmp_path):
     warned = [line for line in done.stderr.splitlines() if "tuning cache" in line]
     assert done.returncode == 0 and len(warned) == 1
     assert warned[0].startswith("groupconv: the tuning cache") and "UserWarning" not in done.stderr
+
+
+def test_a_path_the_terminal_cannot_encode_is_escaped_not_an_error(tmp_path):
+    """A cache path that is no UTF-8 (bytes 0xff) under a strict UTF-8 stdout: the report printed, exit 0 (it was
+    exit 2, "'utf-8' codec can't encode", after the tuning had succeeded)."""
+    command = [Path(sys.executable).with_name("groupconv"), "tune", "shufflenet", "--input", "1,1,8,8"]
+    env = {**os.environ, "GROUPCONV_CACHE": os.fsdecode(bytes(tmp_path) + b"/t\xff.json"), "PYTHONIOENCODING": "utf-8"}
+    done = subprocess.run(command, capture_output=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr

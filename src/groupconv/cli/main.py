@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import io
 import os
 import re
 import sys
@@ -61,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         keep_freed_memory()  # fresh tensors reuse freed memory rather than fault pages in (groupconv.memory)
         warnings.formatwarning = _warning_line
+        for stream in (sys.stdout, sys.stderr):  # a file name the terminal cannot show is escaped, not fatal
+            if isinstance(stream, io.TextIOWrapper):
+                stream.reconfigure(errors="backslashreplace")
         args.run(args)
     except KeyboardInterrupt:
         _exit(130, "groupconv: interrupted")
