@@ -8,6 +8,8 @@ import os
 import stat
 import subprocess
 import sys
+import threading
+import time
 import warnings
 
 import pytest
@@ -311,6 +313,26 @@ def test_a_process_overwrites_only_the_choices_it_made(tmp_path, monkeypatch):
     tuning.cache().put("other", "native")
     entries = json.loads(path.read_text())["sections"][tuning._section_id()]["entries"]
     assert entries == {"k": "split", "other": "native"}
+
+
+def test_threads_tuning_at_once_lose_no_choice(tmp_path, monkeypatch):
+    """One thread's write (slow, as on a slow disk) must not drop the choice another thread made meanwhile."""
+    path = tmp_path / "tune.json"
+    replace = tuning._replace
+
+    def slow_replace(target, document):
+        replace(target, document)
+        time.sleep(0.3)
+
+    monkeypatch.setattr(tuning, "_replace", slow_replace)
+    cache = tuning.Cache(path)
+    first = threading.Thread(target=cache.put, args=("a", "native"))
+    first.start()
+    time.sleep(0.1)
+    cache.put("b", "split")
+    first.join()
+    on_disk = json.loads(path.read_text())["sections"][tuning._section_id()]["entries"]
+    assert on_disk == cache.entries == {"a": "native", "b": "split"}
 
 
 def test_a_cached_entry_reaches_the_dispatcher(tmp_path, monkeypatch):

@@ -37,6 +37,7 @@ import math
 import os
 import stat
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
@@ -547,6 +548,7 @@ class Cache:
         self.problem: str | None = None  # why the file cannot be used (warned once); then nothing touches it
         self.entries: dict[str, str] = {}
         self._unsaved: dict[str, str] = {}  # what this process chose since it last wrote: all it may overwrite
+        self._writing = threading.Lock()  # the file's lock is per process: threads tuning at once take turns here
         self._attempt(self._load)
 
     def get(self, key: str) -> str | None:
@@ -559,10 +561,11 @@ class Cache:
         """Record ``entries`` (in memory always; on disk unless the location is unusable), merged under the lock
         with whatever other processes wrote meanwhile; other environments' sections are kept as they are."""
         if entries:
-            self.entries = {**self.entries, **entries}
-            self._unsaved = {**self._unsaved, **entries}
-            remembered.clear()
-            self._attempt(self._write)
+            with self._writing:
+                self.entries = {**self.entries, **entries}
+                self._unsaved = {**self._unsaved, **entries}
+                remembered.clear()
+                self._attempt(self._write)
 
     def _load(self) -> None:
         self.entries = self._own_entries(self._read(), warn=True)
