@@ -95,7 +95,9 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
     _check_tensors(spec, input, weight, bias)
     spec.output_shape(sizes(input))  # validates the input's rank, channels and size
     batched = input.dim() == spec.dims + 2
-    x = _batched_and_padded(spec, input, weight)
+    x = _batched_and_padded(spec, input)
+    layout = convolution_format(x, weight)  # PyTorch computes and answers in it
+    x = _in_layout(x, layout)
     inner = dataclasses.replace(spec, padding=0, padding_mode="zeros") if spec.padding_mode != "zeros" else spec
     if _widened(inner, x):
         return _unbatched(in_float32(functools.partial(apply, inner), x, weight, bias), batched)
@@ -104,13 +106,12 @@ def apply(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor, bias: torch
     if x.is_complex():
         return _unbatched(_complex(inner, x, weight, bias), batched)
     route = routing.route(inner, x, weight)
-    layout = convolution_format(x, weight)
     if memory_format(x) is not layout:  # x reads as both layouts (one channel or pixel): answer as PyTorch does
         route = _answering_in(layout, route)
     if key is not None:  # later calls skip to the route, through the same padding and batching
         if len(tuning.remembered) >= _REMEMBERED_CALLS:  # ever-new shapes (a varying length, say) must not grow it
             tuning.remembered.clear()
-        tuning.remembered[key] = route if x is input else functools.partial(_through, spec, route)
+        tuning.remembered[key] = route if x is input else functools.partial(_through, spec, route, layout)
     return _unbatched(route(x, weight, bias), batched)
 
 
@@ -122,13 +123,15 @@ def _complex(spec: ConvSpec, x: torch.Tensor, weight: torch.Tensor, bias: torch.
     return routing.add_bias(torch.complex(a - b, c - a - b), bias, spec)
 
 
-def _batched_and_padded(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``input`` as the layer's route takes it: batched, padded by ``spec``'s ``padding_mode`` (not zeros), and
-    in the layout PyTorch computes and answers in (channels-last when the weight is, say)."""
+def _batched_and_padded(spec: ConvSpec, input: torch.Tensor) -> torch.Tensor:
+    """``input`` batched and padded by ``spec``'s ``padding_mode`` (not zeros), as the layer's route takes it."""
     x = input if input.dim() == spec.dims + 2 else input.unsqueeze(0)
     if spec.padding_mode != "zeros":
         x = F.pad(x, [p for pair in reversed(spec.padding_pairs) for p in pair], mode=spec.padding_mode)
-    layout = convolution_format(x, weight)
+    return x
+
+
+def _in_layout(x: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
     return x if memory_format(x) is layout else x.contiguous(memory_format=layout)
 
 
@@ -137,9 +140,10 @@ def _answering_in(layout: torch.memory_format, route):
     return lambda x, weight, bias: route(x, weight, bias).contiguous(memory_format=layout)
 
 
-def _through(spec: ConvSpec, route, input: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
-    """A remembered ``route`` of the batched, zero-padded layer run on ``input`` as ``spec`` takes it."""
-    return _unbatched(route(_batched_and_padded(spec, input, weight), weight, bias), input.dim() == spec.dims + 2)
+def _through(spec: ConvSpec, route, layout, input: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
+    """A remembered ``route`` of the batched, zero-padded layer run on ``input`` as ``spec`` takes it, in ``layout``."""
+    x = _in_layout(_batched_and_padded(spec, input), layout)
+    return _unbatched(route(x, weight, bias), input.dim() == spec.dims + 2)
 
 
 def _widened(spec: ConvSpec, input: torch.Tensor) -> bool:
