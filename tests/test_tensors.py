@@ -147,6 +147,15 @@ def test_output_layout_follows_pytorch_where_a_tensor_reads_as_either_layout(fun
         torch.testing.assert_close(y, expected)
 
 
+def test_a_3d_layer_answers_channels_first_when_onednn_is_off_as_pytorch_does():
+    """PyTorch's own 3-D kernel computes channels-first: with oneDNN disabled a channels-last input answers so."""
+    x, w = channels_last(torch.randn(2, 4, 5, 5, 5)), torch.randn(4, 2, 3, 3, 3)
+    with torch.backends.mkldnn.flags(enabled=False):
+        expected, y = F.conv3d(x, w, groups=2), GF.conv3d(x, w, groups=2)
+    assert y.stride() == expected.stride() and expected.is_contiguous()
+    torch.testing.assert_close(y, expected)
+
+
 @pytest.mark.parametrize("grad_layout", ["channels_first", "channels_last"])
 @pytest.mark.parametrize("x_layout", ["channels_first", "channels_last"])
 @pytest.mark.parametrize("route", [None, "direct"])

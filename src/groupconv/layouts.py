@@ -18,7 +18,6 @@ import warnings
 import torch
 
 CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}  # by spatial dims: 1-D has none
-_NO_CPU_CHANNELS_LAST_3D = (torch.float64, torch.float16)  # oneDNN runs neither; PyTorch's own 3-D kernel is CF
 
 
 def memory_format(t: torch.Tensor) -> torch.memory_format:
@@ -50,14 +49,31 @@ def sizes(t: torch.Tensor) -> tuple[int, ...]:
 def convolution_format(x: torch.Tensor, weight: torch.Tensor) -> torch.memory_format:
     """The layout PyTorch's convolution of (batched) ``x`` by ``weight`` computes and answers in: channels-last
     when the strides of either read as channels-last (c10's ``suggest_memory_format``: a depthwise weight's
-    too, though it is also contiguous), except a 3-D layer in float64 or float16 on CPU, which PyTorch
-    computes channels-first; else contiguous."""
+    too, though it is also contiguous) and its kernel for them computes channels-last; else contiguous."""
     channels_last = CHANNELS_LAST.get(x.dim() - 2)
-    if channels_last is None or (x.dim() == 5 and x.device.type == "cpu" and x.dtype in _NO_CPU_CHANNELS_LAST_3D):
+    if channels_last is None or not _computes_channels_last(x.device.type, x.dtype, x.dim() - 2):
         return torch.contiguous_format
     if any(_strides_like_channels_last(sizes(t), t.stride()) for t in (x, weight) if t.dim() == x.dim()):
         return channels_last
     return torch.contiguous_format
+
+
+def _computes_channels_last(device: str, dtype: torch.dtype, dims: int) -> bool:
+    """Whether PyTorch's kernel for such operands computes channels-last: cuDNN never in float64; on CPU, every
+    2-D kernel, and a 3-D one only on oneDNN, for float32 and for the half types this CPU has instructions for."""
+    if device == "cuda":
+        return dtype != torch.float64
+    if device != "cpu" or dims == 2:
+        return True
+    if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+        return False
+    return dtype == torch.float32 or (dtype in _ONEDNN_HALF and _ONEDNN_HALF[dtype]())
+
+
+_ONEDNN_HALF = {  # whether oneDNN runs the type on this CPU
+    torch.bfloat16: lambda: torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+    torch.float16: lambda: torch.ops.mkldnn._is_mkldnn_fp16_supported(),
+}
 
 
 def _strides_like_channels_last(sizes, strides) -> bool:
