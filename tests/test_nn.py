@@ -165,18 +165,31 @@ def test_conversion_reports_what_convert_did_and_why_subclasses_are_skipped():
     assert type(model[1]) is _Scaled and type(model[2]) is _Initialised
 
 
-@pytest.mark.parametrize("lazy", [torch.nn.LazyConv2d(8, 3, groups=2), torch.nn.LazyConvTranspose1d(6, 3, groups=2)])
-def test_a_lazy_conv_module_becomes_groupconvs_when_it_is_built(lazy):
+LAZY_LAYERS = {
+    "conv2d": lambda: torch.nn.LazyConv2d(8, 3, groups=2),
+    "transposed1d": lambda: torch.nn.LazyConvTranspose1d(6, 3, groups=2),
+}
+
+
+@pytest.mark.parametrize("build", LAZY_LAYERS.values(), ids=LAZY_LAYERS)
+def test_a_lazy_conv_module_becomes_groupconvs_when_it_is_built(build):
     """A LazyConv*d has no channels until its first forward, where it turns into its torch.nn class: converted,
     it turns into groupconv's twin instead (it stayed torch's, while conversion said groupconv computed it)."""
-    model = groupconv.nn.convert(torch.nn.Sequential(lazy))
+    model = groupconv.nn.convert(torch.nn.Sequential(build()))
     assert groupconv.nn.conversion(model).groupconv == ("0",)
-    x = torch.randn(2, 4, *(9,) * (2 if isinstance(lazy, torch.nn.LazyConv2d) else 1))
+    x = torch.randn(2, 4, *(9,) * (2 if isinstance(model[0], torch.nn.LazyConv2d) else 1))
     model(x)
     assert type(model[0]).__module__ == "groupconv.nn"
     oracle = groupconv.nn.revert(copy.deepcopy(model))
     assert type(oracle[0]).__module__ == "torch.nn.modules.conv"
     torch.testing.assert_close(model(x), oracle(x))
+
+
+@pytest.mark.parametrize("build", LAZY_LAYERS.values(), ids=LAZY_LAYERS)
+def test_revert_undoes_convert_of_a_lazy_module_not_yet_built(build):
+    model = groupconv.nn.revert(groupconv.nn.convert(torch.nn.Sequential(build())))
+    model(torch.randn(2, 4, *(9,) * (2 if isinstance(model[0], torch.nn.LazyConv2d) else 1)))
+    assert type(model[0]).__module__ == "torch.nn.modules.conv"
 
 
 def test_revert_keeps_a_users_subclass_of_a_twin():

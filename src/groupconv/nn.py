@@ -306,4 +306,6 @@ def revert(model: torch.nn.Module) -> torch.nn.Module:
         torch_class = _TORCH_OF_TWIN.get(type(module))  # a user's subclass of a twin keeps its class
         if torch_class is not None:
             module.__class__ = torch_class
+        elif type(module) in _LAZY:  # not yet built: it becomes torch's class again when it is
+            vars(module).pop("cls_to_become", None)
     return model
