@@ -13,6 +13,7 @@ import shlex
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -285,6 +286,14 @@ def test_each_new_subcommand_has_help_with_examples(command, capsys):
     assert "--json" in out and "examples:" in out
     examples = out.split("examples:\n")[1].splitlines()
     assert examples and all(line.startswith(f"  groupconv {command} ") for line in examples)
+
+
+def test_a_command_run_in_process_leaves_the_warning_format_and_streams_as_they_were(capsys):
+    """main sets both while a command runs; a test suite or a program calling it keeps its own afterwards."""
+    formatwarning, errors = warnings.formatwarning, sys.stdout.errors
+    for argv in (["explain", "--in", "4", "--out", "8", "--kernel", "3"], ["explain", "--in", "4", "--groups", "3"]):
+        run(argv, capsys)
+        assert warnings.formatwarning is formatwarning and sys.stdout.errors == errors
 
 
 def test_experiment_help_has_examples(capsys):

@@ -7,12 +7,14 @@ Bad input prints one line on stderr and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import io
 import os
 import re
 import sys
 import warnings
+from collections.abc import Iterator
 
 import torch
 
@@ -54,17 +56,35 @@ def _warning_line(message, category, filename, lineno, line=None) -> str:
 _python_warning_line = warnings.formatwarning
 
 
+@contextlib.contextmanager
+def _terminal_output() -> Iterator[None]:
+    """While a command runs: groupconv's warnings as their line, and what the terminal cannot encode escaped (a
+    file name, say), not fatal; the process's settings as they were afterwards (main may be called in-process)."""
+    streams = [stream for stream in (sys.stdout, sys.stderr) if isinstance(stream, io.TextIOWrapper)]
+    errors, formatwarning = [stream.errors for stream in streams], warnings.formatwarning
+    warnings.formatwarning = _warning_line
+    for stream in streams:
+        stream.reconfigure(errors="backslashreplace")
+    try:
+        yield
+    finally:
+        warnings.formatwarning = formatwarning
+        for stream, original in zip(streams, errors):
+            stream.reconfigure(errors=original)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``groupconv *argv``; the exit status (bad input exits 2, Ctrl-C 130, before returning)."""
+    with _terminal_output():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = args = None
     try:
         parser = _build_parser()  # in the try: Ctrl-C while it imports the subcommands is one line too
         args = parser.parse_args(argv)
         keep_freed_memory()  # fresh tensors reuse freed memory rather than fault pages in (groupconv.memory)
-        warnings.formatwarning = _warning_line
-        for stream in (sys.stdout, sys.stderr):  # a file name the terminal cannot show is escaped, not fatal
-            if isinstance(stream, io.TextIOWrapper):
-                stream.reconfigure(errors="backslashreplace")
         args.run(args)
     except KeyboardInterrupt:
         _exit(130, "groupconv: interrupted")
