@@ -378,6 +378,7 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     assert err.splitlines()[-1:] == ["groupconv: interrupted"] and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_groupconvs_warnings_are_their_line_alone(tmp_path):
     """An unusable cache warns in one line: no source file, line number and code behind it."""
     (tmp_path / "tune.json").mkdir()
@@ -389,6 +390,7 @@ def test_groupconvs_warnings_are_their_line_alone(tmp_path):
     assert warned[0].startswith("groupconv: the tuning cache") and "UserWarning" not in done.stderr
 
 
+@pytest.mark.slow
 def test_a_path_the_terminal_cannot_encode_is_escaped_not_an_error(tmp_path):
     """A cache path that is no UTF-8 (bytes 0xff) under a strict UTF-8 stdout: the report printed, exit 0 (it was
     exit 2, "'utf-8' codec can't encode", after the tuning had succeeded)."""
