@@ -218,7 +218,11 @@ def _switch(value: str) -> bool:
     """An environment variable's yes or no."""
     word = value.strip().lower()
     if word not in (*_ON, *_OFF):
-        warnings.warn(f"groupconv: GROUPCONV_TUNE={value!r} is neither 1 nor 0; tuning stays off", stacklevel=4)
+        warnings.warn(
+            f"groupconv: GROUPCONV_TUNE={value!r} is neither 1 nor 0; tuning stays off (set 1, true, yes or on "
+            "to tune)",
+            stacklevel=4,
+        )
     return word in _ON
 
 
