@@ -472,6 +472,7 @@ def test_ranks_given_different_batches_all_stop_with_a_clear_error(tmp_path, sam
 
 def rank_is_interrupted() -> None:
     """What Ctrl-C does to every rank started from a terminal: a KeyboardInterrupt, here between collectives."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job (CI) starts with SIGINT ignored
     torch.distributed.barrier()
     signal.raise_signal(signal.SIGINT)
     torch.distributed.barrier()
