@@ -58,6 +58,7 @@ def convolution_format(x: torch.Tensor, weight: torch.Tensor) -> torch.memory_fo
     return torch.contiguous_format
 
 
+@torch.compiler.assume_constant_result  # torch.compile calls it as it is: it asks torch.backends, which dynamo skips
 def _computes_channels_last(device: str, dtype: torch.dtype, dims: int) -> bool:
     """Whether PyTorch's kernel for such operands computes channels-last: cuDNN never in float64; on CPU, every
     2-D kernel, and a 3-D one only on oneDNN, for float32 and for the half types this CPU has instructions for."""
