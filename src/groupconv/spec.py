@@ -146,16 +146,21 @@ def _pollard_rho(n: int) -> int:
 
 def check_int(name: str, value: object, minimum: int) -> int:
     """``value`` as an int, or a TypeError / GroupConvError naming ``name``."""
-    if not isinstance(value, numbers.Integral) and hasattr(type(value), "__index__"):
-        with contextlib.suppress(TypeError):  # a one-element integer tensor, which PyTorch's parser takes as an int
-            value = operator.index(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
+        value = _index(name, value)
     if value < minimum:
         raise GroupConvError(f"{name}={value} is invalid: {name} must be an int >= {minimum}")
     if value > _INT64_MAX:  # torch's kernels take int64
         raise GroupConvError(f"{name}={value} is too large: {name} must be at most 2**63 - 1")
     return int(value)
+
+
+def _index(name: str, value: object) -> int:
+    """A one-element integer tensor as the int PyTorch's argument parser takes it for; else a TypeError."""
+    if not isinstance(value, bool) and hasattr(type(value), "__index__"):
+        with contextlib.suppress(TypeError):
+            return operator.index(value)
+    raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
 
 
 def check_shape(name: str, value: object, minimum: int) -> tuple[int, ...]:
