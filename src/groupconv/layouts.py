@@ -68,13 +68,11 @@ def _computes_channels_last(device: str, dtype: torch.dtype, dims: int) -> bool:
         return True
     if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
         return False
-    return dtype == torch.float32 or (dtype in _ONEDNN_HALF and _ONEDNN_HALF[dtype]())
-
-
-_ONEDNN_HALF = {  # whether oneDNN runs the type on this CPU
-    torch.bfloat16: lambda: torch.ops.mkldnn._is_mkldnn_bf16_supported(),
-    torch.float16: lambda: torch.ops.mkldnn._is_mkldnn_fp16_supported(),
-}
+    if dtype == torch.bfloat16:
+        return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if dtype == torch.float16:
+        return torch.ops.mkldnn._is_mkldnn_fp16_supported()
+    return dtype == torch.float32
 
 
 def _strides_like_channels_last(sizes, strides) -> bool:
