@@ -271,7 +271,9 @@ def test_tune_covers_a_training_step_in_either_layout(monkeypatch):
     assert all(route["tuned"] for route in tuning.decisions_summary()["routes"])
 
 
-@pytest.mark.parametrize(("channels_last_ms", "chosen"), [(1.0, "channels_last"), (1.98, "channels_first")])
+@pytest.mark.parametrize(
+    ("channels_last_ms", "chosen"), [(1.0, "channels_last"), (1.92, "channels_last"), (1.98, "channels_first")]
+)
 def test_the_model_layout_is_timed_and_applied_on_request(monkeypatch, channels_last_ms, chosen):
     fake_timer(monkeypatch, lambda name: {"channels_first": 2.0, "channels_last": channels_last_ms}.get(name, 1.0))
     model = small_model()
@@ -279,6 +281,43 @@ def test_the_model_layout_is_timed_and_applied_on_request(monkeypatch, channels_
     assert (report.layout.chosen, report.layout.applied) == (chosen, True)
     assert model[0].weight.is_contiguous(memory_format=torch.channels_last) == (chosen == "channels_last")
     assert report.layout.chosen in str(report) and report.to_dict()["layout"]["chosen"] == chosen
+
+
+class ModeRecorder(torch.nn.Module):
+    """Notes whether it ran in train mode, each call."""
+
+    def __init__(self):
+        super().__init__()
+        self.modes = []
+
+    def forward(self, x):
+        self.modes.append(self.training)
+        return x
+
+
+def test_the_model_layout_is_timed_in_the_models_own_mode_with_its_buffers_kept(monkeypatch):
+    """A training step runs batch statistics: its layout is timed so, the running statistics put back after."""
+    fake_timer(monkeypatch, lambda name: 1.0)
+    recorder = ModeRecorder()
+    model = torch.nn.Sequential(small_model(), recorder)
+    running = [buffer.clone() for buffer in model.buffers()]
+    groupconv.tune(model, torch.randn(2, 4, 9, 9))
+    # the layers are tuned in eval mode, then the model's step (its twin in the other layout runs a copy)
+    assert recorder.modes[-1] and not any(recorder.modes[:-1])
+    assert model.training
+    for buffer, before in zip(model.buffers(), running, strict=True):
+        torch.testing.assert_close(buffer, before)
+
+
+def test_a_model_train_mode_refuses_on_the_example_has_its_layout_timed_in_eval_mode(monkeypatch):
+    """Batch norm of one value per channel fails in train mode: the layout is judged as inference runs."""
+    fake_timer(monkeypatch, lambda name: {"channels_last": 1.0}.get(name, 2.0))
+    pooled = torch.nn.Sequential(groupconv.nn.Conv2d(4, 4, 3, groups=2), torch.nn.AdaptiveAvgPool2d(1))
+    model = torch.nn.Sequential(pooled, torch.nn.Flatten(), torch.nn.BatchNorm1d(4))
+    with pytest.raises(ValueError):
+        model(torch.randn(1, 4, 9, 9))
+    report = groupconv.tune(model, torch.randn(1, 4, 9, 9))
+    assert report.layout.chosen == "channels_last" and model.training
 
 
 def test_a_one_channel_input_still_times_both_model_layouts(monkeypatch):

@@ -54,6 +54,9 @@ from .timing import Timing
 FORMAT = 2
 LAYOUTS = ("channels_first", "channels_last")
 ROUTES = tuple(f"{engine}_{layout}" for engine in ("pytorch", "groupconv") for layout in LAYOUTS)  # a layer's route
+# a whole training step timed in paired rounds is steadier than a layer's call, and a few percent of every step is
+# worth a conversion done once (docs/design.md, "Planner")
+LAYOUT_MARGIN = 0.02
 _FAULTING_STEP = 1024  # page faults per training step (4 MiB of fresh pages) worth a warning
 _ROUTES_NOTED = 4096  # layers whose route :func:`note_route` keeps (ever-new shapes must not grow it forever)
 _LARGEST_CACHE = 64 << 20  # bytes: ~300,000 entries; a larger file is no tuning cache, and is never read whole
@@ -245,10 +248,10 @@ def tune(
     (its input is the caller's to convert).
 
     The model runs forward alone (inference), and forward and backward with a gradient for the input
-    and without, as a training step runs it (the first layer's route can differ), in each layout. It
-    runs in eval mode (running statistics untouched) and its parameters' ``.grad`` are left as they
-    were. Calls already in the cache are not timed again, unless ``retune`` (after the machine was
-    busy, say).
+    and without, as a training step runs it (the first layer's route can differ), in each layout: its
+    layers in eval mode, its training step in the mode it is in (train: batch statistics, as training
+    runs them). Its buffers (running statistics) and its parameters' ``.grad`` are left as they were.
+    Calls already in the cache are not timed again, unless ``retune`` (after the machine was busy, say).
 
     Raises GroupConvError, caching nothing, when ``example_input`` or the model's output on it is
     not finite: timings of overflowing data judge nothing.
@@ -267,19 +270,20 @@ def tune(
     other = _other_layout(model, x) if layout else None
     twin = None if other is None else _twin(model, other)
     other = None if twin is None else other
-    with _eval_mode(model), _eval_mode(twin), torch.random.fork_rng():  # seeded runs draw alike, tuned or not
-        _check_finite(model, x)
-        session = _Session([], retune, {})
-        token = _session.set(session)
-        try:
-            _every_way(model, x)
-            if twin is not None:
-                _every_way(twin, x.contiguous(memory_format=other))
-        finally:
-            _session.reset(token)
+    with torch.random.fork_rng():  # seeded runs draw alike, tuned or not
+        with _eval_mode(model), _eval_mode(twin):
+            _check_finite(model, x)
+            session = _Session([], retune, {})
+            token = _session.set(session)
+            try:
+                _every_way(model, x)
+                if twin is not None:
+                    _every_way(twin, x.contiguous(memory_format=other))
+            finally:
+                _session.reset(token)
         cache().put_many(session.pending)
         _warn_if_noisy(session.calls)
-        decision = None if twin is None else _model_layout(model, twin, x, other)
+        decision = None if twin is None else _timed_layout(model, twin, x, other)
     if decision is not None and apply_layout:
         model.to(memory_format=other if decision.chosen != layout_name(x) else memory_format(x))
         decision = dataclasses.replace(decision, applied=True)
@@ -333,6 +337,18 @@ def _eval_mode(model: torch.nn.Module | None) -> Iterator[None]:
     finally:
         for module, training in modes.items():
             module.training = training
+
+
+@contextlib.contextmanager
+def _buffers_kept(model: torch.nn.Module) -> Iterator[None]:
+    """Put ``model``'s buffers back afterwards: a training step in train mode updates its running statistics."""
+    kept = [(buffer, buffer.clone()) for buffer in model.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in kept:
+                buffer.copy_(value)
 
 
 def _noisy(tuned: Tuned) -> bool:
@@ -399,6 +415,19 @@ def _forward_backward(model: torch.nn.Module, x: torch.Tensor) -> None:
             parameter.grad = grad
 
 
+def _timed_layout(model, twin, x: torch.Tensor, other: torch.memory_format) -> ModelLayout:
+    """:func:`_model_layout` in the model's own mode, its buffers kept; in eval mode where train mode refuses the
+    example (batch statistics of a single value, say)."""
+    with _buffers_kept(model):
+        try:
+            return _model_layout(model, twin, x, other)
+        except (RuntimeError, ValueError):
+            if not model.training:
+                raise
+        with _eval_mode(model), _eval_mode(twin):
+            return _model_layout(model, twin, x, other)
+
+
 def _model_layout(model, twin, x: torch.Tensor, other: torch.memory_format) -> ModelLayout:
     """Time the model's forward and backward (to its parameters, as a training step) in x's layout and,
     by its ``twin``, in the ``other``."""
@@ -413,7 +442,7 @@ def _model_layout(model, twin, x: torch.Tensor, other: torch.memory_format) -> M
     faults = None if faults_before is None else (memory.page_faults() - faults_before) / len(runs)
     _warn_if_faulting(faults)
     incumbent = layout_name(x)
-    return ModelLayout(incumbent, decide(timings, incumbent), timings, applied=False, page_faults=faults)
+    return ModelLayout(incumbent, decide(timings, incumbent, LAYOUT_MARGIN), timings, applied=False, page_faults=faults)
 
 
 def _counted(step: Callable[[], None], runs: list) -> Callable[[], None]:
@@ -439,14 +468,14 @@ def _warn_if_faulting(faults_per_step: float | None) -> None:
     )
 
 
-def decide(timings: Mapping[str, Timing | None], incumbent: str) -> str:
-    """``incumbent`` unless another candidate beats it beyond the measured spread (:func:`timing.beats`);
-    candidates are tried in order, each replacing the choice only when it beats it, so near-ties keep
-    the earlier one: the same choice however the noise falls, within the margin."""
+def decide(timings: Mapping[str, Timing | None], incumbent: str, margin: float = timing.MARGIN) -> str:
+    """``incumbent`` unless another candidate beats it beyond the measured spread and ``margin``
+    (:func:`timing.beats`); candidates are tried in order, each replacing the choice only when it beats it,
+    so near-ties keep the earlier one: the same choice however the noise falls, within the margin."""
     timed = {name: t for name, t in timings.items() if t is not None}
     chosen = incumbent if incumbent in timed else min(timed, key=lambda name: timed[name].median_s)
     for name, candidate in timed.items():
-        if timing.beats(candidate, timed[chosen]):
+        if timing.beats(candidate, timed[chosen], margin):
             chosen = name
     return chosen
 
