@@ -32,6 +32,20 @@ def test_half_precision_accumulates_in_float32(dtype):
     assert [g.dtype for g in grads] == [dtype] * 3
 
 
+@pytest.mark.parametrize(
+    ("shape", "kernel", "stride", "dilation"),
+    [((4, 1, 6, 6), (3, 1, 1, 2), (1, 4), (1, 3)), ((4, 4, 9, 5), (3, 4, 3, 2), (1, 4), (1, 3))],
+)
+def test_bfloat16_with_one_output_along_a_strided_dim_is_right(shape, kernel, stride, dilation):
+    """torch 2.13's oneDNN answered these with values off by their own size on a CPU with AMX."""
+    generator = torch.Generator().manual_seed(0)
+    x, w = (torch.randn(size, generator=generator).bfloat16() for size in (shape, kernel))
+    y = GF.conv2d(x, w, stride=stride, dilation=dilation)
+    assert y.shape[-1] == 1 and y.dtype == torch.bfloat16
+    exact = F.conv2d(x.double(), w.double(), stride=stride, dilation=dilation)
+    torch.testing.assert_close(y.double(), exact, rtol=torch.finfo(torch.bfloat16).eps, atol=1e-3)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("route", [None, "direct"])  # as routed (PyTorch's own, in dtype), and groupconv's kernels
 def test_half_precision_transposed_layer_rounds_once(dtype, route):

@@ -148,15 +148,15 @@ def _through(spec: ConvSpec, route, layout, input: torch.Tensor, weight: torch.T
 
 def _widened(spec: ConvSpec, input: torch.Tensor) -> bool:
     """Half precision that runs in float32 on CPU: float16 (PyTorch's kernels are slow and may round as they
-    go), and channels-last bfloat16 with a one-pixel output, or one output along a strided dim, whose weight
-    gradient torch 2.13's oneDNN returns as garbage (a one-pixel output now and then, tests/test_oracle.py
-    seed 21; a stride past the padded width always, up to 1e34, seed 95)."""
+    go), and bfloat16 where torch 2.13's oneDNN returns garbage: one output along a strided dim (the forward
+    on CPUs with AMX, tests/test_oracle.py seed 202; the channels-last weight gradient, up to 1e34, seed 95),
+    and a channels-last one-pixel output's weight gradient (now and then, seed 21)."""
     if input.device.type != "cpu" or input.dtype not in (torch.float16, torch.bfloat16):
         return False
     output_size = spec.output_size(input.shape[2:])
     strided_to_one = any(size == 1 and stride > 1 for size, stride in zip(output_size, spec.stride))
-    degenerate = math.prod(output_size) == 1 or strided_to_one
-    return input.dtype == torch.float16 or (degenerate and memory_format(input) is not torch.contiguous_format)
+    one_pixel = math.prod(output_size) == 1 and memory_format(input) is not torch.contiguous_format
+    return input.dtype == torch.float16 or strided_to_one or one_pixel
 
 
 def _autocast_dtype(input) -> torch.dtype | None:
