@@ -33,16 +33,25 @@ def test_half_precision_accumulates_in_float32(dtype):
 
 
 @pytest.mark.parametrize(
-    ("shape", "kernel", "stride", "dilation"),
-    [((4, 1, 6, 6), (3, 1, 1, 2), (1, 4), (1, 3)), ((4, 4, 9, 5), (3, 4, 3, 2), (1, 4), (1, 3))],
+    ("shape", "kernel", "geometry"),
+    [
+        ((4, 1, 6, 6), (3, 1, 1, 2), dict(stride=(1, 4), dilation=(1, 3))),  # one output along a strided dim
+        ((4, 4, 9, 5), (3, 4, 3, 2), dict(stride=(1, 4), dilation=(1, 3))),
+        ((3, 6, 1, 8, 8), (2, 3, 2, 3, 2), dict(stride=(1, 5, 5), padding=(1, 1, 0), dilation=(1, 2, 1), groups=2)),
+    ],
 )
-def test_bfloat16_with_one_output_along_a_strided_dim_is_right(shape, kernel, stride, dilation):
-    """torch 2.13's oneDNN answered these with values off by their own size on a CPU with AMX."""
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_bfloat16_where_onednn_errs_is_right(shape, kernel, geometry, channels_last):
+    """torch 2.13's oneDNN answered these with values off by their own size on a CPU with AMX; the last has an
+    input narrower than the kernel's reach along D."""
     generator = torch.Generator().manual_seed(0)
     x, w = (torch.randn(size, generator=generator).bfloat16() for size in (shape, kernel))
-    y = GF.conv2d(x, w, stride=stride, dilation=dilation)
-    assert y.shape[-1] == 1 and y.dtype == torch.bfloat16
-    exact = F.conv2d(x.double(), w.double(), stride=stride, dilation=dilation)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)
+    conv, exact_conv = (GF.conv2d, F.conv2d) if x.dim() == 4 else (GF.conv3d, F.conv3d)
+    y = conv(x, w, **geometry)
+    assert y.dtype == torch.bfloat16
+    exact = exact_conv(x.double(), w.double(), **geometry)
     torch.testing.assert_close(y.double(), exact, rtol=torch.finfo(torch.bfloat16).eps, atol=1e-3)
 
 

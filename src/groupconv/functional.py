@@ -150,13 +150,16 @@ def _widened(spec: ConvSpec, input: torch.Tensor) -> bool:
     """Half precision that runs in float32 on CPU: float16 (PyTorch's kernels are slow and may round as they
     go), and bfloat16 where torch 2.13's oneDNN returns garbage: one output along a strided dim (the forward
     on CPUs with AMX, tests/test_oracle.py seed 202; the channels-last weight gradient, up to 1e34, seed 95),
-    and a channels-last one-pixel output's weight gradient (now and then, seed 21)."""
+    an input narrower than the kernel's reach (the forward on CPUs with AMX, where PyTorch's own call can also
+    crash), and a channels-last one-pixel output's weight gradient (now and then, seed 21)."""
     if input.device.type != "cpu" or input.dtype not in (torch.float16, torch.bfloat16):
         return False
     output_size = spec.output_size(input.shape[2:])
     strided_to_one = any(size == 1 and stride > 1 for size, stride in zip(output_size, spec.stride))
+    reaches = (d * (k - 1) + 1 for d, k in zip(spec.dilation, spec.kernel_size))
+    overhung = not spec.transposed and any(size < reach for size, reach in zip(input.shape[2:], reaches))
     one_pixel = math.prod(output_size) == 1 and memory_format(input) is not torch.contiguous_format
-    return input.dtype == torch.float16 or strided_to_one or one_pixel
+    return input.dtype == torch.float16 or strided_to_one or overhung or one_pixel
 
 
 def _autocast_dtype(input) -> torch.dtype | None:
