@@ -156,8 +156,7 @@ def _widened(spec: ConvSpec, input: torch.Tensor) -> bool:
         return False
     output_size = spec.output_size(input.shape[2:])
     strided_to_one = any(size == 1 and stride > 1 for size, stride in zip(output_size, spec.stride))
-    reaches = (d * (k - 1) + 1 for d, k in zip(spec.dilation, spec.kernel_size))
-    overhung = not spec.transposed and any(size < reach for size, reach in zip(input.shape[2:], reaches))
+    overhung = not spec.transposed and any(size < reach for size, reach in zip(input.shape[2:], spec.reach))
     one_pixel = math.prod(output_size) == 1 and memory_format(input) is not torch.contiguous_format
     return input.dtype == torch.float16 or strided_to_one or overhung or one_pixel
 

@@ -238,7 +238,7 @@ def _input_grad(grad_y: np.ndarray, weight: np.ndarray, spec: ConvSpec) -> np.nd
     filters = _split_groups(weight, g, axis=0).swapaxes(1, 2)  # (G, Cg, Og, *K)
     _, cg, og, *kernel = filters.shape
     grads = _split_groups(grad_y, g, axis=1).reshape(n, g, og, math.prod(output_size))  # (N, G, Og, P)
-    reach = [(size - 1) * s + d * (k - 1) + 1 for size, s, d, k in zip(output_size, spec.stride, spec.dilation, kernel)]
+    reach = [(size - 1) * s + r for size, s, r in zip(output_size, spec.stride, spec.reach)]
     padded = np.zeros((n, g, cg, *reach), grad_y.dtype)
     for tap in _taps(kernel):
         # one tap's window is a strided slice with no repeated position, so += adds them all

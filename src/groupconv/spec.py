@@ -286,6 +286,11 @@ class ConvSpec:
         """Weights plus biases: O * Cg * prod(K) (+ O)."""
         return math.prod(self.weight_shape) + (self.out_channels if self.bias else 0)
 
+    @property
+    def reach(self) -> tuple[int, ...]:
+        """How many input positions a window spans per spatial dim: dilation * (kernel_size - 1) + 1."""
+        return tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel_size))
+
     @property  # not functools.cached_property: its lock (Python 3.11) makes torch.compile break the graph
     def padding_pairs(self) -> tuple[tuple[int, int], ...]:
         """(before, after) zero padding per spatial dim; ``"same"`` puts an odd extra after,
@@ -293,18 +298,15 @@ class ConvSpec:
         if self.padding == "valid":
             return ((0, 0),) * self.dims
         if self.padding == "same":
-            reach = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
-            return tuple((r // 2, r - r // 2) for r in reach)
+            return tuple((total // 2, total - total // 2) for total in (reach - 1 for reach in self.reach))
         return tuple((p, p) for p in self.padding)
 
     def output_size(self, input_size: Shape) -> tuple[int, ...]:
         """The spatial output size for spatial input size S (not validated)."""
         if self.transposed:
             return tuple(
-                (s - 1) * st - 2 * p + d * (k - 1) + op + 1
-                for s, st, p, d, k, op in zip(
-                    input_size, self.stride, self.padding, self.dilation, self.kernel_size, self.output_padding
-                )
+                (s - 1) * st - 2 * p + r + op
+                for s, st, p, r, op in zip(input_size, self.stride, self.padding, self.reach, self.output_padding)
             )
         return self.conv_output_size(input_size)
 
@@ -312,10 +314,8 @@ class ConvSpec:
         """The output size of the convolution itself on spatial input size S, for a transposed
         spec too (the convolution whose input gradient it is), zero padding as ``padding_pairs``."""
         return tuple(
-            (s + lo + hi - d * (k - 1) - 1) // st + 1
-            for s, (lo, hi), d, k, st in zip(
-                input_size, self.padding_pairs, self.dilation, self.kernel_size, self.stride
-            )
+            (s + lo + hi - r) // st + 1
+            for s, (lo, hi), r, st in zip(input_size, self.padding_pairs, self.reach, self.stride)
         )
 
     def output_shape(self, input_shape: Shape) -> tuple[int, ...]:
@@ -381,11 +381,10 @@ class ConvSpec:
         output_size = self.output_size(input_size)
         for dim, (size, out) in enumerate(zip(input_size, output_size)):
             if out < 1:
-                reach = self.dilation[dim] * (self.kernel_size[dim] - 1) + 1
                 hint = "less padding or a larger kernel" if self.transposed else "more padding or a smaller kernel"
                 raise GroupConvError(
                     f"input of size {list(input_shape)} gives an output of size {out} in spatial dim {dim} "
-                    f"(input {size}, padding {self.padding_pairs[dim]}, kernel reach {reach} = "
+                    f"(input {size}, padding {self.padding_pairs[dim]}, kernel reach {self.reach[dim]} = "
                     f"dilation*(kernel_size-1)+1, stride {self.stride[dim]}); "
                     f"use a larger input, {hint}"
                 )

@@ -45,10 +45,7 @@ def input_grad(grad_y: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, input
     columns = torch.einsum(f"ngo{L},goc{K}->ngc{L}{K}", grad_y.unflatten(1, (spec.groups, -1)), filters)
     columns = columns.flatten(1, 2)  # (N, C, *L, *K)
     output_size = grad_y.shape[2:]
-    reach = [
-        (positions - 1) * s + d * (k - 1) + 1
-        for positions, s, d, k in zip(output_size, spec.stride, spec.dilation, spec.kernel_size)
-    ]
+    reach = [(positions - 1) * s + r for positions, s, r in zip(output_size, spec.stride, spec.reach)]
     padded = columns.new_zeros(*columns.shape[:2], *reach)
     windows = _windows(padded, spec)  # a view: padded's elements, laid out like columns
     for tap in itertools.product(*map(range, spec.kernel_size)):
@@ -75,8 +72,8 @@ def _columns(x: torch.Tensor, spec: ConvSpec, output_size=None) -> torch.Tensor:
 
 def _windows(padded: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
     """A strided view (N, C, *L, *K) of ``padded``'s kernel windows; no copy."""
-    for dim, (k, s, d) in enumerate(zip(spec.kernel_size, spec.stride, spec.dilation)):
-        padded = padded.unfold(2 + dim, d * (k - 1) + 1, s)  # appends the window's extent as a dim
+    for dim, (reach, s) in enumerate(zip(spec.reach, spec.stride)):
+        padded = padded.unfold(2 + dim, reach, s)  # appends the window's extent as a dim
     return padded[(..., *(slice(None, None, d) for d in spec.dilation))]
 
 

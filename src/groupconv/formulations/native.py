@@ -62,11 +62,8 @@ def _backward(grad_y, x, weight, spec: ConvSpec, mask: list[bool]) -> tuple:
 
 def _reach(spec: ConvSpec, output_size) -> list[int]:
     """The smallest input size whose convolution has ``output_size``, per dimension."""
-    stride, padding, dilation = _geometry(spec)
-    return [
-        (length - 1) * s - 2 * p + d * (k - 1) + 1
-        for length, s, p, d, k in zip(output_size, stride, padding, dilation, spec.kernel_size)
-    ]
+    stride, padding, _ = _geometry(spec)
+    return [(length - 1) * s - 2 * p + r for length, s, p, r in zip(output_size, stride, padding, spec.reach)]
 
 
 def _geometry(spec: ConvSpec) -> tuple[list[int], list[int], list[int]]:
