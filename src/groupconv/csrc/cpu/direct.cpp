@@ -179,13 +179,24 @@ int64_t grain(int64_t tasks, int64_t work_per_task) {
   return std::max<int64_t>(1, std::min<int64_t>(tasks, (int64_t(1) << 16) / std::max<int64_t>(1, work_per_task)));
 }
 
+// Packed weights [K][rows][lanes padded] as the channels-last kernels read them: rotated where they rotate
+// lanes by `rows` (dst and src channels per group; cl_rotation).
+template <typename T>
+Tensor rotated_if(Tensor packed, int64_t Dg, int64_t Sg) {
+  const int64_t R = cl_rotation(Dg, Sg, kernels<T>().lanes);
+  if (R == 0) return packed;
+  Tensor rotated = at::empty_like(packed);
+  rotate_packed(packed.const_data_ptr<T>(), rotated.mutable_data_ptr<T>(), packed.size(0), R, packed.size(2));
+  return rotated;
+}
+
 // (O, Cg, K) -> [K][Cg][O padded to the lanes]: the lanes of a channels-last forward's weight load.
 template <typename T>
 Tensor pack_forward(const Tensor& w, const Geometry& g) {
   const int64_t O = g.O(), Opad = padded_channels<T>(O);
   Tensor packed = at::zeros({g.taps(), g.Cg, Opad}, w.options());
   packed.narrow(2, 0, O).copy_(w.reshape({O, g.Cg, g.taps()}).permute({2, 1, 0}));
-  return packed;
+  return rotated_if<T>(packed, g.Og, g.Cg);
 }
 
 // (G*Og, Cg, K) -> [K][Og][C padded]: lane c = g*Cg+i of row j holds w[g*Og+j, i, tap].
@@ -195,7 +206,7 @@ Tensor pack_input_grad(const Tensor& w, const Geometry& g) {
   Tensor packed = at::zeros({g.taps(), g.Og, Cpad}, w.options());
   packed.narrow(2, 0, C).view({g.taps(), g.Og, g.G, g.Cg}).copy_(
       w.reshape({g.G, g.Og, g.Cg, g.taps()}).permute({3, 1, 0, 2}));
-  return packed;
+  return rotated_if<T>(packed, g.Cg, g.Og);
 }
 
 Tensor conv_forward(const Tensor& input, const Tensor& weight, IntArrayRef stride, IntArrayRef pad_before,

@@ -23,6 +23,28 @@ inline int64_t padded_channels(int64_t c) {
   return (c + L - 1) / L * L;
 }
 
+// Channels-last kernels rotate lanes (kernels_impl.h, ROTATE) where R = 2 or 4 channels per group in and out
+// tile a vector of `lanes`: that R, or 0. Their packed weights come rotated (rotate_packed). At 8 the 8 weight
+// loads per tap cost more than the 8 permutes saved (measured on AMD Zen 4 and Intel Xeon: docs/design.md).
+inline int64_t cl_rotation(int64_t Dg, int64_t Sg, int64_t lanes) {
+  return Dg == Sg && lanes % Dg == 0 && (Dg == 2 || Dg == 4) ? Dg : 0;
+}
+
+// Lane l's source under rotation s within groups of r lanes (-r < s < r).
+constexpr int64_t rotated_lane(int64_t l, int64_t s, int64_t r) { return l - l % r + (l % r + s + r) % r; }
+
+// Packed weights [K][R][Cpad] (row i, lane d: w[d][i]) -> rotated [K][R][Cpad] (row s, lane d: the weight src
+// lane d gives dst lane rotated_lane(d, -s), that is w[rotated_lane(d, -s)][d % R]). Once per call, and without
+// a division per element: done in every chunk with three, it cost small layers ~0.1 ms a call.
+template <typename T>
+void rotate_packed(const T* packed, T* rotated, int64_t K, int64_t R, int64_t Cpad) {
+  for (int64_t t = 0; t < K; ++t)
+    for (int64_t s = 0; s < R; ++s)
+      for (int64_t d0 = 0; d0 < Cpad; d0 += R)
+        for (int64_t j = 0; j < R; ++j)
+          rotated[(t * R + s) * Cpad + d0 + j] = packed[(t * R + j) * Cpad + d0 + (j >= s ? j - s : j - s + R)];
+}
+
 // A channels-first task covers this many rows of one plane (fewer at its end): enough to amortise
 // its set-up over, few enough to share a small batch out across threads.
 constexpr int64_t CF_TASK_ROWS = 16;
@@ -45,6 +67,7 @@ struct Kernels {
   // (N, rows, cols) -> (N, cols, rows), both dense: a layout change, channels-first (rows = channels)
   // to channels-last or back. A task is one TRANSPOSE_TILE x TRANSPOSE_TILE tile of one matrix.
   void (*transpose)(const T* src, T* dst, int64_t rows, int64_t cols, int64_t begin, int64_t end);
+  int64_t lanes;  // of the ISA's vector of T
 };
 
 constexpr int64_t TRANSPOSE_TILE = 64;

@@ -130,9 +130,6 @@ enum Mode { IDENTITY, BROADCAST, PERMUTE, GATHER, ROTATE2, ROTATE4 };
 template <int MODE>
 constexpr int rotations = MODE == ROTATE2 ? 2 : MODE == ROTATE4 ? 4 : 0;
 
-// lane l's source under rotation s within groups of r lanes
-constexpr int64_t rotated_lane(int64_t l, int64_t s, int64_t r) { return l - l % r + (l % r + s + r) % r; }
-
 template <typename T>
 struct ChannelMap {
   static constexpr int V = Vectorized<T>::size();
@@ -142,8 +139,8 @@ struct ChannelMap {
   std::vector<int32_t> lanes;              // [block][i][V]: src channel - base (GATHER, PERMUTE)
   std::vector<Permute<T>> perm;            // [block][i]
 
-  // rotate: the caller can hand weights in ROTATE's layout (see rotate_weights)
-  ChannelMap(int64_t G, int64_t Dg, int64_t Sg_, bool rotate) : Sg(Sg_), Csrc(G * Sg_) {
+  // ROTATE where cl_rotation says: the caller hands weights rotated (rotate_packed)
+  ChannelMap(int64_t G, int64_t Dg, int64_t Sg_) : Sg(Sg_), Csrc(G * Sg_) {
     const int64_t Cdst = G * Dg;
     blocks = (Cdst + V - 1) / V;
     bool fits = true;
@@ -159,8 +156,7 @@ struct ChannelMap {
           lanes.push_back(static_cast<int32_t>(((d0 + std::min(l, n - 1)) / Dg) * Sg + i - first));
     }
     mode = (Dg == 1 && Sg == 1) ? IDENTITY : (Dg % V == 0) ? BROADCAST : fits ? PERMUTE : GATHER;
-    // at 8 the 8 weight loads per tap outweigh the 8 permutes saved (measured)
-    if (rotate && Dg == Sg && V % Dg == 0 && (Dg == 2 || Dg == 4)) mode = Dg == 2 ? ROTATE2 : ROTATE4;
+    if (const int64_t r = cl_rotation(Dg, Sg, V)) mode = r == 2 ? ROTATE2 : ROTATE4;
     if (mode == PERMUTE) {
       perm.resize(blocks * Sg);
       for (int64_t k = 0; k < blocks * Sg; ++k) perm[k].set(&lanes[k * V]);
@@ -174,17 +170,6 @@ struct ChannelMap {
     }
   }
 };
-
-// Packed weights [K][R][Cpad] (row i, lane d: w[d][i]) -> ROTATE's [K][R][Cpad] (row s, lane d: the weight
-// src lane d gives dst lane rotated_lane(d, -s), that is w[rotated_lane(d, -s)][d % R]).
-template <typename T>
-std::vector<T> rotate_weights(const T* wp, int64_t K, int64_t R, int64_t C, int64_t Cpad) {
-  std::vector<T> out(K * R * Cpad, T(0));
-  for (int64_t t = 0; t < K; ++t)
-    for (int64_t s = 0; s < R; ++s)
-      for (int64_t d = 0; d < C; ++d) out[(t * R + s) * Cpad + d] = wp[(t * R + d % R) * Cpad + rotated_lane(d, -s, R)];
-  return out;
-}
 
 // The src operand of dst block b, channel i of the group, at one src pixel (its block's channels
 // start at `px`); `loaded` is that pixel's block already loaded (IDENTITY, PERMUTE).
@@ -844,25 +829,21 @@ inline bool with_resident_taps(int64_t KH, int64_t KW, F&& f) {
 
 template <typename T>
 void forward_cl(const Geometry& g, const T* x, const T* wp, T* y, int64_t begin, int64_t end) {
-  const ChannelMap<T> m(g.G, g.Og, g.Cg, true);
-  const std::vector<T> rotated = m.mode >= ROTATE2 ? rotate_weights(wp, g.taps(), g.Cg, g.C(), padded_channels<T>(g.O())) : std::vector<T>();
-  const T* w = rotated.empty() ? wp : rotated.data();
+  const ChannelMap<T> m(g.G, g.Og, g.Cg);
   auto shared = [&](auto mode, auto kw, auto s) {
-    forward_cl_mode<T, decltype(mode)::value, decltype(kw)::value, decltype(s)::value>(g, m, x, w, y, begin, end);
+    forward_cl_mode<T, decltype(mode)::value, decltype(kw)::value, decltype(s)::value>(g, m, x, wp, y, begin, end);
   };
   if (g.dil[2] == 1 && with_shared_shape(m.mode, g.k[2], g.stride[2], shared)) return;
-  GROUPCONV_BY_MODE(forward_cl_mode, m, g, m, x, w, y, begin, end)
+  GROUPCONV_BY_MODE(forward_cl_mode, m, g, m, x, wp, y, begin, end)
 }
 
 template <typename T>
 void input_grad_cl(const Geometry& g, const T* gy, const T* wp, T* gx, int64_t begin, int64_t end) {
-  const ChannelMap<T> m(g.G, g.Cg, g.Og, true);
-  const std::vector<T> rotated = m.mode >= ROTATE2 ? rotate_weights(wp, g.taps(), g.Og, g.C(), padded_channels<T>(g.C())) : std::vector<T>();
-  const T* w = rotated.empty() ? wp : rotated.data();
-  if (g.dil[2] == 1 && m.mode == IDENTITY) return input_grad_cl_mode<T, IDENTITY, true>(g, m, gy, w, gx, begin, end);
-  if (g.dil[2] == 1 && m.mode == ROTATE2) return input_grad_cl_mode<T, ROTATE2, true>(g, m, gy, w, gx, begin, end);
-  if (g.dil[2] == 1 && m.mode == ROTATE4) return input_grad_cl_mode<T, ROTATE4, true>(g, m, gy, w, gx, begin, end);
-  GROUPCONV_BY_MODE(input_grad_cl_mode, m, g, m, gy, w, gx, begin, end)
+  const ChannelMap<T> m(g.G, g.Cg, g.Og);
+  if (g.dil[2] == 1 && m.mode == IDENTITY) return input_grad_cl_mode<T, IDENTITY, true>(g, m, gy, wp, gx, begin, end);
+  if (g.dil[2] == 1 && m.mode == ROTATE2) return input_grad_cl_mode<T, ROTATE2, true>(g, m, gy, wp, gx, begin, end);
+  if (g.dil[2] == 1 && m.mode == ROTATE4) return input_grad_cl_mode<T, ROTATE4, true>(g, m, gy, wp, gx, begin, end);
+  GROUPCONV_BY_MODE(input_grad_cl_mode, m, g, m, gy, wp, gx, begin, end)
 }
 
 template <typename T>
@@ -871,7 +852,7 @@ void weight_grad_cl(const Geometry& g, const T* x, const T* gy, T* partial, int6
     wg_depthwise_cl<T, decltype(kh)::value, decltype(kw)::value>(g, x, gy, partial, begin, end);
   };
   if (g.Cg == 1 && g.Og == 1 && g.k[0] == 1 && with_resident_taps(g.k[1], g.k[2], resident)) return;
-  const ChannelMap<T> m(g.G, g.Og, g.Cg, true);
+  const ChannelMap<T> m(g.G, g.Og, g.Cg);
   if (m.mode < ROTATE2) {
     GROUPCONV_BY_MODE(weight_grad_cl_mode, m, g, m, x, gy, partial, begin, end)
     return;
@@ -882,7 +863,9 @@ void weight_grad_cl(const Geometry& g, const T* x, const T* gy, T* partial, int6
   GROUPCONV_BY_MODE(weight_grad_cl_mode, m, g, m, x, gy, rotated.data(), begin, end)
   for (int64_t t = 0; t < K; ++t)
     for (int64_t s = 0; s < R; ++s)
-      for (int64_t d = 0; d < g.O(); ++d) partial[(t * R + (d + s) % R) * Opad + d] += rotated[(t * R + s) * Opad + d];
+      for (int64_t d0 = 0; d0 < g.O(); d0 += R)
+        for (int64_t j = 0; j < R; ++j)
+          partial[(t * R + (j + s < R ? j + s : j + s - R)) * Opad + d0 + j] += rotated[(t * R + s) * Opad + d0 + j];
 }
 
 // ---- channels-first: SIMD lanes along a row -------------------------------------------------
@@ -1712,7 +1695,8 @@ void transpose(const T* src, T* dst, int64_t rows, int64_t cols, int64_t begin, 
 template <typename T>
 const Kernels<T>& kernels() {
   static const Kernels<T> table{forward_cl<T>, input_grad_cl<T>, weight_grad_cl<T>,
-                                forward_cf<T>, input_grad_cf<T>, weight_grad_cf<T>, transpose<T>};
+                                forward_cf<T>, input_grad_cf<T>, weight_grad_cf<T>, transpose<T>,
+                                Vectorized<T>::size()};
   return table;
 }
 
