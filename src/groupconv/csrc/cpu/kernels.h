@@ -34,8 +34,8 @@ inline int64_t cl_rotation(int64_t Dg, int64_t Sg, int64_t lanes) {
 constexpr int64_t rotated_lane(int64_t l, int64_t s, int64_t r) { return l - l % r + (l % r + s + r) % r; }
 
 // Packed weights [K][R][Cpad] (row i, lane d: w[d][i]) -> rotated [K][R][Cpad] (row s, lane d: the weight src
-// lane d gives dst lane rotated_lane(d, -s), that is w[rotated_lane(d, -s)][d % R]). Once per call, and without
-// a division per element: done in every chunk with three, it cost small layers ~0.1 ms a call.
+// lane d gives dst lane rotated_lane(d, -s), that is w[rotated_lane(d, -s)][d % R]). Once per call and without a
+// division per element: per chunk, with divisions, it was most of a small layer's call (docs/design.md).
 template <typename T>
 void rotate_packed(const T* packed, T* rotated, int64_t K, int64_t R, int64_t Cpad) {
   for (int64_t t = 0; t < K; ++t)
