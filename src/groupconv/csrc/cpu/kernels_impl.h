@@ -1106,22 +1106,25 @@ inline void cf_block(const CfRows<T>& job, const CfTerm* terms, int64_t nterms, 
       unroll<P>([&](auto p) __attribute__((always_inline)) { acc[ob][r][p] = Vectorized<T>(T(0)); });
     });
   });
-  for (int64_t t = 0; t + KH <= nterms; t += KH) {
-    const CfTerm* group = terms + t;  // kh = 0 .. KH - 1 of one (src channel, kd)
-    uint32_t rows = 0;                // bit j: src row j is read and lies inside the plane
-    for (int kh = 0; kh < KH; ++kh) rows |= group[kh].rows << (REV ? KH - 1 - kh : kh);
-    if (rows == 0) continue;
-    const T* base = job.src + group[REV ? KH - 1 : 0].src_offset;
-    const T* wt = w + group[0].w_offset;  // channel ob's kh at wt + ob * w_step + kh * KW
-    for (int64_t kw = 0; kw < KW; ++kw) {
+  // Taps outside, terms inside: a vector's lanes (on AVX-512 its mask) stay in registers across the terms.
+  for (int64_t kw = 0; kw < KW; ++kw) {
+    LanesOf<T, SRC_STRIDED> tap[P];
+    unroll<P>([&](auto p) __attribute__((always_inline)) { tap[p] = lanes[p * KW + kw]; });
+    for (int64_t t = 0; t + KH <= nterms; t += KH) {
+      const CfTerm* group = terms + t;  // kh = 0 .. KH - 1 of one (src channel, kd)
+      uint32_t rows = 0;                // bit j: src row j is read and lies inside the plane
+      for (int kh = 0; kh < KH; ++kh) rows |= group[kh].rows << (REV ? KH - 1 - kh : kh);
+      if (rows == 0) continue;
+      const T* base = job.src + group[REV ? KH - 1 : 0].src_offset;
+      const T* wt = w + group[0].w_offset + kw;  // channel ob's kh at wt + ob * w_step + kh * KW
       Vectorized<T> wv[OB][KH];
       unroll<OB>([&](auto ob) __attribute__((always_inline)) {
         unroll<KH>([&](auto kh) __attribute__((always_inline)) {
-          wv[ob][kh] = Vectorized<T>(wt[ob * job.w_step + kh * KW + kw]);
+          wv[ob][kh] = Vectorized<T>(wt[ob * job.w_step + kh * KW]);
         });
       });
       unroll<P>([&](auto p) __attribute__((always_inline)) {
-        const LanesOf<T, SRC_STRIDED>& l = lanes[p * KW + kw];
+        const LanesOf<T, SRC_STRIDED>& l = tap[p];
         unroll<J>([&](auto j) __attribute__((always_inline)) {
           if (!(rows >> j & 1u)) return;
           const Vectorized<T> xv = l.load(base + j * job.src_step);
