@@ -1599,12 +1599,19 @@ inline Geometry flat_geometry(const Geometry& g) {
   return f;
 }
 
+// A weight-gradient block's accumulators, output channels x 2 input channels x taps, beside its grad_y vectors and
+// one src vector: 4 x 2 x 3 (29 registers) on AVX-512's 32, so a 3-wide kernel row is one block; 2 x 2 x 2 on 16.
+// Layers with fewer output channels per group keep 2 x 2 x (MAX_ACC / 4), which leaves no accumulator idle.
+constexpr int WG_CF_OUT = MAX_ACC == 16 ? 4 : 2, WG_CF_TAPS = MAX_ACC == 16 ? 3 : 2;
+
 template <typename T>
 void weight_grad_cf(const Geometry& g, const T* x, const T* gy, T* partial, int64_t begin, int64_t end) {
   const bool depthwise = g.Og == 1 && g.Cg == 1;
   const auto run = [&](const Geometry& geometry, const auto& lanes) {
     if (depthwise)
       return weight_grad_cf_blocked<T, 1, 1, std::min(8, MAX_ACC)>(geometry, lanes, x, gy, partial, begin, end);
+    if (g.Og >= WG_CF_OUT)
+      return weight_grad_cf_blocked<T, WG_CF_OUT, 2, WG_CF_TAPS>(geometry, lanes, x, gy, partial, begin, end);
     weight_grad_cf_blocked<T, 2, 2, MAX_ACC / 4>(geometry, lanes, x, gy, partial, begin, end);
   };
   if (!depthwise && flat_rows<T>(g)) {  // depthwise ran 10-20% slower flat (a whole plane of masks: 70-380 KB)
