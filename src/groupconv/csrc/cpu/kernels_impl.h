@@ -472,14 +472,21 @@ void cl_band(const ChannelMap<T>& m, const T* src_row_base, const T* wp, int64_t
       }
     }
   };
-  // Spans of pixels outer, then channel blocks, then the band's rows: one block's src pixels stay in L1
-  // from one dst row to the next, which reads most of the same src rows.
+  // Spans of pixels outer. Grouped: then the band's rows, then channel blocks, so consecutive blocks read the
+  // next lines of the same pixels, which the hardware prefetchers follow (a block alone steps a pixel apart).
+  // Depthwise: blocks, then rows, so one block's src pixels stay in L1 from one dst row to the next, the order
+  // its prefetch (shared_pixels) is built for. Measured: docs/design.md.
   constexpr int64_t SPAN = 32;
   const int64_t lead = std::find(full.begin(), full.end(), char(1)) - full.begin();  // spans start there
   for (int64_t w0 = 0, w1; w0 < Wdst; w0 = w1) {
     w1 = std::min(Wdst, std::max(w0, lead) + SPAN);
-    for (int64_t b = 0; b < m.blocks; ++b)
-      for (int64_t r = 0; r < nband; ++r) span(band[r], b, w0, w1);
+    if constexpr (MODE == IDENTITY) {
+      for (int64_t b = 0; b < m.blocks; ++b)
+        for (int64_t r = 0; r < nband; ++r) span(band[r], b, w0, w1);
+    } else {
+      for (int64_t r = 0; r < nband; ++r)
+        for (int64_t b = 0; b < m.blocks; ++b) span(band[r], b, w0, w1);
+    }
   }
 }
 
